@@ -1,0 +1,1 @@
+"""Bags: rosbags-based reading and writing, offline replay of the node logic."""

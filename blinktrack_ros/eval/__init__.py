@@ -1,0 +1,1 @@
+"""Evaluation: feature-age metrics (EC/EDS protocol), benchmark runner, plots."""

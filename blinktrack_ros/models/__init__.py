@@ -1,0 +1,1 @@
+"""Networks: event module, image module, shared layers, configs, checkpoint I/O."""

@@ -1,0 +1,1 @@
+"""Synthetic sequences with exact ground truth, and an ESIM-style event simulator."""

@@ -1,0 +1,1 @@
+"""Tracks: track table, asynchronous fusion engine, seeding, observation sources."""

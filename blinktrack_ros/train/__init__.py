@@ -1,0 +1,1 @@
+"""Staged training of the event and image modules."""
