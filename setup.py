@@ -11,5 +11,6 @@ setup(
         ("share/blinktrack_ros/weights", glob("weights/*.pt") + glob("weights/*.md")),
         ("share/blinktrack_ros/config", glob("config/*.yaml")),
         ("share/blinktrack_ros/launch", glob("launch/*.py")),
+        ("share/blinktrack_ros/msg", glob("msg/*.msg")),
     ],
 )
