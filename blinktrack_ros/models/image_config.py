@@ -1,0 +1,87 @@
+"""Configurations of the image module network: `paper` (the authors' size) and `lite` (CPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRIDE = 8  # the feature map is at 1/8 of the (padded) image resolution
+
+
+@dataclass(frozen=True)
+class ImageNetConfig:
+    """Sizes of the image network (frozen; stored in checkpoints).
+
+    Attributes:
+        stem_dim: channels of the 7x7 stride-2 stem convolution.
+        stage_dims: channels of the four residual stages (strides 1, 2, 2, 2 after the stem,
+            so the stages run at 1/2, 1/4, 1/8 and 1/16 of the input).
+        blocks_per_stage: residual blocks per stage.
+        fuse_dim: channels of the 3x3 convolution fusing the four stages at 1/8.
+        feature_dim: channels C of the output feature map (1x1 convolution).
+        corr_levels: levels of the correlation pyramid (2x average pooling between levels).
+        corr_radius: window radius r: (2r+1)^2 correlation values per level.
+        embed_dim: sin/cos embedding size per flow coordinate (half sines, half cosines).
+        mlp_dim: width of the per-point MLP.
+        mlp_depth: residual pre-norm blocks of the per-point MLP.
+        mlp_expansion: hidden width factor inside each block.
+        iterations: refinement iterations per frame.
+    """
+
+    stem_dim: int = 64
+    stage_dims: tuple[int, ...] = (64, 96, 128, 128)
+    blocks_per_stage: int = 2
+    fuse_dim: int = 256
+    feature_dim: int = 128
+    corr_levels: int = 4
+    corr_radius: int = 3
+    embed_dim: int = 64
+    mlp_dim: int = 512
+    mlp_depth: int = 12
+    mlp_expansion: int = 4
+    iterations: int = 3
+
+    def __post_init__(self) -> None:
+        if len(self.stage_dims) != 4:
+            raise ValueError(f"stage_dims needs 4 entries, got {self.stage_dims}")
+        if self.embed_dim % 2:
+            raise ValueError(f"embed_dim must be even, got {self.embed_dim}")
+        positive = (self.stem_dim, self.blocks_per_stage, self.fuse_dim, self.feature_dim,
+                    self.corr_levels, self.mlp_dim, self.mlp_expansion, self.iterations,
+                    *self.stage_dims)
+        if min(positive) < 1 or self.corr_radius < 0 or self.mlp_depth < 0:
+            raise ValueError(f"sizes must be positive: {self}")
+
+    @property
+    def corr_dim(self) -> int:
+        """Correlation values per point: levels * (2r+1)^2 (196 for the paper size)."""
+        return self.corr_levels * (2 * self.corr_radius + 1) ** 2
+
+    @property
+    def mlp_input_dim(self) -> int:
+        """Input width of the per-point MLP: [ref feat, target feat, corr, flow embedding]."""
+        return 2 * self.feature_dim + self.corr_dim + 2 * self.embed_dim + 2
+
+    @property
+    def min_size_px(self) -> int:
+        """Smallest padded image side so that the coarsest pyramid level has one cell."""
+        return STRIDE * 2 ** (self.corr_levels - 1)
+
+
+PAPER = ImageNetConfig()
+"""The authors' image module: about 28.1 M parameters."""
+
+LITE = ImageNetConfig(stem_dim=16, stage_dims=(16, 24, 32, 48), blocks_per_stage=1,
+                      fuse_dim=64, feature_dim=64, embed_dim=16, mlp_dim=128, mlp_depth=3,
+                      mlp_expansion=2, iterations=3)
+"""A CPU configuration of the same architecture (real time on two cores)."""
+
+CONFIGS = {"paper": PAPER, "lite": LITE}
+
+
+def config_by_name(name: str) -> ImageNetConfig:
+    """Return the named configuration ('paper' or 'lite'); ValueError lists the choices."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown image net config '{name}', choose from {sorted(CONFIGS)}"
+                         ) from None
