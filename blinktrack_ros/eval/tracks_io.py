@@ -1,0 +1,165 @@
+"""Track files of the EC/EDS feature-age benchmark: rows `id t x y [vis]`, matched by sequence.
+
+One row per (track, time): id (integer-valued), t in seconds, x y in pixels (pixel centres at
+integer coordinates), and optionally a 5th column `vis` (1 = visible, 0 = occluded) in ground
+truth. Whitespace- or comma-separated; blank lines, `#` comments and a non-numeric header line
+are skipped.
+
+Names: ground truth is `<seq>.gt.txt`, predictions `<seq>.txt`. The EC/EDS files in the wild
+differ in two ways that `match_sequences` tolerates: predictions carry the frame range of the
+sub-sequence (`shapes_6dof_485_565.txt` vs `shapes_6dof.gt.txt`) and EDS ground truth carries a
+numeric prefix (`01_peanuts_light.gt.txt` vs `peanuts_light_160_386.txt`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import re
+
+import numpy as np
+
+GT_SUFFIX = ".gt.txt"
+_RANGE_SUFFIX = re.compile(r"_\d+_\d+$")
+_NUMBER_PREFIX = re.compile(r"^\d+_")
+
+
+class TrackFileError(ValueError):
+    """A track file that cannot be read as rows `id t x y [vis]`."""
+
+
+def read_tracks(path: str | Path) -> np.ndarray:
+    """Read a track file.
+
+    Returns:
+        (N, 4) or (N, 5) float64 rows `id t x y [vis]`, in file order.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        TrackFileError: rows with a wrong column count, non-numeric or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"track file not found: {path}")
+    rows: list[list[float]] = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].replace(",", " ").strip()
+        if not text:
+            continue
+        try:
+            values = [float(v) for v in text.split()]
+        except ValueError:
+            if not rows:  # a header line before the data
+                continue
+            raise TrackFileError(f"{path}:{lineno}: not numeric: {line.strip()!r}") from None
+        if rows and len(values) != len(rows[0]):
+            raise TrackFileError(
+                f"{path}:{lineno}: {len(values)} columns, earlier rows have {len(rows[0])}")
+        if len(values) not in (4, 5):
+            raise TrackFileError(
+                f"{path}:{lineno}: expected 4 or 5 columns `id t x y [vis]`, got {len(values)}")
+        rows.append(values)
+    if not rows:
+        raise TrackFileError(f"{path}: no track rows")
+    data = np.asarray(rows, dtype=np.float64)
+    if not np.all(np.isfinite(data)):
+        bad = int(np.argwhere(~np.isfinite(data).all(axis=1))[0, 0])
+        raise TrackFileError(f"{path}: non-finite value in data row {bad + 1}")
+    return data
+
+
+def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False) -> None:
+    """Write rows `id t x y [vis]` (t with 9 decimals, x y with 4, or truncated to integers).
+
+    `truncate_xy=True` writes x, y like the reference trackers' output (`%i`, towards zero).
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    if tracks.ndim != 2 or tracks.shape[1] not in (4, 5):
+        raise ValueError(f"tracks must be (N, 4) or (N, 5), got {tracks.shape}")
+    fmt = ["%i", "%.9f"] + (["%i", "%i"] if truncate_xy else ["%.4f", "%.4f"])
+    if tracks.shape[1] == 5:
+        fmt.append("%i")
+    out = tracks.copy()
+    if truncate_xy:
+        out[:, 2:4] = np.trunc(out[:, 2:4])
+    np.savetxt(str(path), out, fmt=fmt)
+
+
+def sequence_name(path: str | Path) -> str:
+    """The sequence name of a track file: its name without `.gt.txt` / `.txt`."""
+    name = Path(path).name
+    for suffix in (GT_SUFFIX, ".txt"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def _loose_key(name: str) -> str:
+    """Name without a leading `NN_` prefix and a trailing `_<start>_<end>` frame range."""
+    return _NUMBER_PREFIX.sub("", _RANGE_SUFFIX.sub("", name))
+
+
+@dataclass(frozen=True)
+class SequencePair:
+    """A prediction file and the ground-truth file of the same sequence."""
+
+    name: str
+    pred_path: Path
+    gt_path: Path
+
+
+def _list_tracks(folder: Path, gt: bool) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(".txt"))
+    if gt:
+        with_suffix = [p for p in files if p.name.endswith(GT_SUFFIX)]
+        return with_suffix or files
+    return [p for p in files if not p.name.endswith(GT_SUFFIX)] or files
+
+
+def match_sequences(pred: str | Path, gt: str | Path) -> list[SequencePair]:
+    """Pair prediction and ground-truth files by sequence name.
+
+    `pred` and `gt` are each a file or a folder. Names match exactly first, then loosely (frame
+    range suffix and numeric prefix ignored). Every prediction must find its ground truth;
+    ground truth without predictions is ignored (the predictions define the sequences, as in the
+    reference benchmark).
+
+    Raises:
+        FileNotFoundError: a path does not exist or a folder holds no `.txt` files.
+        ValueError: unmatched or ambiguous names (the message lists them).
+    """
+    pred, gt = Path(pred), Path(gt)
+    for p, what in ((pred, "--pred"), (gt, "--gt")):
+        if not p.exists():
+            raise FileNotFoundError(f"{what} path not found: {p}")
+    pred_files = _list_tracks(pred, gt=False) if pred.is_dir() else [pred]
+    gt_files = _list_tracks(gt, gt=True) if gt.is_dir() else [gt]
+    if not pred_files:
+        raise FileNotFoundError(f"no prediction .txt files in {pred}")
+    if not gt_files:
+        raise FileNotFoundError(f"no ground-truth .txt files in {gt}")
+    if not pred.is_dir() and not gt.is_dir():
+        return [SequencePair(sequence_name(pred), pred, gt)]
+    by_exact = {sequence_name(g): g for g in gt_files}
+    by_loose: dict[str, list[Path]] = {}
+    for g in gt_files:
+        by_loose.setdefault(_loose_key(sequence_name(g)), []).append(g)
+    pairs, unmatched = [], []
+    for p in pred_files:
+        name = sequence_name(p)
+        match = by_exact.get(name)
+        if match is None:
+            candidates = by_loose.get(_loose_key(name), [])
+            if len(candidates) > 1:
+                raise ValueError(f"prediction {p.name} matches several ground-truth files: "
+                                 + ", ".join(c.name for c in candidates))
+            match = candidates[0] if candidates else None
+        if match is None:
+            unmatched.append(p.name)
+        else:
+            pairs.append(SequencePair(name, p, match))
+    if unmatched:
+        raise ValueError(
+            "no ground truth for prediction file(s): " + ", ".join(unmatched)
+            + "; ground-truth names available: " + ", ".join(g.name for g in gt_files))
+    return pairs
