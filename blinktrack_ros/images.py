@@ -63,7 +63,8 @@ def image_to_gray(encoding: str, height: int, width: int, step: int, is_bigendia
 
     Args:
         encoding: mono8, mono16, bgr8, rgb8, bgra8 or rgba8 (8UC1 and 16UC1 are taken as mono).
-        height, width: image size in pixels.
+        height: image rows.
+        width: image columns.
         step: bytes per row, padding included.
         is_bigendian: byte order of mono16 samples.
         data: the pixel bytes (bytes, memoryview, uint8 array, array.array or list).

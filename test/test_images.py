@@ -8,10 +8,10 @@ import pytest
 
 from blinktrack_ros.bag.types import IMAGE, typestore
 from blinktrack_ros.images import (
+    ImageDecodeError,
     gray_to_mono8,
     image_msg_to_gray,
     image_to_gray,
-    ImageDecodeError,
 )
 
 H, W = 7, 5

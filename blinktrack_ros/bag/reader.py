@@ -6,7 +6,7 @@ its AnyReader, for three kinds of real bags AnyReader rejects:
   (`blinktrack_ros.bag.types.typestore`), also when only some connections lack a definition;
 - mcap schemas in IDL written by rosidl (event-camera drivers), whose `#include` lines rosbags'
   IDL grammar does not accept: they are dropped (the included types are sections of the schema);
-- a `metadata.yaml` with an empty `storage_identifier`: the bag's storage files are opened directly.
+- a `metadata.yaml` with an empty `storage_identifier`: the storage files are opened directly.
 """
 
 from __future__ import annotations
@@ -176,8 +176,10 @@ def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
         FileNotFoundError: the path does not exist.
         BagError: not a bag, unreadable, or message types without a definition.
     """
-    from rosbags.rosbag1 import Reader as Reader1, ReaderError as ReaderError1
-    from rosbags.rosbag2 import Reader as Reader2, ReaderError as ReaderError2
+    from rosbags.rosbag1 import Reader as Reader1
+    from rosbags.rosbag1 import ReaderError as ReaderError1
+    from rosbags.rosbag2 import Reader as Reader2
+    from rosbags.rosbag2 import ReaderError as ReaderError2
     from rosbags.typesys import TypesysError
 
     files = storage_paths(path)
