@@ -1,0 +1,95 @@
+"""`blinktrack bench image-net`: time and FLOPs per frame of the image network (paper, lite)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+SIZES = ((240, 180), (640, 480))  # width, height
+# The authors' published image module, measured on this machine's 2 CPU cores (issue 5):
+AUTHORS_MS = {(240, 180): 120.0, (640, 480): 275.0}
+AUTHORS_GFLOP = {(240, 180): 17.0, (640, 480): 61.0}
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    """Add `blinktrack bench image-net`."""
+    p = bench_sub.add_parser("image-net", help="image network: median ms and GFLOP per frame")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--tracks", type=int, default=64, help="tracks per frame (default 64)")
+    p.add_argument("--repeats", type=int, default=10, help="timed frames per case (default 10)")
+    p.add_argument("--configs", default="paper,lite", help="comma-separated: paper,lite")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.cli import UsageError
+    from blinktrack_ros.models.image_config import config_by_name
+
+    if args.tracks < 0 or args.repeats < 1:
+        raise UsageError("--tracks must be >= 0 and --repeats >= 1")
+    try:
+        configs = [(name, config_by_name(name)) for name in args.configs.split(",")]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    figures: dict[str, Any] = {"tracks": args.tracks, "repeats": args.repeats}
+    for name, config in configs:
+        figures.update(bench_config(name, config, args.tracks, args.repeats))
+    figures["note"] = ("medians over repeats on a shared 2-core machine: timings are noisy; "
+                       "speedup = authors' ms / ours (authors: 120 ms, 275 ms for paper size)")
+    report("image-net", figures, args.json)
+    return 0
+
+
+def bench_config(name: str, config: Any, tracks: int, repeats: int) -> dict[str, Any]:
+    """Median encoder, tracking and total ms per frame, GFLOP per frame, ratios to the authors'."""
+    import numpy as np
+    import torch
+
+    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.models.image_net import ImageNet, count_parameters
+
+    torch.manual_seed(0)
+    net = ImageNet(config).eval()
+    out: dict[str, Any] = {f"{name}_params_M": count_parameters(net) / 1e6}
+    rng = np.random.default_rng(0)
+    for width, height in SIZES:
+        gray = torch.from_numpy(rng.random((height, width), dtype=np.float32))
+        start = torch.from_numpy(rng.random((tracks, 2), dtype=np.float32)
+                                 * np.float32([width - 1, height - 1]))
+        with torch.inference_mode():
+            ref_feats = net.sample_reference(net.encode_frame(gray), start)
+
+            def encode(gray=gray):
+                return net.encode_frame(gray)
+
+            frame = encode()
+
+            def track(frame=frame, ref_feats=ref_feats, start=start):
+                return net.track(frame, ref_feats, start + 1.5, start)
+
+            def total(ref_feats=ref_feats, start=start, gray=gray):
+                return net.track(net.encode_frame(gray), ref_feats, start + 1.5, start)
+
+            enc_ms = float(np.median(time_calls(encode, repeats))) * 1e3
+            trk_ms = float(np.median(time_calls(track, repeats))) * 1e3
+            tot_ms = float(np.median(time_calls(total, repeats))) * 1e3
+            gflop = _gflop(total)
+        key = f"{name}_{width}x{height}"
+        out[f"{key}_encode_ms"] = enc_ms
+        out[f"{key}_track_ms"] = trk_ms
+        out[f"{key}_frame_ms"] = tot_ms
+        out[f"{key}_frame_GFLOP"] = gflop
+        out[f"{key}_speedup_vs_authors"] = AUTHORS_MS[(width, height)] / tot_ms
+        out[f"{key}_flop_ratio_vs_authors"] = gflop / AUTHORS_GFLOP[(width, height)]
+    return out
+
+
+def _gflop(fn: Any) -> float:
+    """FLOPs of one call counted by torch's FlopCounterMode (convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
