@@ -198,13 +198,22 @@ def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
         yield OpenBag(Path(path), readers, is_ros2, store)
 
 
+def _ros2_store(msgtype: str) -> Any:
+    store = typestore()
+    if msgtype not in store.fielddefs:
+        raise BagError(f"cannot convert ROS 1 {msgtype} to CDR: no ROS 2 definition known")
+    return store
+
+
 def _messages(bag: OpenBag, topics: Sequence[str] | None, types: Sequence[str] | None,
               raw: bool) -> Iterator[BagMessage]:
     store = bag.store
     for conn, t_ns, data in bag.raw_messages(topics, types):
         try:
-            if raw:
-                cdr = data if bag.is_ros2 else store.ros1_to_cdr(data, conn.msgtype)
+            if raw and bag.is_ros2:
+                yield BagMessage(conn.topic, conn.msgtype, t_ns, None, data)
+            elif raw:  # rosbags converts with the ROS 2 definition (it drops header.seq)
+                cdr = _ros2_store(conn.msgtype).ros1_to_cdr(data, conn.msgtype)
                 yield BagMessage(conn.topic, conn.msgtype, t_ns, None, cdr)
             elif bag.is_ros2:
                 msg = store.deserialize_cdr(data, conn.msgtype)
