@@ -1,0 +1,317 @@
+"""Decoders of event messages into EventBatch: pure functions of message fields.
+
+Inputs are any objects with the fields of `event_camera_msgs/EventPacket` (or the legacy
+`event_array_msgs/EventArray`, same fields): header, height, width, seq, time_base, encoding,
+is_bigendian, events. `events` may be bytes, bytearray, memoryview, array.array (rclpy), a numpy
+uint8 array (rosbags) or a list of ints. dvs_msgs/EventArray decoders live in `events.dvs`
+and are re-exported here.
+
+Time semantics (facts from the event_camera_msgs / event_camera_codecs / event_camera_py docs)
+----------------------------------------------------------------------------------------------
+A packet carries three clocks: the bag recording time, `header.stamp` (the host ROS time when
+the driver received the first SDK buffer of this message) and the sensor time inside the
+payload. Our output `t` is int64 ns in the ROS header clock, so events line up with image stamps:
+
+- `mono`: each 64-bit word holds dt (bits 0-31, ns), x (32-47), y (48-62), polarity (63).
+  Sensor time is `time_base + dt`; the ROS time estimate is `header.stamp + dt`. We return the
+  latter. Words follow `is_bigendian`.
+- `evt3`: `time_base` is unused (undefined). Sensor time (us, 24-bit with wraps, see
+  `events.evt3`) must be decoded from the payload. We map it to ROS time with one offset fixed
+  at the first packet that yields events: `offset = header.stamp - sensor time of its first
+  event`, carried in the decoder state (the naive sensor-to-host mapping event_camera_py
+  describes; clock drift is not corrected). The 16-bit words follow `is_bigendian` (sensors
+  send little-endian by default).
+
+Validation (counted in DecodeStats, never silent)
+--------------------------------------------------
+- Events outside width x height are dropped (`dropped_out_of_bounds`); a packet with width or
+  height 0 is not bounds-checked.
+- Timestamps going back inside a packet: the pairs are counted (`backwards_timestamps`) and the
+  batch is stably sorted by time (no event is dropped). A packet starting before the previous
+  packet's last event is counted in `backwards_across_packets` (its events are kept).
+- An empty payload gives an empty batch (`empty_packets`).
+- A payload that is not a whole number of words (2 bytes evt3, 8 bytes mono) raises
+  TruncatedPacketError naming the byte offset of the partial word (`truncated_packets` is
+  counted first); the state passed in stays valid for the next packet.
+- Other encodings (`libcaer_cmp`, `libcaer`, `trigger`, ...) raise UnsupportedEncodingError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.events.dvs import decode_dvs_cdr, decode_dvs_message
+from blinktrack_ros.events.evt3 import Evt3State, decode_evt3_words
+
+__all__ = [
+    "DecodeStats", "DecoderState", "TruncatedPacketError", "UnsupportedEncodingError",
+    "decode_dvs_cdr", "decode_dvs_message", "decode_packet", "SUPPORTED_ENCODINGS",
+]
+
+SUPPORTED_ENCODINGS = ("evt3", "mono")
+EVT3_BACKENDS = ("auto", "numpy", "pypi")
+
+
+class UnsupportedEncodingError(ValueError):
+    """The packet's encoding is not one we decode; the message names it."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        super().__init__(f"unsupported event encoding {encoding!r} "
+                         f"(supported: {', '.join(SUPPORTED_ENCODINGS)})")
+
+
+class TruncatedPacketError(ValueError):
+    """The payload ends inside a word; `offset` is the byte offset of that partial word."""
+
+    def __init__(self, encoding: str, offset: int, size: int) -> None:
+        self.offset = offset
+        super().__init__(f"truncated {encoding} payload: partial word at byte offset {offset} "
+                         f"of {size}")
+
+
+@dataclass
+class DecodeStats:
+    """Counters over decoded packets (decoders add to them in place)."""
+
+    packets: int = 0
+    decoded: int = 0
+    on: int = 0
+    off: int = 0
+    dropped_out_of_bounds: int = 0
+    backwards_timestamps: int = 0
+    backwards_across_packets: int = 0
+    empty_packets: int = 0
+    truncated_packets: int = 0
+    trigger_events: int = 0
+    unknown_words: int = 0
+
+    def merge(self, other: DecodeStats) -> DecodeStats:
+        """Add other's counters to self; return self (so `a = a.merge(b)` works too)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        """Counters by name."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """What an EventPacket stream decoder carries between packets.
+
+    Attributes:
+        evt3: evt3 registers (time-high with wraps, time-low, row, vector base), or the
+            PyPI decoder of the `pypi` backend.
+        offset_ns: ROS time minus sensor time (evt3), fixed at the first valid packet.
+        last_t_ns: last event time returned (to count backwards steps across packets).
+    """
+
+    evt3: Evt3State | PypiEvt3Stream = field(default_factory=Evt3State)
+    offset_ns: int | None = None
+    last_t_ns: int | None = None
+
+
+def payload_bytes(events: object) -> np.ndarray:
+    """(N,) uint8 view (or copy for lists) of a message's `events` field."""
+    if isinstance(events, np.ndarray):
+        arr = events if events.dtype == np.uint8 else events.astype(np.uint8)
+        return np.ascontiguousarray(arr).reshape(-1)
+    if isinstance(events, (list, tuple)):
+        return np.asarray(events, dtype=np.uint8)
+    return np.frombuffer(events, dtype=np.uint8)  # bytes, bytearray, memoryview, array.array
+
+
+def stamp_ns(header: object) -> int:
+    """header.stamp as int ns."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _finish(x, y, t, p, width: int, height: int, state_last: int | None,
+            stats: DecodeStats) -> EventBatch:
+    """Bounds check, backwards counting and sorting; update stats."""
+    if width > 0 and height > 0:
+        keep = (x < width) & (y < height)
+        n_out = int(keep.size - np.count_nonzero(keep))
+        if n_out:
+            stats.dropped_out_of_bounds += n_out
+            x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+    if t.size > 1:
+        n_back = int(np.count_nonzero(t[1:] < t[:-1]))
+        if n_back:
+            stats.backwards_timestamps += n_back
+            order = np.argsort(t, kind="stable")
+            x, y, t, p = x[order], y[order], t[order], p[order]
+    if t.size and state_last is not None and t[0] < state_last:
+        stats.backwards_across_packets += 1
+    n_on = int(np.count_nonzero(p))
+    stats.decoded += int(t.size)
+    stats.on += n_on
+    stats.off += int(t.size) - n_on
+    return EventBatch(x, y, t, p, int(width), int(height))
+
+
+def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
+    if buf.size % 8:
+        stats.truncated_packets += 1
+        raise TruncatedPacketError("mono", buf.size - buf.size % 8, buf.size)
+    e = ">" if msg.is_bigendian else "<"
+    offs = [4, 2, 0] if msg.is_bigendian else [0, 4, 6]
+    rec = buf.view(np.dtype({"names": ["dt", "x", "yp"], "formats": [e + "u4", e + "u2", e + "u2"],
+                             "offsets": offs, "itemsize": 8}))
+    yp = rec["yp"]
+    t = rec["dt"].astype(np.int64)
+    t += stamp_ns(msg.header)
+    return rec["x"].astype(np.uint16), yp & np.uint16(0x7FFF), t, (yp >> 15).astype(np.uint8)
+
+
+class PypiEvt3Stream:
+    """State of the `pypi` evt3 backend: the PyPI `evt3` incremental decoder (Rust).
+
+    Its registers live inside that object and advance with each packet, so a state of this
+    backend must be used once: always pass the state returned by the previous call.
+    """
+
+    def __init__(self) -> None:
+        import evt3
+
+        self.decoder = evt3.Decoder(2048, 2048)  # bounds are checked by us, with counts
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in EVT3_BACKENDS:
+        raise ValueError(f"unknown evt3 backend {backend!r} (choose from {EVT3_BACKENDS})")
+    if backend != "auto":
+        return backend
+    try:
+        import evt3  # noqa: F401
+    except ImportError:
+        return "numpy"
+    return "pypi"
+
+
+def _evt3_events(buf: np.ndarray, msg: object, state: DecoderState, backend: str,
+                 stats: DecodeStats):
+    """(x, y, p, t_us) of one evt3 payload and the backend state after it."""
+    words = buf.view(">u2" if msg.is_bigendian else "<u2")
+    prev = state.evt3
+    fresh = isinstance(prev, Evt3State) and prev == Evt3State()
+    use_pypi = isinstance(prev, PypiEvt3Stream) or (fresh and _resolve_backend(backend) == "pypi")
+    if use_pypi:
+        stream = prev if isinstance(prev, PypiEvt3Stream) else PypiEvt3Stream()
+        data = words.astype("<u2").tobytes() if msg.is_bigendian else buf.tobytes()
+        ev = stream.decoder.feed(data)
+        return (ev.x, ev.y, ev.p, ev.t.astype(np.int64)), stream
+    raw, evt3_state = decode_evt3_words(words, prev)
+    stats.trigger_events += raw.triggers
+    stats.unknown_words += raw.unknown_words
+    return (raw.x, raw.y, raw.p, raw.t_us), evt3_state
+
+
+def _decode_evt3(buf: np.ndarray, msg: object, state: DecoderState, backend: str,
+                 stats: DecodeStats):
+    if buf.size % 2:
+        stats.truncated_packets += 1
+        raise TruncatedPacketError("evt3", buf.size - 1, buf.size)
+    (x, y, p, t), evt3_state = _evt3_events(buf, msg, state, backend, stats)
+    offset = state.offset_ns
+    if offset is None and t.size:
+        offset = stamp_ns(msg.header) - int(t[0]) * 1000
+    t *= 1000
+    if offset is not None:
+        t += offset
+    return (x, y, t, p), DecoderState(evt3_state, offset, state.last_t_ns)
+
+
+def decode_packet(msg: object, state: DecoderState | None = None,
+                  stats: DecodeStats | None = None,
+                  evt3_backend: str = "auto") -> tuple[EventBatch, DecoderState]:
+    """Decode one EventPacket (or legacy EventArray) message.
+
+    Args:
+        msg: object with the EventPacket fields (rclpy or rosbags message, or our own).
+        state: the state returned for the previous packet of the same stream (None at start).
+        stats: counters to add to in place (optional).
+        evt3_backend: "numpy" (ours, vectorised), "pypi" (the PyPI `evt3` package, faster;
+            `trigger_events`/`unknown_words` are not counted) or "auto" (pypi when installed).
+            Chosen when a stream starts; later packets follow their state's backend.
+
+    Returns:
+        The time-sorted batch (t int64 ns, ROS header clock; see the module docstring) and the
+        state to pass with the next packet of this stream.
+
+    Raises:
+        UnsupportedEncodingError: encoding other than evt3/mono.
+        TruncatedPacketError: payload ends inside a word.
+    """
+    state = DecoderState() if state is None else state
+    stats = DecodeStats() if stats is None else stats
+    encoding = str(msg.encoding)
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise UnsupportedEncodingError(encoding)
+    buf = payload_bytes(msg.events)
+    width, height = int(msg.width), int(msg.height)
+    stats.packets += 1
+    if buf.size == 0:
+        stats.empty_packets += 1
+        return EventBatch.empty(width, height), state
+    if encoding == "mono":
+        cols, new_state = _decode_mono(buf, msg, stats), state
+    else:
+        cols, new_state = _decode_evt3(buf, msg, state, evt3_backend, stats)
+    batch = _finish(*cols, width, height, state.last_t_ns, stats)
+    if len(batch):
+        new_state = DecoderState(new_state.evt3, new_state.offset_ns, int(batch.t[-1]))
+    return batch, new_state
+
+
+def decode_packets(msgs: list, state: DecoderState | None = None,
+                   stats: DecodeStats | None = None,
+                   evt3_backend: str = "auto") -> tuple[EventBatch, DecoderState]:
+    """Decode consecutive packets of one stream into one batch (the fast offline path).
+
+    evt3 payloads are one continuous word stream, so they are joined and decoded in one call
+    (same events, times and state as packet by packet); mono packets are decoded one by one.
+    Empty packets are counted; a truncated packet raises before anything is decoded.
+    """
+    state = DecoderState() if state is None else state
+    stats = DecodeStats() if stats is None else stats
+    if not msgs:
+        raise ValueError("decode_packets needs at least one message")
+    encodings = {str(m.encoding) for m in msgs}
+    if encodings - set(SUPPORTED_ENCODINGS):
+        raise UnsupportedEncodingError(sorted(encodings - set(SUPPORTED_ENCODINGS))[0])
+    if encodings != {"evt3"} or len({bool(m.is_bigendian) for m in msgs}) > 1:
+        batches = []
+        for m in msgs:
+            b, state = decode_packet(m, state, stats, evt3_backend)
+            batches.append(b)
+        return EventBatch.concatenate(batches), state
+    bufs = [payload_bytes(m.events) for m in msgs]
+    for b in bufs:
+        if b.size % 2:
+            stats.truncated_packets += 1
+            raise TruncatedPacketError("evt3", b.size - 1, b.size)
+    stats.empty_packets += sum(1 for b in bufs if b.size == 0)
+    first = next((m for m, b in zip(msgs, bufs) if b.size), msgs[0])
+    joined = _Joined(first, np.concatenate(bufs))
+    if joined.events.size == 0:
+        stats.packets += len(msgs)
+        return EventBatch.empty(int(first.width), int(first.height)), state
+    stats.packets += len(msgs) - 1  # decode_packet counts the joined one
+    return decode_packet(joined, state, stats, evt3_backend)
+
+
+@dataclass(frozen=True)
+class _Joined:
+    """The fields decode_packet reads, for a joined evt3 payload."""
+
+    template: object
+    events: np.ndarray
+
+    def __getattr__(self, name: str):
+        return getattr(self.template, name)
