@@ -121,7 +121,8 @@ def _crossings(state: EsimState, L1: np.ndarray, t1_ns: int, refractory_ns: int)
     s = np.where(degenerate, dt / n_i, sign * C_i / slope)
     last = state.last_event_ns.flat[idx]
     if refractory_ns > 0:
-        first = np.maximum(1, np.ceil((last + refractory_ns - a) / s)).astype(np.int64)
+        wait = np.where(np.isfinite(last), np.ceil((last + refractory_ns - a) / s), 1.0)
+        first = np.maximum(1.0, wait).astype(np.int64)
         step = np.maximum(1, np.ceil(refractory_ns / s)).astype(np.int64)
     else:
         first = np.ones_like(n_i)
