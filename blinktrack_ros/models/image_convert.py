@@ -84,7 +84,8 @@ def convert_state_dict(official: dict[str, torch.Tensor],
 
     Raises CheckpointError listing unknown, missing and mis-shaped parameters.
     """
-    expected = ImageNet(config).state_dict()
+    with torch.device("meta"):  # names and shapes only, no initialisation cost
+        expected = ImageNet(config).state_dict()
     converted, unknown = {}, []
     for key, value in official.items():
         ours = official_key_to_ours(key, config.mlp_depth)
@@ -108,7 +109,8 @@ def convert_image_checkpoint(src: Path, out: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad input file
         raise CheckpointError(f"{src}: not a readable .pth file ({exc})") from exc
     state = convert_state_dict(unwrap_state_dict(payload), PAPER)
-    net = ImageNet(PAPER)
-    net.load_state_dict(state)
+    with torch.device("meta"):
+        net = ImageNet(PAPER)
+    net.load_state_dict(state, assign=True)  # strict: every name and shape checked again
     save_image_net(out, net, extra={"converted_from": Path(src).name,
                                     "origin": "ColieShen/BlinkTrack BlinkTrack_Image"})
