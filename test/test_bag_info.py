@@ -125,3 +125,19 @@ def test_info_events_without_event_topics(tmp_path, capsys, rng):
         bag.write(topic, msgtype, 1, msg)
     code, out, err = run(capsys, tmp_path / "tracks", "--events")
     assert code == 1 and "no event topic" in err and "messages:  1" in out
+
+
+def test_info_events_truncated_packet_counted(shared_data, tmp_path, capsys):
+    # Three real evt3 packets; the middle one loses its last byte: counted, the rest decoded.
+    from blinktrack_ros.bag.reader import iter_messages
+
+    src = list(iter_messages(shared_data / "event_bags" / "test_events_1"))[:3]
+    with BagWriter(tmp_path / "cut") as bag:
+        for k, m in enumerate(src):
+            msg = m.msg if k != 1 else type(m.msg)(**{**vars(m.msg), "events": m.msg.events[:-1]})
+            bag.write(m.topic, m.msgtype, m.t_ns, msg)
+    code, out, err = run(capsys, tmp_path / "cut", "--events", "--json")
+    ev = json.loads(out)["events"][TOPIC]
+    assert code == 1 and "1 truncated messages on /event_camera/events" in err
+    assert (ev["messages"], ev["decoded_messages"], ev["truncated_messages"]) == (3, 2, 1)
+    assert ev["events"] > 0

@@ -60,7 +60,7 @@ def _error_lines(topic: str, res: dict) -> list[str]:
                      f"{', '.join(SUPPORTED_ENCODINGS)})")
     if res["truncated_messages"]:
         lines.append(f"events: {res['truncated_messages']} truncated messages on {topic} "
-                     "skipped (payload ends inside a word)")
+                     "skipped (payload ends early)")
     return lines
 
 

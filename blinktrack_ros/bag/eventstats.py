@@ -125,17 +125,25 @@ def _packet_topics(path: str | os.PathLike, topics: dict[str, str],
 
 def _dvs_topics(path: str | os.PathLike, topics: dict[str, str],
                 progress: Any) -> dict[str, TopicEvents]:
-    from blinktrack_ros.events.decode import decode_dvs_cdr
+    from blinktrack_ros.events.decode import DecodeStats, decode_dvs_cdr
 
     results = {t: TopicEvents(t, ty) for t, ty in topics.items()}
+    stats = {t: DecodeStats() for t in topics}
     for m in iter_messages(path, topics=list(topics), raw=True):
         res = results[m.topic]
         res.messages += 1
         progress.update(1)
         t0 = time.perf_counter()
-        batch = decode_dvs_cdr(m.rawdata)
-        res.decode_s += time.perf_counter() - t0
+        try:
+            batch = decode_dvs_cdr(m.rawdata, stats[m.topic])
+        except ValueError:  # DvsTruncatedError: the buffer ends early
+            res.truncated += 1
+            continue
+        finally:
+            res.decode_s += time.perf_counter() - t0
         res.add_batch(batch)
+    for topic, res in results.items():
+        res.counters = {k: v for k, v in stats[topic].as_dict().items() if v}
     return results
 
 
