@@ -80,6 +80,7 @@ def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False
     if tracks.shape[1] == 5:
         fmt.append("%i")
     out = tracks.copy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     if truncate_xy:
         out[:, 2:4] = np.trunc(out[:, 2:4])
     np.savetxt(str(path), out, fmt=fmt)
@@ -94,7 +95,7 @@ def sequence_name(path: str | Path) -> str:
     return Path(path).stem
 
 
-def _loose_key(name: str) -> str:
+def loose_name(name: str) -> str:
     """Name without a leading `NN_` prefix and a trailing `_<start>_<end>` frame range."""
     return _NUMBER_PREFIX.sub("", _RANGE_SUFFIX.sub("", name))
 
@@ -143,13 +144,13 @@ def match_sequences(pred: str | Path, gt: str | Path) -> list[SequencePair]:
     by_exact = {sequence_name(g): g for g in gt_files}
     by_loose: dict[str, list[Path]] = {}
     for g in gt_files:
-        by_loose.setdefault(_loose_key(sequence_name(g)), []).append(g)
+        by_loose.setdefault(loose_name(sequence_name(g)), []).append(g)
     pairs, unmatched = [], []
     for p in pred_files:
         name = sequence_name(p)
         match = by_exact.get(name)
         if match is None:
-            candidates = by_loose.get(_loose_key(name), [])
+            candidates = by_loose.get(loose_name(name), [])
             if len(candidates) > 1:
                 raise ValueError(f"prediction {p.name} matches several ground-truth files: "
                                  + ", ".join(c.name for c in candidates))
