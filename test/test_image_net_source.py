@@ -129,3 +129,28 @@ def test_bad_input_is_a_clear_error(rng):
         source.encode(np.full((20, 20), np.nan, np.float32))
     with pytest.raises(ValueError, match="finite"):
         source.add_tracks([2], _gray(rng), np.array([[np.inf, 0.0]]))
+
+
+@pytest.mark.data
+def test_real_frames_give_one_bounded_observation_per_track(shared_data):
+    import cv2
+
+    folder = shared_data / "hfr_truck" / "images"
+    times_s = np.loadtxt(shared_data / "hfr_truck" / "timestamps.txt")
+    frames = [cv2.imread(str(folder / f"image_{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+              .astype(np.float32) / 255.0 for i in range(4)]
+    assert frames[0].shape == (180, 240)
+    corners = cv2.goodFeaturesToTrack(frames[0], 24, 0.01, 8)[:, 0].astype(np.float64)
+    ids = np.arange(corners.shape[0], dtype=np.uint32)
+    source = ImageSource(_net(6))
+    source.add_tracks(ids, frames[0], corners)
+    predicted = corners
+    for i, gray in enumerate(frames[1:], start=1):
+        obs = source.observe(int(times_s[i] * 1e9), gray, ids, predicted)
+        np.testing.assert_array_equal(obs.ids, ids)
+        assert np.isfinite(obs.positions_px).all()
+        r = obs.covariances[:, 0, 0]
+        assert ((r >= 1e-3 - 1e-9) & (r <= 10.0 + 1e-6)).all()
+        assert ((obs.visibility >= 0) & (obs.visibility <= 1)).all()
+        predicted = obs.positions_px
+    assert source.drops.unknown_id == source.drops.nonfinite_output == 0
