@@ -1,0 +1,111 @@
+"""SBT-Max: stacked binned time surfaces with the latest event time per (bin, polarity, pixel).
+
+Definition (ARCHITECTURE.md): window (t1 - dt, t1], `bins` equal bins, per (bin, polarity,
+pixel) the latest event time normalised as (t_last - t0) / dt with t0 = t1 - dt, 0 where the
+cell has no event; channel = 2 * bin + polarity. Bin b holds t - t0 in (b dt/B, (b+1) dt/B]
+(left-open like the window), so an event exactly at t1 is in the last bin. Values are in (0, 1].
+
+Patches: integer centre ci = np.round(centre); patch index [size // 2, size // 2] is sensor pixel
+(ci_x, ci_y), i.e. patch row r is sensor row ci_y - size // 2 + r and column c is sensor column
+ci_x - size // 2 + c; outside the sensor the patch is 0. The patch cost follows the events near
+the patches: window events are bucketed into a coarse grid, each patch lists the grid cells it
+touches, and only (event, patch) pairs sharing a cell are examined. Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blinktrack_ros.events.batch import EventBatch
+
+GRID_CELL_PX = 16  # bucket size of the spatial index used by sbt_max_patches
+
+
+def _window(events: EventBatch, t1_ns: int, window_ns: int, bins: int):
+    """Window events, their channel (2*bin + p) and value (t - t0) / dt as float32."""
+    if window_ns <= 0 or bins <= 0:
+        raise ValueError("window_ns and bins must be positive")
+    t0 = int(t1_ns) - int(window_ns)
+    w = events.slice_time(t0, int(t1_ns))
+    dt = w.t - t0  # (0, window]
+    b = (dt * bins + window_ns - 1) // window_ns - 1  # ceil(dt * B / window) - 1
+    ch = 2 * b + (w.p != 0)
+    val = (dt / float(window_ns)).astype(np.float32)
+    return w, ch, val
+
+
+def sbt_max_frame(events: EventBatch, t1_ns: int, window_ns: int, bins: int = 5) -> np.ndarray:
+    """Full-sensor SBT-Max: (2*bins, H, W) float32 for the window (t1 - window, t1]."""
+    H, W = events.height, events.width
+    w, ch, val = _window(events, t1_ns, window_ns, bins)
+    x = w.x.astype(np.int64)
+    y = w.y.astype(np.int64)
+    inside = (x < W) & (y < H)
+    flat = (ch * H + y) * W + x
+    out = np.zeros(2 * bins * H * W, np.float32)
+    np.maximum.at(out, flat[inside], val[inside])
+    return out.reshape(2 * bins, H, W)  # C H W
+
+
+def _patch_cells(corner: np.ndarray, size: int, ncx: int, ncy: int):
+    """(cell id, patch index) pairs of the grid cells each patch touches, sorted by cell."""
+    g = GRID_CELL_PX
+    lo = np.clip(np.floor_divide(corner, g), 0, [ncx - 1, ncy - 1])
+    hi = np.clip(np.floor_divide(corner + size - 1, g), -1, [ncx - 1, ncy - 1])
+    span = int(np.ceil(size / g)) + 1
+    dx, dy = np.meshgrid(np.arange(span), np.arange(span), indexing="xy")
+    cx = lo[:, None, 0] + dx.reshape(1, -1)  # N span*span
+    cy = lo[:, None, 1] + dy.reshape(1, -1)
+    ok = (cx <= hi[:, None, 0]) & (cy <= hi[:, None, 1])
+    patch = np.broadcast_to(np.arange(corner.shape[0])[:, None], ok.shape)[ok]
+    cell = (cy * ncx + cx)[ok]
+    order = np.argsort(cell, kind="stable")
+    return cell[order], patch[order]
+
+
+def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: np.ndarray,
+                    size: int = 62, bins: int = 5) -> np.ndarray:
+    """SBT-Max patches around centres.
+
+    Args:
+        events: time-sorted batch (not modified).
+        t1_ns: window end (ns, inclusive).
+        window_ns: window length: events with t1 - window < t <= t1.
+        centres_px: (N, 2) pixel xy patch centres (rounded to the nearest pixel).
+        size: patch side in pixels.
+        bins: time bins (channels = 2 * bins).
+
+    Returns:
+        (N, 2*bins, size, size) float32 patches (see the module docstring for the layout).
+    """
+    C, S = 2 * bins, int(size)
+    centres = np.asarray(centres_px, dtype=np.float64).reshape(-1, 2)
+    N = centres.shape[0]
+    out = np.zeros((N, C, S, S), np.float32)  # N C S S
+    w, ch, val = _window(events, t1_ns, window_ns, bins)
+    if N == 0 or len(w) == 0:
+        return out
+    corner = np.round(centres).astype(np.int32) - S // 2  # (N, 2) sensor xy of patch [0, 0]
+    g = GRID_CELL_PX
+    ncx, ncy = -(-events.width // g), -(-events.height // g)
+    pc_cell, pc_patch = _patch_cells(corner, S, ncx, ncy)
+    pc_patch = pc_patch.astype(np.int32)
+    x = w.x.astype(np.int32)
+    y = w.y.astype(np.int32)
+    inside = (x < events.width) & (y < events.height)
+    ev_cell = np.where(inside, (y // g) * ncx + x // g, ncx * ncy)  # outside: no patch
+    cell_first = np.searchsorted(pc_cell, np.arange(ncx * ncy + 2))  # per-cell pair ranges
+    first = cell_first[ev_cell]
+    count = cell_first[ev_cell + 1] - first
+    ch_off = (ch * (S * S)).astype(np.int32)
+    cx, cy = corner[:, 0], corner[:, 1]
+    flat_out = out.reshape(-1)
+    for j in range(int(count.max()) if count.size else 0):  # j-th patch listed for the cell
+        sel = np.flatnonzero(count > j)
+        patch = pc_patch[first[sel] + j]
+        col = x[sel] - cx[patch]
+        row = y[sel] - cy[patch]
+        keep = (col.view(np.uint32) < S) & (row.view(np.uint32) < S)  # negatives wrap to huge
+        flat = patch * (C * S * S) + ch_off[sel] + row * S + col
+        np.maximum.at(flat_out, flat[keep], val[sel[keep]])
+    return out
