@@ -1,0 +1,172 @@
+"""The fusion engine: ordering policy, counts, modes, lifecycle, queries, determinism."""
+
+from __future__ import annotations
+
+from filterpy.common import Q_continuous_white_noise
+from filterpy.kalman import KalmanFilter
+import numpy as np
+import pytest
+
+from blinktrack_ros import kalman
+from blinktrack_ros.tracking.engine import FusionConfig, FusionEngine, FusionMode
+from blinktrack_ros.tracking.observation import Observations, Source
+from blinktrack_ros.tracking.tracks import TrackStatus
+
+MS = 1_000_000
+
+
+def _obs(source: Source, t_ns: int, ids, positions, r: float = 1.0, vis=1.0) -> Observations:
+    ids = np.asarray(ids, dtype=np.uint32)
+    n = ids.shape[0]
+    return Observations(source, t_ns, ids, np.asarray(positions, float).reshape(n, 2),
+                        np.tile(r * np.eye(2), (n, 1, 1)), np.broadcast_to(vis, (n,)) * 1.0)
+
+
+def test_interleaved_sources_match_filterpy_on_merged_sequence(rng: np.random.Generator) -> None:
+    cfg = FusionConfig(q=500.0, seed_position_std_px=1.5, seed_velocity_std_px_s=40.0)
+    eng = FusionEngine(cfg)
+    start = rng.uniform(20, 200, (3, 2))
+    ids = eng.add_tracks(0, start)
+    refs = []
+    for i in range(3):
+        f = KalmanFilter(dim_x=4, dim_z=2)
+        f.x = np.r_[start[i], 0, 0].reshape(4, 1)
+        f.P = np.diag([1.5**2, 1.5**2, 40.0**2, 40.0**2])
+        f.H = kalman.H.copy()
+        refs.append((f, [0]))
+    # events every 5 ms for tracks 0, 1; frames every 33 ms for tracks 1, 2 (irregular overlap)
+    stamps = sorted({*(5 * MS * k for k in range(1, 20)), *(33 * MS * k for k in range(1, 3))})
+    for t in stamps:
+        for source, sel in ((Source.EVENT, [0, 1]), (Source.IMAGE, [1, 2])):
+            if (source is Source.EVENT) != (t % (5 * MS) == 0):
+                continue
+            z = start[sel] + rng.normal(0, 1, (2, 2)) + 0.02 * t / MS
+            r = rng.uniform(0.2, 4.0)
+            result = eng.apply(_obs(source, t, ids[sel], z, r))
+            assert result.applied == 2
+            for k, i in enumerate(sel):
+                f, last = refs[i]
+                dt = (t - last[0]) * 1e-9
+                f.F = np.eye(4) + np.diag([dt, dt], k=2)
+                f.Q = Q_continuous_white_noise(2, dt, 500.0, block_size=2, order_by_dim=False)
+                f.predict()
+                f.update(z[k].reshape(2, 1), R=r * np.eye(2))
+                last[0] = t
+    rows, _ = eng.tracks.rows_of(ids)
+    for i, (f, _) in enumerate(refs):
+        np.testing.assert_allclose(eng.tracks.x[rows[i]], f.x[:, 0], atol=1e-9)
+        np.testing.assert_allclose(eng.tracks.P[rows[i]], f.P, atol=1e-9)
+
+
+def test_counts_unknown_stale_invalid_and_duplicates() -> None:
+    eng = FusionEngine()
+    ids = eng.add_tracks(10 * MS, [[50, 50], [60, 60], [70, 70]])
+    assert eng.apply(_obs(Source.EVENT, 20 * MS, ids[:2], [[51, 50], [61, 60]])).applied == 2
+    state = eng.tracks.x.copy()
+    # track 0 is at 20 ms: an observation at 15 ms is stale; track 2 (at 10 ms) takes it
+    res = eng.apply(_obs(Source.IMAGE, 15 * MS, [ids[0], ids[2], 999], [[0, 0], [70, 71], [1, 1]]))
+    assert (res.applied, res.stale, res.unknown_ids) == (1, 1, 1)
+    np.testing.assert_array_equal(eng.tracks.x[0], state[0])
+    bad = _obs(Source.EVENT, 30 * MS, [ids[0], ids[1], ids[2], ids[2]],
+               [[np.nan, 1], [61, 60], [70, 70], [70, 70]])
+    bad.covariances[1] = [[1.0, 2.0], [2.0, 1.0]]  # not positive definite
+    res = eng.apply(bad)
+    assert (res.applied, res.invalid) == (1, 3)  # NaN, non-PD, repeated id
+    vis_bad = _obs(Source.EVENT, 40 * MS, ids, [[50, 50], [60, 60], [70, 70]], vis=1.5)
+    assert eng.apply(vis_bad).invalid == 3
+    assert eng.apply(Observations.empty(Source.EVENT, 50 * MS)).arrays == 1
+    with pytest.raises(ValueError, match="shape"):
+        eng.apply(Observations(Source.EVENT, 0, ids, np.zeros((2, 2)), np.zeros((3, 2, 2)),
+                               np.ones(3)))
+
+
+def test_reorder_window_equals_sorted_application(rng: np.random.Generator) -> None:
+    arrivals = [_obs(Source.EVENT if k % 2 else Source.IMAGE, t * MS, [0, 1],
+                     rng.normal(100, 2, (2, 2))) for k, t in enumerate([5, 3, 9, 7, 12, 11, 20])]
+    sorted_eng, buffered, plain = (FusionEngine(FusionConfig(reorder_window_ms=w))
+                                   for w in (0, 4, 0))
+    for eng in (sorted_eng, buffered, plain):
+        eng.add_tracks(0, [[100, 100], [100, 100]])
+    for obs in sorted(arrivals, key=lambda o: o.t_ns):
+        sorted_eng.apply(obs)
+    total = sum((buffered.apply(obs) for obs in arrivals), start=buffered.flush())
+    total = total + buffered.flush()
+    assert (total.applied, total.stale, total.arrays) == (14, 0, 7)
+    np.testing.assert_array_equal(buffered.tracks.x, sorted_eng.tracks.x)
+    plain_stale = sum(plain.apply(obs).stale for obs in arrivals)
+    assert plain_stale == 3 * 2  # 3 after 5, 7 after 9, 11 after 12; both tracks
+
+
+def test_gate_rejects_outlier_as_a_miss() -> None:
+    eng = FusionEngine(FusionConfig(gate_threshold=kalman.chi2_threshold_2dof(0.999)))
+    ids = eng.add_tracks(0, [[100, 100], [50, 50]])
+    before = eng.tracks.x.copy()
+    res = eng.apply(_obs(Source.EVENT, 5 * MS, ids, [[100.5, 100], [90, 50]]))
+    assert (res.applied, res.gated) == (1, 1)
+    np.testing.assert_array_equal(eng.tracks.x[1], before[1])
+    assert eng.tracks.visibility_ema[1] < 1.0
+
+
+def test_naive_and_single_source_modes() -> None:
+    naive = FusionEngine(FusionConfig(mode=FusionMode.NAIVE))
+    ids = naive.add_tracks(0, [[10, 10]])
+    naive.apply(_obs(Source.EVENT, 5 * MS, ids, [[13, 11]], r=9.0))
+    snap = naive.snapshot(5 * MS)
+    np.testing.assert_array_equal(snap.positions_px, [[13, 11]])
+    np.testing.assert_array_equal(snap.covariances, [9 * np.eye(2)])
+    single = FusionEngine(FusionConfig(mode=FusionMode.SINGLE_SOURCE, source=Source.IMAGE))
+    ids = single.add_tracks(0, [[10, 10]])
+    assert single.apply(_obs(Source.EVENT, 5 * MS, ids, [[13, 11]])).ignored_source == 1
+    assert single.apply(_obs(Source.IMAGE, 6 * MS, ids, [[13, 11]])).applied == 1
+
+
+def test_constant_velocity_prediction_follows_a_moving_point() -> None:
+    eng = FusionEngine(FusionConfig(q=10.0))
+    ids = eng.add_tracks(0, [[20, 30]])
+    velocity = np.array([200.0, -100.0])  # px/s
+    for k in range(1, 41):
+        t = 5 * MS * k
+        eng.apply(_obs(Source.EVENT, t, ids, [[20, 30] + velocity * t * 1e-9], r=0.01))
+    t_query = 250 * MS
+    out_ids, pos = eng.predict_positions(t_query)
+    np.testing.assert_array_equal(out_ids, ids)
+    np.testing.assert_allclose(pos[0], [20, 30] + velocity * 0.25, atol=0.05)
+    np.testing.assert_allclose(eng.snapshot(t_query).velocities_px_s[0], velocity, atol=0.5)
+    assert eng.predict_positions(t_query, ids=np.array([123]))[0].shape == (0,)
+
+
+def test_lifecycle_occlusion_loss_and_border() -> None:
+    cfg = FusionConfig(lost_after_s=0.1, image_size=(240, 180), out_of_image_margin_px=5,
+                       occlusion_visibility=0.5, visibility_ema_alpha=0.5)
+    eng = FusionEngine(cfg)
+    ids = eng.add_tracks(0, [[100, 100], [120, 90], [236, 90]])
+    eng.apply(_obs(Source.EVENT, 10 * MS, ids[:1], [[100, 100]], vis=0.1))
+    eng.apply(_obs(Source.EVENT, 20 * MS, ids[:1], [[100, 100]], vis=0.1))
+    eng.apply(_obs(Source.EVENT, 20 * MS, ids[1:], [[120, 90], [240, 90]]))
+    eng.apply(_obs(Source.EVENT, 40 * MS, ids[2:], [[250, 90]]))  # moving right, fast
+    snap = eng.snapshot(60 * MS)
+    status = dict(zip(snap.ids.tolist(), snap.status.tolist()))
+    assert status == {0: TrackStatus.OCCLUDED, 1: TrackStatus.TRACKED, 2: TrackStatus.LOST}
+    eng.apply(_obs(Source.EVENT, 70 * MS, ids[:1], [[100, 100]], vis=0.0))
+    eng.apply(_obs(Source.EVENT, 70 * MS, ids[1:2], [[120, 90]], vis=0.9))
+    snap = eng.snapshot(130 * MS)  # track 0: no confident observation since 0 ms
+    assert dict(zip(snap.ids.tolist(), snap.status.tolist())) == {0: 2, 1: 0}
+    assert snap.age_s.tolist() == pytest.approx([0.13, 0.13])
+    assert eng.snapshot(130 * MS).ids.tolist() == [1]  # lost ones are reported once
+    assert eng.apply(_obs(Source.EVENT, 140 * MS, ids[:1], [[1, 1]])).unknown_ids == 1
+
+
+def test_ids_never_reused_and_runs_are_deterministic(rng: np.random.Generator) -> None:
+    def run() -> FusionEngine:
+        eng = FusionEngine(FusionConfig(lost_after_s=0.02))
+        a = eng.add_tracks(0, [[1, 1], [2, 2]])
+        eng.snapshot(50 * MS)  # both lost and removed
+        b = eng.add_tracks(50 * MS, [[3, 3]])
+        eng.reset()
+        c = eng.add_tracks(60 * MS, [[4, 4]])
+        assert len({*a.tolist(), *b.tolist(), *c.tolist()}) == 4
+        return eng
+
+    one, two = run(), run()
+    np.testing.assert_array_equal(one.tracks.ids, two.tracks.ids)
+    np.testing.assert_array_equal(one.tracks.P, two.tracks.P)
