@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from blinktrack_ros.eval.tracks_io import loose_name, read_tracks, sequence_name
+from blinktrack_ros.events.batch import EventBatch
 
 FRAME_DIRS = ("images_corrected", "images")
 TIMESTAMP_FILES = ("images.txt", "images_timestamps.txt", "image_timestamps.txt",
@@ -46,7 +47,7 @@ class EcEdsSequence:
     name: str
     frames: list[np.ndarray]
     frame_times_ns: np.ndarray
-    events: object  # EventBatch (imported lazily to keep this module light)
+    events: EventBatch
     gt: np.ndarray | None
     n_events_dropped: int = 0
 
@@ -132,10 +133,9 @@ def _read_h5_events(path: Path) -> tuple[np.ndarray, ...]:
         return tuple(np.asarray(f[k]) for k in ("t", "x", "y", "p"))
 
 
-def load_events(path: Path, width: int, height: int, time_unit: str = "auto"):
+def load_events(path: Path, width: int, height: int, time_unit: str = "auto"
+                ) -> tuple[EventBatch, int]:
     """Events of a text or h5 file as a time-sorted EventBatch; returns (batch, n_dropped)."""
-    from blinktrack_ros.events.batch import EventBatch
-
     if path.suffix == ".h5":
         t, x, y, p = _read_h5_events(path)
         unit = time_unit if time_unit != "auto" else (

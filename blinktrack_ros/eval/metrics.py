@@ -82,20 +82,22 @@ def _prepare_pred_track(rows: np.ndarray) -> tuple[np.ndarray, int]:
     return rows[keep], int(np.count_nonzero(~keep))
 
 
-def track_errors(pred_rows: np.ndarray, gt_rows: np.ndarray
+def track_errors(pred_rows: np.ndarray, gt_rows: np.ndarray, pred_last_t: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Crop the GT track to the prediction (synchronous mode) and compute the errors.
 
     Args:
         pred_rows: (M, >=3) predicted rows `t x y`, time-sorted without repeats.
-        gt_rows: (K, >=3) GT rows `t x y [vis]`.
+        gt_rows: (K, >=3) GT rows `t x y [vis]`, in file order.
+        pred_last_t: time of the prediction's last row in file order (the reference crops only
+            when the GT's last row is later than it); default: the latest predicted time.
 
     Returns:
         (G_t, e): (L,) times of the cropped GT track and (L - 1,) pixel errors after its first
         sample, or None when fewer than 2 GT rows remain (the track is skipped).
     """
     g = gt_rows
-    if g[-1, 0] > pred_rows[-1, 0]:
+    if g[-1, 0] > (pred_rows[-1, 0] if pred_last_t is None else pred_last_t):
         inside = (g[:, 0] >= pred_rows[:, 0].min()) & (g[:, 0] <= pred_rows[:, 0].max())
         g = g[inside]
     if g.shape[0] < 2:
@@ -196,9 +198,10 @@ def feature_age_metrics(pred: np.ndarray, gt: np.ndarray,
         if track_id not in gt_tracks:
             n_missing += 1
             continue
+        last_t = float(rows[-1, 0])
         rows, dup = _prepare_pred_track(rows)
         n_dup += dup
-        cropped = track_errors(rows, gt_tracks[track_id])
+        cropped = track_errors(rows, gt_tracks[track_id], last_t)
         if cropped is None:
             n_short += 1
             continue

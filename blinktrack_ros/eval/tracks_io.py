@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import re
+import warnings
 
 import numpy as np
 
@@ -41,6 +42,26 @@ def read_tracks(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"track file not found: {path}")
+    try:  # fast path: plain numeric rows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # empty file: reported below
+            data = np.loadtxt(path, dtype=np.float64, comments="#", ndmin=2)
+    except ValueError:
+        data = _read_tracks_tolerant(path)
+    else:
+        if data.size == 0:
+            raise TrackFileError(f"{path}: no track rows")
+        if data.shape[1] not in (4, 5):
+            raise TrackFileError(
+                f"{path}: expected 4 or 5 columns `id t x y [vis]`, got {data.shape[1]}")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.argwhere(~np.isfinite(data).all(axis=1))[0, 0])
+        raise TrackFileError(f"{path}: non-finite value in data row {bad + 1}")
+    return data
+
+
+def _read_tracks_tolerant(path: Path) -> np.ndarray:
+    """Line by line: commas, a header line; errors name the line."""
     rows: list[list[float]] = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         text = line.split("#", 1)[0].replace(",", " ").strip()
@@ -61,11 +82,7 @@ def read_tracks(path: str | Path) -> np.ndarray:
         rows.append(values)
     if not rows:
         raise TrackFileError(f"{path}: no track rows")
-    data = np.asarray(rows, dtype=np.float64)
-    if not np.all(np.isfinite(data)):
-        bad = int(np.argwhere(~np.isfinite(data).all(axis=1))[0, 0])
-        raise TrackFileError(f"{path}: non-finite value in data row {bad + 1}")
-    return data
+    return np.asarray(rows, dtype=np.float64)
 
 
 def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False) -> None:
