@@ -17,9 +17,9 @@ import re
 
 import torch
 
-from blinktrack_ros.models.checkpoint import CheckpointError
+from blinktrack_ros.models.checkpoint import CheckpointError, save_checkpoint
 from blinktrack_ros.models.image_config import PAPER, ImageNetConfig
-from blinktrack_ros.models.image_net import ImageNet, save_image_net
+from blinktrack_ros.models.image_net import KIND, ImageNet
 
 _ENCODER_RULES = (
     (r"conv1\.(weight|bias)", "encoder.stem.{0}"),
@@ -108,9 +108,7 @@ def convert_image_checkpoint(src: Path, out: Path) -> None:
         payload = torch.load(str(src), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad input file
         raise CheckpointError(f"{src}: not a readable .pth file ({exc})") from exc
-    state = convert_state_dict(unwrap_state_dict(payload), PAPER)
-    with torch.device("meta"):
-        net = ImageNet(PAPER)
-    net.load_state_dict(state, assign=True)  # strict: every name and shape checked again
-    save_image_net(out, net, extra={"converted_from": Path(src).name,
-                                    "origin": "ColieShen/BlinkTrack BlinkTrack_Image"})
+    state = convert_state_dict(unwrap_state_dict(payload), PAPER)  # names and shapes checked
+    save_checkpoint(out, KIND, PAPER, state,
+                    extra={"converted_from": Path(src).name,
+                           "origin": "ColieShen/BlinkTrack BlinkTrack_Image"})
