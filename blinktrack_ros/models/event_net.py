@@ -1,0 +1,184 @@
+"""The event module: per-track displacement and visibility from SBT-Max patches.
+
+Patch convention: an input patch of side S covers S x S sensor pixels; the feature sits at the
+patch's geometric centre ((S - 1) / 2, (S - 1) / 2 in patch indices). The predicted
+displacement (N, 2) pixel xy is the feature's offset from the target patch's geometric centre.
+
+Recurrent state is explicit (`EventNetState`, one row per track): rows are created at track
+birth by `EventNet.init_state` (reference features computed once from the grayscale reference
+patch), selected/concatenated with `select_rows` / `cat_states`, and passed through `forward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from blinktrack_ros.models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from blinktrack_ros.models.event_config import EventNetConfig
+from blinktrack_ros.models.event_layers import (
+    FPNEncoder,
+    MotionHead,
+    VisibilityHead,
+    centre_crop,
+    centre_vector,
+)
+
+KIND = "event_net"
+
+
+@dataclass(frozen=True)
+class EventNetState:
+    """Recurrent state of N tracks (row i belongs to the same track in every tensor).
+
+    Attributes:
+        ref_vec: (N, F) reference feature at the reference patch centre (correlation kernel).
+        ref_mid: (N, R, C, C) redirected reference features, centre crop.
+        ref_pool: (N, R, C, C) redirected reference features, 2x-pooled full view.
+        h, c: (N, L, s, s) ConvLSTM hidden and cell state.
+        mem: (N, E) gated displacement state.
+    """
+
+    ref_vec: torch.Tensor
+    ref_mid: torch.Tensor
+    ref_pool: torch.Tensor
+    h: torch.Tensor
+    c: torch.Tensor
+    mem: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ref_vec.shape[0])
+
+
+def select_rows(state: EventNetState, rows: torch.Tensor | list[int]) -> EventNetState:
+    """The state of the given rows, in the given order (e.g. to drop dead tracks)."""
+    idx = torch.as_tensor(rows, dtype=torch.long, device=state.ref_vec.device)
+    return EventNetState(*(getattr(state, f.name).index_select(0, idx) for f in fields(state)))
+
+
+def cat_states(states: list[EventNetState]) -> EventNetState:
+    """Concatenate states row-wise (e.g. existing tracks followed by newborn ones)."""
+    if not states:
+        raise ValueError("cat_states needs at least one state")
+    return EventNetState(*(torch.cat([getattr(s, f.name) for s in states], 0)
+                           for f in fields(EventNetState)))
+
+
+def put_rows(state: EventNetState, rows: torch.Tensor, part: EventNetState) -> EventNetState:
+    """`state` with the recurrent tensors (h, c, mem) of `rows` replaced by those of `part`.
+
+    The reference tensors never change after birth, so they are shared, not copied.
+    """
+    idx = torch.as_tensor(rows, dtype=torch.long, device=state.ref_vec.device)
+    return EventNetState(state.ref_vec, state.ref_mid, state.ref_pool,
+                         state.h.index_copy(0, idx, part.h), state.c.index_copy(0, idx, part.c),
+                         state.mem.index_copy(0, idx, part.mem))
+
+
+class EventNet(nn.Module):
+    """Two FPN encoders, two-scale softmax correlation, ConvLSTM motion head, visibility head."""
+
+    def __init__(self, config: EventNetConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or EventNetConfig.paper()
+        self.ref_encoder = FPNEncoder(1, cfg)
+        self.tgt_encoder = FPNEncoder(cfg.in_channels, cfg)
+        self.ref_redir = nn.Conv2d(cfg.feature_dim, cfg.redir_dim, 3, padding=1)
+        self.tgt_redir = nn.Conv2d(cfg.feature_dim, cfg.redir_dim, 3, padding=1)
+        self.motion = MotionHead(cfg)
+        self.visibility = VisibilityHead(cfg)
+
+    def init_state(self, ref_patches: torch.Tensor) -> EventNetState:
+        """New state rows from (N, 1, S, S) grayscale reference patches in [0, 1]."""
+        cfg = self.config
+        self._check_input(ref_patches, 1)
+        f = self.ref_encoder(ref_patches)  # N F S S
+        ref_vec = centre_vector(f)  # N F
+        g = self.ref_redir(f)  # N R S S
+        n, size = ref_patches.shape[0], cfg.motion_sizes()[1]
+        zeros = ref_patches.new_zeros((n, cfg.motion_channels[1], size, size))
+        return EventNetState(ref_vec, centre_crop(g, cfg.corr_size), F.avg_pool2d(g, 2),
+                             zeros, zeros.clone(), ref_patches.new_zeros((n, cfg.embed_dim)))
+
+    def forward(self, state: EventNetState, sbt: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, EventNetState]:
+        """One event step for all N tracks.
+
+        Args:
+            state: recurrent state with N rows.
+            sbt: (N, 2*bins, S, S) SBT-Max patches centred on the tracks' current positions.
+
+        Returns:
+            displacement (N, 2) pixel xy from the patch centre, logits (N, 2) [occluded,
+            visible], and the new state.
+        """
+        cfg = self.config
+        self._check_input(sbt, cfg.in_channels)
+        if sbt.shape[0] != len(state):
+            raise ValueError(f"{sbt.shape[0]} patches for a state of {len(state)} tracks")
+        f = self.tgt_encoder(sbt)  # N F S S
+        corr_mid = self._correlate(centre_crop(f, cfg.corr_size), state.ref_vec)
+        corr_pool = self._correlate(F.avg_pool2d(f, 2), state.ref_vec)
+        g = self.tgt_redir(f)  # N R S S
+        joint = torch.cat([corr_mid, centre_crop(g, cfg.corr_size), state.ref_mid,
+                           corr_pool, F.avg_pool2d(g, 2), state.ref_pool], 1)  # N J C C
+        logits = self.visibility(joint)
+        disp, h, c, mem = self.motion(joint, state.h, state.c, state.mem)
+        new_state = EventNetState(state.ref_vec, state.ref_mid, state.ref_pool, h, c, mem)
+        return disp, logits, new_state
+
+    @staticmethod
+    def _correlate(f: torch.Tensor, ref_vec: torch.Tensor) -> torch.Tensor:
+        """Softmax over positions of <f, ref_vec>: (N, F, C, C), (N, F) -> (N, 1, C, C)."""
+        n, _, hh, ww = f.shape
+        corr = torch.einsum("nfhw,nf->nhw", f, ref_vec).reshape(n, hh * ww)
+        return torch.softmax(corr, dim=1).reshape(n, 1, hh, ww)
+
+    def _check_input(self, x: torch.Tensor, channels: int) -> None:
+        s = self.config.patch_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (channels, s, s):
+            raise ValueError(f"expected (N, {channels}, {s}, {s}) patches, got {tuple(x.shape)}")
+
+
+def save_event_net(path: str | Path, model: EventNet, extra: dict | None = None) -> None:
+    """Write a checkpoint (kind "event_net") with the model's config and weights."""
+    save_checkpoint(path, KIND, model.config, model.state_dict(), extra)
+
+
+def load_event_net(path: str | Path, device: str | torch.device = "cpu",
+                   expected_config: EventNetConfig | None = None) -> EventNet:
+    """Load an event network in eval mode; CheckpointError on kind/config/weight mismatch."""
+    config, state_dict, _ = load_checkpoint(path, KIND, EventNetConfig, expected_config)
+    model = EventNet(config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from exc
+    return model.to(device).eval()
+
+
+def prepare_for_inference(model: EventNet, channels_last: bool = True) -> EventNet:
+    """A copy of `model` for fast inference: eval mode, BatchNorm folded, channels-last.
+
+    The copy computes the same function (up to float rounding) but its state_dict has other
+    keys: save the original, not the copy.
+    """
+    from copy import deepcopy
+
+    from blinktrack_ros.models.event_layers import ConvBNAct
+
+    fast = deepcopy(model).eval()
+    for module in fast.modules():
+        if isinstance(module, ConvBNAct):
+            module.fold_batchnorm()
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast

@@ -1,0 +1,215 @@
+"""Event observation source: SBT-Max patches around fused positions -> EventNet observations.
+
+Pixel convention: pixel centres at integer coordinates. An SBT-Max patch of even side S built
+around the integer centre ci = floor(p + 0.5) has index [S // 2, S // 2] at sensor pixel ci, so
+its geometric centre (where the network's zero displacement points) is at ci - 0.5. Reference
+patches are sampled bilinearly so that their geometric centre is exactly the track's birth
+position. Observed position = patch geometric centre + predicted displacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.models.event_net import (
+    EventNet,
+    EventNetState,
+    cat_states,
+    prepare_for_inference,
+    put_rows,
+    select_rows,
+)
+from blinktrack_ros.models.uncertainty import logits_to_covariance
+from blinktrack_ros.tracking.observation import Observations, Source
+
+PatchFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class EventSourceConfig:
+    """Settings of the event source.
+
+    Attributes:
+        r_max: covariance scale r at p_vis = 0 (px^2).
+        thre: 1 - p_vis at which r = 1 px^2.
+        device: torch device of the network.
+        fast_inference: fold BatchNorm and use channels-last memory (same function, faster).
+    """
+
+    r_max: float = 10.0
+    thre: float = 0.9
+    device: str = "cpu"
+    fast_inference: bool = True
+
+
+def crop_patches(frame: np.ndarray, centres_px: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear (N, size, size) float32 crops whose geometric centres are at centres_px.
+
+    Args:
+        frame: (H, W) grayscale image; uint8 is scaled to [0, 1], uint16 by 1/65535, float
+            is used as given (expected in [0, 1]).
+        centres_px: (N, 2) pixel xy; patch index (i, j) samples (x + j - (size - 1) / 2,
+            y + i - (size - 1) / 2). Outside the image reads 0.
+        size: patch side S.
+    """
+    if frame.ndim != 2:
+        raise ValueError(f"expected an (H, W) grayscale frame, got shape {frame.shape}")
+    scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(frame.dtype, 1.0)
+    img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32) * np.float32(scale))
+    h, w = img.shape
+    centres = torch.as_tensor(np.asarray(centres_px, dtype=np.float64).reshape(-1, 2))
+    offs = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+    gx = centres[:, 0, None, None] + offs[None, None, :]  # N 1 S
+    gy = centres[:, 1, None, None] + offs[None, :, None]  # N S 1
+    grid = torch.stack(torch.broadcast_tensors(2 * gx / max(w - 1, 1) - 1,
+                                               2 * gy / max(h - 1, 1) - 1), -1)  # N S S 2
+    n = centres.shape[0]
+    out = F.grid_sample(img.expand(n, 1, h, w), grid.float(), mode="bilinear",
+                        padding_mode="zeros", align_corners=True)
+    return out[:, 0].numpy()
+
+
+def _default_patch_fn() -> PatchFn:
+    from blinktrack_ros.events.sbt import sbt_max_patches
+
+    return sbt_max_patches
+
+
+class EventSource:
+    """Runs the event network for all observed tracks in one batch per event window.
+
+    Holds the per-track recurrent state (rows in `track_ids` order). Counters in `stats`:
+    `nan_dropped` (non-finite network output), `unknown_ids` (observe/remove of ids without
+    a row), `bad_positions` (non-finite query positions).
+    """
+
+    def __init__(self, model: EventNet, config: EventSourceConfig | None = None,
+                 patch_fn: PatchFn | None = None):
+        self.config = config or EventSourceConfig()
+        model = model.to(self.config.device).eval()
+        self.net = prepare_for_inference(model) if self.config.fast_inference else model
+        self.net_config = model.config
+        self._patch_fn = patch_fn
+        self._state: EventNetState | None = None
+        self._ids = np.zeros(0, np.uint32)
+        self.stats = {"nan_dropped": 0, "unknown_ids": 0, "bad_positions": 0}
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        """(M,) uint32 ids of the tracks that have a state row, in row order."""
+        return self._ids.copy()
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.config.device)
+        return t.contiguous(memory_format=torch.channels_last) if self.config.fast_inference \
+            else t
+
+    def add_tracks(self, ids: np.ndarray, ref_patches: np.ndarray | None = None, *,
+                   frame: np.ndarray | None = None,
+                   positions_px: np.ndarray | None = None) -> None:
+        """Create state rows for new tracks (reference features are computed once, here).
+
+        Args:
+            ids: (N,) new track ids (must not exist yet).
+            ref_patches: (N, S, S) or (N, 1, S, S) grayscale reference patches in [0, 1],
+                centred on the birth positions; or None when frame and positions_px are given.
+            frame: (H, W) grayscale frame of the birth time (see `crop_patches`).
+            positions_px: (N, 2) pixel xy birth positions in `frame`.
+        """
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
+        s = self.net_config.patch_size
+        if ref_patches is None:
+            if frame is None or positions_px is None:
+                raise ValueError("give ref_patches, or frame and positions_px")
+            ref_patches = crop_patches(frame, positions_px, s)
+        ref = np.asarray(ref_patches, dtype=np.float32).reshape(-1, 1, s, s)
+        if ref.shape[0] != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} ids but {ref.shape[0]} reference patches")
+        dup = np.intersect1d(ids, self._ids)
+        if dup.size or np.unique(ids).size != ids.size:
+            raise ValueError(f"track ids already present or repeated: {dup[:5].tolist()}")
+        if ids.size == 0:
+            return
+        with torch.inference_mode():
+            rows = self.net.init_state(self._tensor(ref))
+            self._state = rows if self._state is None else cat_states([self._state, rows])
+        self._ids = np.concatenate([self._ids, ids])
+
+    def remove_tracks(self, ids: np.ndarray) -> int:
+        """Delete the rows of dead tracks; returns how many were removed (unknown: counted)."""
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
+        gone = np.isin(self._ids, ids)
+        self.stats["unknown_ids"] += int(ids.size - np.isin(ids, self._ids).sum())
+        if gone.any():
+            keep = np.flatnonzero(~gone)
+            with torch.inference_mode():
+                self._state = select_rows(self._state, torch.from_numpy(keep)) if keep.size \
+                    else None
+            self._ids = self._ids[keep]
+        return int(gone.sum())
+
+    def observe(self, events: EventBatch, t1_ns: int, window_ns: int, ids: np.ndarray,
+                positions_px: np.ndarray) -> Observations:
+        """One event step: observations at t1_ns for the given tracks.
+
+        Args:
+            events: events covering the window (t1_ns - window_ns, t1_ns].
+            t1_ns: window end (observation time), ns.
+            window_ns: window length, ns.
+            ids: (N,) track ids to observe (their recurrent state advances one step).
+            positions_px: (N, 2) fused pixel xy of those tracks at t1_ns (patch centres).
+
+        Returns:
+            Observations (source EVENT) for the tracks with a state row, finite query
+            position and finite network output; the others are dropped and counted.
+        """
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
+        pos = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
+        if pos.shape[0] != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} ids but {pos.shape[0]} positions")
+        row_of = {int(i): r for r, i in enumerate(self._ids)}
+        rows = np.array([row_of.get(int(i), -1) for i in ids], dtype=np.int64)
+        finite_pos = np.isfinite(pos).all(axis=1)
+        self.stats["unknown_ids"] += int((rows < 0).sum())
+        self.stats["bad_positions"] += int((~finite_pos & (rows >= 0)).sum())
+        ok = (rows >= 0) & finite_pos
+        ids, pos, rows = ids[ok], pos[ok], rows[ok]
+        if ids.size == 0:
+            return Observations.empty(Source.EVENT, t1_ns)
+        s = self.net_config.patch_size
+        centres = np.floor(pos + 0.5)  # integer patch centres ci
+        patch_fn = self._patch_fn or _default_patch_fn()
+        sbt = patch_fn(events, int(t1_ns), int(window_ns), centres, size=s,
+                       bins=self.net_config.in_channels // 2)
+        disp, logits, good = self._step(rows, self._tensor(sbt))
+        self.stats["nan_dropped"] += int((~good).sum())
+        cov, p_vis = logits_to_covariance(torch.from_numpy(logits[good]), self.config.r_max,
+                                          self.config.thre)
+        geometric_centre = centres + ((s - 1) / 2.0 - s // 2)  # ci - 0.5 for even S
+        return Observations(Source.EVENT, int(t1_ns), ids[good],
+                            geometric_centre[good] + disp[good].astype(np.float64),
+                            cov.numpy().astype(np.float64), p_vis.numpy().astype(np.float64))
+
+    def _step(self, rows: np.ndarray, sbt: torch.Tensor
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the network on the given state rows; keep the old state where output is NaN."""
+        state = self._state
+        assert state is not None
+        with torch.inference_mode():
+            whole = rows.size == len(state) and bool((rows == np.arange(rows.size)).all())
+            rows_t = torch.from_numpy(rows)
+            part = state if whole else select_rows(state, rows_t)
+            disp, logits, new = self.net(part, sbt)
+            good_t = torch.isfinite(disp).all(1) & torch.isfinite(logits).all(1)
+            if bool(good_t.all()) and whole:
+                self._state = new
+            elif bool(good_t.any()):
+                keep = torch.nonzero(good_t).reshape(-1)
+                self._state = put_rows(state, rows_t[keep], select_rows(new, keep))
+        return disp.double().numpy(), logits.float().numpy(), good_t.numpy()
