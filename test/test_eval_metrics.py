@@ -103,6 +103,8 @@ def test_aggregate_over_thresholds_by_hand():
     # 5 px: only A records an age (1/4) and an error (mean(e[1:2]) = 0).
     assert m["age_5"] == 0.25 and m["age_5_std"] == 0.0 and m["te_5"] == 0.0
     assert len(m["feature_age_per_threshold"]) == len(THRESHOLDS_PX) == 31
+    assert np.mean(m["expected_feature_age_per_threshold"]) == pytest.approx(
+        m["expected_feature_age"])
     c = feature_age_metrics(np.concatenate([PRED_A, PRED_B]), np.concatenate([GT_A, GT_B]),
                             corrected=True)
     # Corrected, 1..9 px: A age 2/4, B age 1/4 -> nz mean 3/8, inliers 1.

@@ -45,6 +45,7 @@ def _result(fa: float) -> dict:
     seq = {"feature_age": fa, "expected_feature_age": fa * 0.9, "inlier_ratio": 0.9,
            "age_5": fa / 2, "te_5": 1.5, "thresholds_px": [1.0, 2.0],
            "feature_age_per_threshold": [fa / 2, fa], "inlier_ratio_per_threshold": [0.8, 1.0],
+           "expected_feature_age_per_threshold": [0.4 * fa, fa],
            "delta_occ": float("nan")}
     return {"sequences": {"a": seq, "b": dict(seq)}, "mean": dict(seq)}
 

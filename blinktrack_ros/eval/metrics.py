@@ -181,7 +181,8 @@ def feature_age_metrics(pred: np.ndarray, gt: np.ndarray,
         `feature_age` (mean over thresholds of the mean non-zero age), `expected_feature_age`,
         `inlier_ratio`, their `*_std` over thresholds, `age_5`/`te_5` (mean non-zero age and
         mean tracking error at 5 px) with stds, per-threshold lists `thresholds_px`,
-        `feature_age_per_threshold`, `inlier_ratio_per_threshold`, and counts `n_tracks`,
+        `feature_age_per_threshold`, `inlier_ratio_per_threshold`,
+        `expected_feature_age_per_threshold`, and counts `n_tracks`,
         `n_skipped_short`, `n_pred_ids_without_gt`, `n_duplicate_pred_times`.
     """
     pred = _check_tracks(pred, "pred").copy()
@@ -227,6 +228,7 @@ def feature_age_metrics(pred: np.ndarray, gt: np.ndarray,
         "thresholds_px": [float(t) for t in thr[:-1]],
         "feature_age_per_threshold": nz_age.tolist(),
         "inlier_ratio_per_threshold": inliers.tolist(),
+        "expected_feature_age_per_threshold": (inliers * nz_age).tolist(),
         "n_tracks": int(shape[0]), "n_skipped_short": n_short,
         "n_pred_ids_without_gt": n_missing, "n_duplicate_pred_times": n_dup,
     }

@@ -34,9 +34,7 @@ def plot_age_vs_threshold(results: dict[str, dict], path: str | Path) -> Path:
         mean = result["mean"]
         thr = np.asarray(mean["thresholds_px"])
         age = np.asarray(mean["feature_age_per_threshold"])
-        expected = np.mean([np.asarray(m["feature_age_per_threshold"])
-                            * np.asarray(m["inlier_ratio_per_threshold"])
-                            for m in result["sequences"].values()], axis=0)
+        expected = np.asarray(mean["expected_feature_age_per_threshold"])
         axes[0].plot(thr, age, marker=".", label=f"{mode} (FA {mean['feature_age']:.3f})")
         axes[1].plot(thr, expected, marker=".",
                      label=f"{mode} (EFA {mean['expected_feature_age']:.3f})")
