@@ -90,10 +90,10 @@ def image_to_gray(encoding: str, height: int, width: int, step: int, is_bigendia
         return (pixels.astype(np.float32) / np.float32(65535.0)).astype(np.float32)
     if rgb is None:
         return rows.astype(np.float32) / np.float32(255.0)
-    pixels = rows.reshape(height, width, channels).astype(np.float32)
-    r, g, b = (pixels[..., i] for i in rgb)
-    gray = LUMA_RGB[0] * r + LUMA_RGB[1] * g + LUMA_RGB[2] * b
-    return np.clip(gray / np.float32(255.0), 0.0, 1.0).astype(np.float32)
+    weights = np.zeros(channels, np.float32)  # alpha gets weight 0
+    weights[list(rgb)] = np.asarray(LUMA_RGB, np.float32) / np.float32(255.0)
+    gray = rows.reshape(height, width, channels).astype(np.float32) @ weights  # H W
+    return np.clip(gray, 0.0, 1.0, out=gray)
 
 
 def image_msg_to_gray(msg: Any) -> np.ndarray:

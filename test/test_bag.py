@@ -88,6 +88,8 @@ def test_own_messages_registered_from_msg_files():
     assert store.types[TRACK_ARRAY].LOST == 2  # constants come through
     assert store.types[OBSERVATION_ARRAY].SOURCE_IMAGE == 1
     assert msg_text(IMAGE).startswith("std_msgs/Header header")
+    full = msg_text(DVS_EVENT_ARRAY, full=True)
+    assert "\nMSG: dvs_msgs/Event\n" in full and "\nMSG: builtin_interfaces/Time\n" in full
     with pytest.raises(KeyError):
         msg_text("nope_msgs/msg/Nothing")
 

@@ -107,7 +107,9 @@ def test_ros1_bag(tmp_path, rng):
         conn = writer.add_connection("/cam/image", IMAGE, typestore=noetic)
         for k in range(3):
             writer.write(conn, T0 + k, noetic.serialize_ros1(msg, IMAGE))
-    assert bag_summary(path)["topics"] == {"/cam/image": {"type": IMAGE, "count": 3}}
+    summary = bag_summary(path)
+    assert summary["topics"] == {"/cam/image": {"type": IMAGE, "count": 3}}
+    assert summary["storage"] == "ros1" and summary["end_ns"] == T0 + 2
     objs = list(iter_messages(path))
     assert [m.t_ns for m in objs] == [T0, T0 + 1, T0 + 2]
     np.testing.assert_array_equal(objs[0].msg.data, pixels)

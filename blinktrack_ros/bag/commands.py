@@ -72,7 +72,7 @@ def _event_lines(topic: str, res: dict) -> list[str]:
         f"  events:      {res['events']}  (ON {res['on']}, OFF {res['off']})",
         f"  sensor size: {res['width_px']} x {res['height_px']}",
         "  decode speed: " + ("-" if speed is None else
-                              f"{speed:.1f} Mev/s ({res['decode_s'] * 1e3:.1f} ms)"),
+                              f"{speed:.1f} Mev/s (decoder only: {res['decode_s'] * 1e3:.1f} ms)"),
     ]
     if res["t_first_ns"] is not None:
         span = (res["t_last_ns"] - res["t_first_ns"]) / 1e9

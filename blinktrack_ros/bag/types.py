@@ -53,17 +53,25 @@ def own_msgtypes() -> tuple[str, ...]:
     return tuple(f"{OWN_PACKAGE}/msg/{name}" for name in OWN_MESSAGES) + EXTERNAL_MESSAGES
 
 
-def msg_text(msgtype: str) -> str:
-    """The .msg definition text of `msgtype` ("pkg/msg/Name"), without its dependencies.
+def msg_text(msgtype: str, full: bool = False) -> str:
+    """The .msg definition text of `msgtype` ("pkg/msg/Name").
 
-    Our own and the event-camera messages come from their .msg files (comments included);
-    any other type of `typestore()` from the rosbags definition (top-level section only).
+    Args:
+        msgtype: a type of `typestore()`.
+        full: the definition with all its dependencies, as stored in bags and mcap schemas
+            (ros2msg: sections separated by a line of 80 '=' and "MSG: pkg/Name").
+            Otherwise the type's own definition: our own and the event-camera messages from
+            their .msg files (comments included), other types from rosbags.
 
     Raises:
         KeyError: the type is unknown.
     """
     if msgtype.count("/") != 2:
         raise KeyError(f"message type {msgtype!r} is not of the form 'package/msg/Name'")
+    if full:
+        if msgtype not in typestore().fielddefs:
+            raise KeyError(f"unknown message type {msgtype!r}")
+        return typestore().generate_msgdef(msgtype, ros_version=2)[0]
     path = _definition_file(msgtype)
     if path is not None:
         return path.read_text(encoding="utf-8")
