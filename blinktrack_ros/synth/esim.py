@@ -100,17 +100,18 @@ def init_state(image: np.ndarray, t_ns: int, config: EsimConfig,
 def _crossings(state: EsimState, L1: np.ndarray, t1_ns: int, refractory_ns: int):
     """Crossing events of one step: (flat pixel index, float time ns, polarity), new state."""
     L0, ref = state.last_log, state.ref_log
-    d = L1 - ref
-    up = d > 0
-    C = np.where(up, state.c_pos, state.c_neg)
-    n = np.floor(np.abs(d) / C).astype(np.int64)  # levels crossed between ref and L1
-    idx = np.flatnonzero(n)
+    d = (L1 - ref).ravel()
+    # Cheap full-image pass (most pixels do not fire), exact per-pixel work on candidates.
+    cand = np.flatnonzero((d >= state.c_pos.ravel()) | (d <= -state.c_neg.ravel()))
+    up_c = d[cand] > 0
+    C_c = np.where(up_c, state.c_pos.flat[cand], state.c_neg.flat[cand])
+    n_c = np.floor(np.abs(d[cand]) / C_c).astype(np.int64)  # levels crossed, ref -> L1
+    keep = n_c > 0
+    idx, n_i, up_i, C_i = cand[keep], n_c[keep], up_c[keep], C_c[keep]
     new_ref = ref.copy()
     if idx.size == 0:
         return (idx, np.zeros(0), np.zeros(0, np.uint8)), new_ref, state.last_event_ns
-    n_i, up_i = n.flat[idx], up.flat[idx]
     sign = np.where(up_i, 1.0, -1.0)
-    C_i = C.flat[idx]
     dt = float(t1_ns - state.t_ns)
     dL = L1.flat[idx] - L0.flat[idx]
     # Rounding can leave |L0 - ref| a hair above C: then L barely moves; spread those evenly.
