@@ -52,3 +52,12 @@ def test_ambiguous_names_are_reported(shared_data, tmp_path):
     pred.write_text("0 0 1 1\n")
     with pytest.raises(ValueError, match="several ground-truth files"):
         match_sequences(pred.parent, gt)
+
+
+def test_occ_ground_truth_name_matches(tmp_path):
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    (gt / "shapes_6dof_occ.gt.txt").write_text("0 0 1 1 1\n")
+    (tmp_path / "shapes_6dof_485_565.txt").write_text("0 0 1 1\n")
+    pairs = match_sequences(tmp_path / "shapes_6dof_485_565.txt", gt)
+    assert pairs[0].gt_path.name == "shapes_6dof_occ.gt.txt"

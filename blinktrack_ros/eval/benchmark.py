@@ -108,7 +108,8 @@ def render_prediction(sequence: BenchmarkSequence, pred: np.ndarray, out_base: P
     """Annotated GIF (and MP4 when possible) of predicted tracks and GT over the frames."""
     from blinktrack_ros.eval.render import render_tracks, write_animation
 
-    images = render_tracks(sequence.frames, sequence.frame_times_ns, pred, sequence.gt)
+    images = render_tracks(sequence.frames, sequence.frame_times_ns, pred, sequence.gt,
+                           progress=len(sequence.frames) > 100)
     return write_animation(images, out_base, fps=fps)
 
 

@@ -23,10 +23,10 @@ _ONE = 1 << _SHIFT
 
 @dataclass(frozen=True)
 class RenderStyle:
-    """How tracks are drawn: tail length (s), upscaling of small frames, marker size."""
+    """How tracks are drawn: tail length (s), upscaling (0: x2 below 400 px wide), marker size."""
 
     tail_s: float = 0.15
-    scale: int = 2
+    scale: int = 0
     radius_px: int = 3
     draw_ids: bool = True
 
@@ -82,7 +82,7 @@ def render_frame(frame: np.ndarray, t_s: float, tracks: dict[float, np.ndarray],
     Returns:
         (H * scale, W * scale, 3) uint8 RGB image.
     """
-    s = style.scale
+    s = style.scale or (2 if frame.shape[1] < 400 else 1)
     big = cv2.resize(frame, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
     img = np.ascontiguousarray(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
     for rows in (gt or {}).values():
@@ -107,13 +107,17 @@ def render_frame(frame: np.ndarray, t_s: float, tracks: dict[float, np.ndarray],
 
 
 def render_tracks(frames: list[np.ndarray], frame_times_ns: np.ndarray, tracks: np.ndarray,
-                  gt: np.ndarray | None = None, style: RenderStyle = RenderStyle()
-                  ) -> list[np.ndarray]:
+                  gt: np.ndarray | None = None, style: RenderStyle = RenderStyle(),
+                  progress: bool = False) -> list[np.ndarray]:
     """Annotate every frame; tracks/gt are rows `id t x y [vis]` (t in s)."""
+    from tqdm import tqdm
+
     by_id = {k: v[np.argsort(v[:, 0], kind="stable")] for k, v in group_tracks(tracks).items()}
     gt_by_id = None if gt is None else group_tracks(gt)
+    pairs = zip(frames, np.asarray(frame_times_ns))
     return [render_frame(f, float(t) * 1e-9, by_id, gt_by_id, style)
-            for f, t in zip(frames, np.asarray(frame_times_ns))]
+            for f, t in tqdm(pairs, total=len(frames), desc="rendering", unit="frame",
+                             disable=not progress)]
 
 
 def mp4_available() -> bool:

@@ -8,7 +8,8 @@ are skipped.
 Names: ground truth is `<seq>.gt.txt`, predictions `<seq>.txt`. The EC/EDS files in the wild
 differ in two ways that `match_sequences` tolerates: predictions carry the frame range of the
 sub-sequence (`shapes_6dof_485_565.txt` vs `shapes_6dof.gt.txt`) and EDS ground truth carries a
-numeric prefix (`01_peanuts_light.gt.txt` vs `peanuts_light_160_386.txt`).
+numeric prefix (`01_peanuts_light.gt.txt` vs `peanuts_light_160_386.txt`); ground truth with
+visibility may be named `<seq>_occ.gt.txt`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 GT_SUFFIX = ".gt.txt"
 _RANGE_SUFFIX = re.compile(r"_\d+_\d+$")
 _NUMBER_PREFIX = re.compile(r"^\d+_")
+_OCC_SUFFIX = "_occ"
 
 
 class TrackFileError(ValueError):
@@ -113,7 +115,9 @@ def sequence_name(path: str | Path) -> str:
 
 
 def loose_name(name: str) -> str:
-    """Name without a leading `NN_` prefix and a trailing `_<start>_<end>` frame range."""
+    """Name without a leading `NN_` prefix, a trailing `_<start>_<end>` frame range and the
+    `_occ` suffix of ground truth with visibility (`<seq>_occ.gt.txt`)."""
+    name = name[: -len(_OCC_SUFFIX)] if name.endswith(_OCC_SUFFIX) else name
     return _NUMBER_PREFIX.sub("", _RANGE_SUFFIX.sub("", name))
 
 
