@@ -44,6 +44,11 @@ import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.events.dvs import decode_dvs_cdr, decode_dvs_message
+from blinktrack_ros.events.errors import (
+    SUPPORTED_ENCODINGS,
+    TruncatedPacketError,
+    UnsupportedEncodingError,
+)
 from blinktrack_ros.events.evt3 import Evt3State, decode_evt3_words
 
 __all__ = [
@@ -51,26 +56,7 @@ __all__ = [
     "decode_dvs_cdr", "decode_dvs_message", "decode_packet", "SUPPORTED_ENCODINGS",
 ]
 
-SUPPORTED_ENCODINGS = ("evt3", "mono")
 EVT3_BACKENDS = ("auto", "numpy", "pypi")
-
-
-class UnsupportedEncodingError(ValueError):
-    """The packet's encoding is not one we decode; the message names it."""
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        super().__init__(f"unsupported event encoding {encoding!r} "
-                         f"(supported: {', '.join(SUPPORTED_ENCODINGS)})")
-
-
-class TruncatedPacketError(ValueError):
-    """The payload ends inside a word; `offset` is the byte offset of that partial word."""
-
-    def __init__(self, encoding: str, offset: int, size: int) -> None:
-        self.offset = offset
-        super().__init__(f"truncated {encoding} payload: partial word at byte offset {offset} "
-                         f"of {size}")
 
 
 @dataclass
@@ -158,7 +144,8 @@ def _finish(x, y, t, p, width: int, height: int, state_last: int | None,
 def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
     if buf.size % 8:
         stats.truncated_packets += 1
-        raise TruncatedPacketError("mono", buf.size - buf.size % 8, buf.size)
+        raise TruncatedPacketError("mono payload (partial 64-bit word)",
+                                   buf.size - buf.size % 8, buf.size)
     e = ">" if msg.is_bigendian else "<"
     offs = [4, 2, 0] if msg.is_bigendian else [0, 4, 6]
     rec = buf.view(np.dtype({"names": ["dt", "x", "yp"], "formats": [e + "u4", e + "u2", e + "u2"],
@@ -216,7 +203,7 @@ def _decode_evt3(buf: np.ndarray, msg: object, state: DecoderState, backend: str
                  stats: DecodeStats):
     if buf.size % 2:
         stats.truncated_packets += 1
-        raise TruncatedPacketError("evt3", buf.size - 1, buf.size)
+        raise TruncatedPacketError("evt3 payload (partial 16-bit word)", buf.size - 1, buf.size)
     (x, y, p, t), evt3_state = _evt3_events(buf, msg, state, backend, stats)
     offset = state.offset_ns
     if offset is None and t.size:
@@ -295,7 +282,7 @@ def decode_packets(msgs: list, state: DecoderState | None = None,
     for b in bufs:
         if b.size % 2:
             stats.truncated_packets += 1
-            raise TruncatedPacketError("evt3", b.size - 1, b.size)
+            raise TruncatedPacketError("evt3 payload (partial 16-bit word)", b.size - 1, b.size)
     stats.empty_packets += sum(1 for b in bufs if b.size == 0)
     first = next((m for m, b in zip(msgs, bufs) if b.size), msgs[0])
     joined = _Joined(first, np.concatenate(bufs))

@@ -20,6 +20,7 @@ import struct
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.events.errors import TruncatedPacketError
 
 ENCAPSULATION_BYTES = 4
 _FIELDS = (("x", 2, "u2"), ("y", 2, "u2"), ("sec", 4, "i4"), ("nsec", 4, "u4"), ("p", 1, "u1"))
@@ -49,13 +50,11 @@ def _event_dtype(offsets: dict[str, int], endian: str) -> np.dtype:
                      "itemsize": offsets["p"] + 1})
 
 
-class DvsTruncatedError(ValueError):
+class DvsTruncatedError(TruncatedPacketError):
     """A serialized dvs EventArray ends early; `offset` is where the missing data begins."""
 
     def __init__(self, what: str, offset: int, size: int) -> None:
-        self.offset = offset
-        super().__init__(f"truncated dvs_msgs/EventArray: {what} needs byte offset {offset} "
-                         f"but the buffer has {size} bytes")
+        super().__init__(f"dvs_msgs/EventArray ({what})", offset, size)
 
 
 def _header(buf: memoryview, endian: str) -> tuple[int, str, int, int, int, int]:
