@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from blinktrack_ros.bag.reader import iter_messages
 from blinktrack_ros.bag.types import DVS_EVENT_ARRAY, typestore
 from blinktrack_ros.bag.writer import BagWriter
 from blinktrack_ros.cli import main
@@ -129,8 +130,6 @@ def test_info_events_without_event_topics(tmp_path, capsys, rng):
 
 def test_info_events_truncated_packet_counted(shared_data, tmp_path, capsys):
     # Three real evt3 packets; the middle one loses its last byte: counted, the rest decoded.
-    from blinktrack_ros.bag.reader import iter_messages
-
     src = list(iter_messages(shared_data / "event_bags" / "test_events_1"))[:3]
     with BagWriter(tmp_path / "cut") as bag:
         for k, m in enumerate(src):
@@ -141,3 +140,16 @@ def test_info_events_truncated_packet_counted(shared_data, tmp_path, capsys):
     assert code == 1 and "1 truncated messages on /event_camera/events" in err
     assert (ev["messages"], ev["decoded_messages"], ev["truncated_messages"]) == (3, 2, 1)
     assert ev["events"] > 0
+
+
+def test_info_events_corrupt_message_counted(shared_data, tmp_path, capsys):
+    # A message whose CDR does not parse is counted and skipped; the others are decoded.
+    src = list(iter_messages(shared_data / "event_bags" / "test_events_1"))[:2]
+    with BagWriter(tmp_path / "corrupt") as bag:
+        bag.write(src[0].topic, src[0].msgtype, src[0].t_ns, src[0].msg)
+        bag.write(src[0].topic, src[0].msgtype, src[0].t_ns + 1, b"\x00\x01\x00\x00\xff\xff")
+        bag.write(src[1].topic, src[1].msgtype, src[1].t_ns, src[1].msg)
+    code, out, err = run(capsys, tmp_path / "corrupt", "--events", "--json")
+    ev = json.loads(out)["events"][TOPIC]
+    assert code == 1 and "1 messages on /event_camera/events do not deserialize" in err
+    assert (ev["messages"], ev["decoded_messages"], ev["undecodable_messages"]) == (3, 2, 1)

@@ -58,6 +58,9 @@ def _error_lines(topic: str, res: dict) -> list[str]:
         lines.append(f"events: unsupported encoding {encoding!r} on {topic}: {n} of "
                      f"{res['messages']} messages not decoded (supported: "
                      f"{', '.join(SUPPORTED_ENCODINGS)})")
+    if res["undecodable_messages"]:
+        lines.append(f"events: {res['undecodable_messages']} messages on {topic} do not "
+                     "deserialize (corrupt), skipped")
     if res["truncated_messages"]:
         lines.append(f"events: {res['truncated_messages']} truncated messages on {topic} "
                      "skipped (payload ends early)")

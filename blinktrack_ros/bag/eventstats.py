@@ -7,11 +7,10 @@ import os
 import time
 from typing import Any
 
-from blinktrack_ros.bag.reader import iter_messages, open_bag
+from blinktrack_ros.bag.reader import BagError, OpenBag, open_bag
 from blinktrack_ros.bag.types import DVS_EVENT_ARRAY, EVENT_PACKET, LEGACY_EVENT_ARRAY
 
-PACKET_TYPES = (EVENT_PACKET, LEGACY_EVENT_ARRAY)
-EVENT_TYPES = PACKET_TYPES + (DVS_EVENT_ARRAY,)
+EVENT_TYPES = (EVENT_PACKET, LEGACY_EVENT_ARRAY, DVS_EVENT_ARRAY)
 
 
 @dataclass
@@ -21,7 +20,8 @@ class TopicEvents:
     Attributes:
         topic, msgtype: the topic and its message type.
         messages: messages read; decoded: messages decoded; truncated: messages whose payload
-            ended inside a word (skipped); unsupported: messages of an encoding we do not decode.
+            ended early (skipped); undecodable: messages that do not deserialize (skipped);
+            unsupported: messages of an encoding we do not decode.
         unsupported_encodings: encoding name -> number of messages.
         events, on, off: decoded events (after validation drops).
         width, height: sensor size given by the last message.
@@ -35,6 +35,7 @@ class TopicEvents:
     messages: int = 0
     decoded: int = 0
     truncated: int = 0
+    undecodable: int = 0
     unsupported: int = 0
     unsupported_encodings: dict[str, int] = field(default_factory=dict)
     events: int = 0
@@ -71,7 +72,8 @@ class TopicEvents:
         """Plain dict for JSON (units in the key names)."""
         return {
             "type": self.msgtype, "messages": self.messages, "decoded_messages": self.decoded,
-            "truncated_messages": self.truncated, "unsupported_messages": self.unsupported,
+            "truncated_messages": self.truncated, "undecodable_messages": self.undecodable,
+            "unsupported_messages": self.unsupported,
             "unsupported_encodings": dict(self.unsupported_encodings),
             "events": self.events, "on": self.on, "off": self.off,
             "width_px": self.width, "height_px": self.height,
@@ -87,73 +89,55 @@ def event_topics(path: str | os.PathLike) -> dict[str, str]:
         return {c.topic: c.msgtype for c in bag.connections if c.msgtype in EVENT_TYPES}
 
 
-def _packet_topics(path: str | os.PathLike, topics: dict[str, str],
-                   progress: Any) -> dict[str, TopicEvents]:
-    from blinktrack_ros.events.decode import (
-        DecodeStats,
-        TruncatedPacketError,
-        UnsupportedEncodingError,
-        decode_packet,
-    )
+class _Decoders:
+    """Per-topic decoder state and counters; `decode` returns a batch or None (counted)."""
 
-    results = {t: TopicEvents(t, ty) for t, ty in topics.items()}
-    states: dict[str, Any] = dict.fromkeys(topics)
-    stats = {t: DecodeStats() for t in topics}
-    for m in iter_messages(path, topics=list(topics)):
-        res = results[m.topic]
-        res.messages += 1
-        res.width, res.height = int(m.msg.width), int(m.msg.height)
-        progress.update(1)
+    def __init__(self, topics: list[str]) -> None:
+        from blinktrack_ros.events import decode
+        from blinktrack_ros.events.dvs import DvsTruncatedError
+
+        self.api = decode
+        self.truncated_errors = (decode.TruncatedPacketError, DvsTruncatedError)
+        self.states: dict[str, Any] = dict.fromkeys(topics)
+        self.stats = {t: decode.DecodeStats() for t in topics}
+
+    def decode(self, bag: OpenBag, conn: Any, t_ns: int, data: Any, res: TopicEvents) -> Any:
+        api, topic = self.api, conn.topic
+        try:
+            if conn.msgtype == DVS_EVENT_ARRAY:
+                payload = bag.to_cdr(conn, t_ns, data)
+            else:
+                payload = bag.deserialize(conn, t_ns, data)
+                res.width, res.height = int(payload.width), int(payload.height)
+        except BagError:
+            res.undecodable += 1
+            return None
         t0 = time.perf_counter()
         try:
-            batch, states[m.topic] = decode_packet(m.msg, states[m.topic], stats[m.topic])
-        except UnsupportedEncodingError as exc:
+            if conn.msgtype == DVS_EVENT_ARRAY:
+                return api.decode_dvs_cdr(payload, self.stats[topic])
+            batch, self.states[topic] = api.decode_packet(payload, self.states[topic],
+                                                          self.stats[topic])
+            return batch
+        except api.UnsupportedEncodingError as exc:
             res.unsupported += 1
-            res.unsupported_encodings[exc.encoding] = res.unsupported_encodings.get(
-                exc.encoding, 0) + 1
-            continue
-        except TruncatedPacketError:
-            res.truncated += 1  # the decoder counted it; its state stays valid
-            continue
-        finally:
-            res.decode_s += time.perf_counter() - t0
-        res.add_batch(batch)
-    for topic, res in results.items():
-        res.counters = {k: v for k, v in stats[topic].as_dict().items() if v}
-    return results
-
-
-def _dvs_topics(path: str | os.PathLike, topics: dict[str, str],
-                progress: Any) -> dict[str, TopicEvents]:
-    from blinktrack_ros.events.decode import DecodeStats, decode_dvs_cdr
-
-    results = {t: TopicEvents(t, ty) for t, ty in topics.items()}
-    stats = {t: DecodeStats() for t in topics}
-    for m in iter_messages(path, topics=list(topics), raw=True):
-        res = results[m.topic]
-        res.messages += 1
-        progress.update(1)
-        t0 = time.perf_counter()
-        try:
-            batch = decode_dvs_cdr(m.rawdata, stats[m.topic])
-        except ValueError:  # DvsTruncatedError: the buffer ends early
+            res.unsupported_encodings[exc.encoding] = \
+                res.unsupported_encodings.get(exc.encoding, 0) + 1
+        except self.truncated_errors:  # the decoder state stays valid
             res.truncated += 1
-            continue
         finally:
             res.decode_s += time.perf_counter() - t0
-        res.add_batch(batch)
-    for topic, res in results.items():
-        res.counters = {k: v for k, v in stats[topic].as_dict().items() if v}
-    return results
+        return None
 
 
 def decode_bag_events(path: str | os.PathLike, show_progress: bool | None = None
                       ) -> dict[str, TopicEvents]:
-    """Decode every message of every event topic of one bag.
+    """Decode every message of every event topic of one bag, in log-time order.
 
     EventPacket and legacy EventArray messages go through `events.decode.decode_packet` (one
     decoder state per topic); dvs_msgs/EventArray through `decode_dvs_cdr` on the raw CDR.
-    Messages of unsupported encodings and truncated payloads are counted, not fatal.
+    Messages that do not deserialize, of unsupported encodings, or truncated, are counted and
+    skipped.
 
     Args:
         path: the bag.
@@ -164,15 +148,21 @@ def decode_bag_events(path: str | os.PathLike, show_progress: bool | None = None
     """
     from tqdm import tqdm
 
-    topics = event_topics(path)
     with open_bag(path) as bag:
+        topics = {c.topic: c.msgtype for c in bag.connections if c.msgtype in EVENT_TYPES}
         total = sum(c.msgcount for c in bag.connections if c.topic in topics)
-    packet = {t: ty for t, ty in topics.items() if ty in PACKET_TYPES}
-    dvs = {t: ty for t, ty in topics.items() if ty == DVS_EVENT_ARRAY}
-    disable = None if show_progress is None else not show_progress
-    with tqdm(total=total, unit="msg", desc="decoding events", disable=disable,
-              leave=False) as progress:
-        results = _packet_topics(path, packet, progress) if packet else {}
-        if dvs:
-            results.update(_dvs_topics(path, dvs, progress))
-    return dict(sorted(results.items()))
+        results = {t: TopicEvents(t, ty) for t, ty in sorted(topics.items())}
+        decoders = _Decoders(list(topics))
+        disable = None if show_progress is None else not show_progress
+        with tqdm(total=total, unit="msg", desc="decoding events", disable=disable,
+                  leave=False) as progress:
+            for conn, t_ns, data in bag.raw_messages(topics=list(topics)):
+                res = results[conn.topic]
+                res.messages += 1
+                progress.update(1)
+                batch = decoders.decode(bag, conn, t_ns, data, res)
+                if batch is not None:
+                    res.add_batch(batch)
+    for topic, res in results.items():
+        res.counters = {k: v for k, v in decoders.stats[topic].as_dict().items() if v}
+    return results

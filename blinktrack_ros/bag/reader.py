@@ -167,6 +167,33 @@ class OpenBag:
                 streams.append(reader.messages(connections=conns))
         return heapq.merge(*streams, key=lambda item: item[1])
 
+    def deserialize(self, conn: Any, t_ns: int, data: bytes | memoryview) -> Any:
+        """One message of `raw_messages` as a rosbags object; BagError when it does not parse."""
+        try:
+            if self.is_ros2:
+                return self.store.deserialize_cdr(data, conn.msgtype)
+            return self.store.deserialize_ros1(data, conn.msgtype)
+        except Exception as exc:  # rosbags raises SerdeError, struct.error, IndexError, ...
+            raise BagError(f"{self.path}: {conn.topic} ({conn.msgtype}) at t={t_ns} ns: "
+                           f"message does not deserialize: {exc}") from exc
+
+    def to_cdr(self, conn: Any, t_ns: int, data: bytes | memoryview) -> bytes | memoryview:
+        """One message of `raw_messages` as CDR (ROS 1 converted with the ROS 2 definition)."""
+        if self.is_ros2:
+            return data
+        try:  # rosbags converts with the ROS 2 definition (it drops header.seq)
+            return _ros2_store(conn.msgtype).ros1_to_cdr(data, conn.msgtype)
+        except Exception as exc:
+            raise BagError(f"{self.path}: {conn.topic} ({conn.msgtype}) at t={t_ns} ns: "
+                           f"ROS 1 message does not convert to CDR: {exc}") from exc
+
+
+def _ros2_store(msgtype: str) -> Any:
+    store = typestore()
+    if msgtype not in store.fielddefs:
+        raise BagError(f"cannot convert ROS 1 {msgtype} to CDR: no ROS 2 definition known")
+    return store
+
 
 @contextmanager
 def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
@@ -198,32 +225,14 @@ def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
         yield OpenBag(Path(path), readers, is_ros2, store)
 
 
-def _ros2_store(msgtype: str) -> Any:
-    store = typestore()
-    if msgtype not in store.fielddefs:
-        raise BagError(f"cannot convert ROS 1 {msgtype} to CDR: no ROS 2 definition known")
-    return store
-
-
 def _messages(bag: OpenBag, topics: Sequence[str] | None, types: Sequence[str] | None,
               raw: bool) -> Iterator[BagMessage]:
-    store = bag.store
     for conn, t_ns, data in bag.raw_messages(topics, types):
-        try:
-            if raw and bag.is_ros2:
-                yield BagMessage(conn.topic, conn.msgtype, t_ns, None, data)
-            elif raw:  # rosbags converts with the ROS 2 definition (it drops header.seq)
-                cdr = _ros2_store(conn.msgtype).ros1_to_cdr(data, conn.msgtype)
-                yield BagMessage(conn.topic, conn.msgtype, t_ns, None, cdr)
-            elif bag.is_ros2:
-                msg = store.deserialize_cdr(data, conn.msgtype)
-                yield BagMessage(conn.topic, conn.msgtype, t_ns, msg, None)
-            else:
-                msg = store.deserialize_ros1(data, conn.msgtype)
-                yield BagMessage(conn.topic, conn.msgtype, t_ns, msg, None)
-        except Exception as exc:  # rosbags raises SerdeError, struct.error, IndexError, ...
-            raise BagError(f"{bag.path}: {conn.topic} ({conn.msgtype}) at t={t_ns} ns: "
-                           f"message does not deserialize: {exc}") from exc
+        if raw:
+            yield BagMessage(conn.topic, conn.msgtype, t_ns, None, bag.to_cdr(conn, t_ns, data))
+        else:
+            yield BagMessage(conn.topic, conn.msgtype, t_ns, bag.deserialize(conn, t_ns, data),
+                             None)
 
 
 def iter_messages(paths: str | os.PathLike | Iterable[str | os.PathLike],
