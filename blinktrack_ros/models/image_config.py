@@ -63,8 +63,11 @@ class ImageNetConfig:
 
     @property
     def min_size_px(self) -> int:
-        """Smallest padded image side so that the coarsest pyramid level has one cell."""
-        return STRIDE * 2 ** (self.corr_levels - 1)
+        """Smallest padded image side: the coarsest pyramid level keeps at least 2 cells.
+
+        (Bilinear sampling with align_corners=True is degenerate on a 1-cell map.)
+        """
+        return STRIDE * 2**self.corr_levels
 
 
 PAPER = ImageNetConfig()
