@@ -113,14 +113,22 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
     Args:
         buffer: the serialized message, e.g. from a `raw=True` subscription or rosbags.
         stats: optional DecodeStats to add counters to.
+
+    Raises:
+        DvsTruncatedError: (a TruncatedPacketError) the buffer ends early; counted first.
     """
     buf = memoryview(np.frombuffer(buffer, np.uint8) if not isinstance(buffer, np.ndarray)
                      else np.ascontiguousarray(buffer, np.uint8).reshape(-1))
-    if len(buf) < ENCAPSULATION_BYTES:
-        raise DvsTruncatedError("encapsulation header", ENCAPSULATION_BYTES, len(buf))
-    endian = "<" if buf[1] & 1 else ">"
-    _, _, height, width, n, start = _header(buf, endian)
-    views = _event_views(buf, endian, start, n)[0] if n else []
+    try:
+        if len(buf) < ENCAPSULATION_BYTES:
+            raise DvsTruncatedError("encapsulation header", ENCAPSULATION_BYTES, len(buf))
+        endian = "<" if buf[1] & 1 else ">"
+        _, _, height, width, n, start = _header(buf, endian)
+        views = _event_views(buf, endian, start, n)[0] if n else []
+    except DvsTruncatedError:
+        if stats is not None:
+            stats.truncated_packets += 1  # counted first, like decode_packet
+        raise
     cols = {}
     for name in ("x", "y", "sec", "nsec", "p"):
         parts = [v[name] for v in views]
