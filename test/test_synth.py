@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -142,3 +144,24 @@ def test_bad_config_is_rejected():
         generate_sequence(preset("clean", width=16, height=16), seed=0)
     with pytest.raises(KeyError, match="choose from"):
         preset("nope")
+
+
+def test_requery_tops_up_visible_points(tmp_path):
+    config = replace(preset("occlusion", duration_s=0.2), requery_every_s=0.05, n_queries=60)
+    seq = generate_sequence(config, seed=5)
+    gt = seq.gt
+    q_times = np.unique(gt.query_t_ns)
+    assert q_times[0] == 0 and q_times.size >= 2 and np.all(np.isin(q_times, seq.frame_times_ns))
+    for t in q_times[1:]:
+        row = np.searchsorted(gt.times_ns, t)
+        new = gt.query_t_ns == t
+        old = (gt.query_t_ns < t) & (gt.vis[row] == VISIBLE)
+        assert np.all(gt.vis[row, new] == VISIBLE)
+        assert old.sum() + new.sum() <= config.n_queries
+        d = np.linalg.norm(gt.xy[row, new][:, None] - gt.xy[row, old][None], axis=-1)
+        assert d.size == 0 or d.min() >= config.query_min_distance - 1.0
+    write_gt_txt(gt, tmp_path / "q.gt.txt")
+    rows = read_gt_txt(tmp_path / "q.gt.txt")
+    assert rows.shape[0] == gt.alive().sum()
+    first_t = np.array([rows[rows[:, 0] == i, 1].min() for i in gt.ids])
+    np.testing.assert_allclose(first_t, gt.query_t_ns * 1e-9, atol=1e-9)

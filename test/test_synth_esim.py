@@ -144,3 +144,24 @@ def test_real_536fps_truck_frames(shared_data):
     pix, t = (ev.y.astype(np.int64) * 240 + ev.x)[order], ev.t[order]
     same = pix[1:] == pix[:-1]
     assert np.all(np.diff(t)[same] >= config.refractory_ns - 1)
+
+
+def test_noise_and_hot_pixels_rates(rng):
+    """Static scene: only noise fires; counts match the Poisson rates; hot pixels keep polarity."""
+    config = EsimConfig(noise_rate_hz=2.0, hot_pixel_fraction=0.01, hot_pixel_rate_hz=300.0)
+    image = np.full((50, 40), 0.5)
+    times = np.arange(201, dtype=np.int64) * 5_000_000  # 1 s
+    ev = esim.simulate([image] * times.size, times, config, seed=4)
+    n_hot = round(0.01 * image.size)
+    flat = ev.y.astype(np.int64) * 40 + ev.x
+    counts = np.bincount(flat, minlength=image.size)
+    hot = counts > 100  # 300 expected for hot, 2 for the rest
+    assert hot.sum() == n_hot
+    expected_bg = 2.0 * image.size
+    assert abs(counts[~hot].sum() - expected_bg) < 5 * np.sqrt(expected_bg)
+    assert abs(counts[hot].mean() - 300.0) < 5 * np.sqrt(300.0 / n_hot)
+    for pix in np.flatnonzero(hot):
+        p = ev.p[flat == pix]
+        bg_share = 2.0 / 300.0
+        assert max(p.mean(), 1 - p.mean()) > 1 - 5 * bg_share  # one polarity (+ rare noise)
+    assert np.all(np.diff(ev.t) >= 0)

@@ -8,9 +8,9 @@ Topics (log time = the message's data time, so a replay sees them in sensor orde
 - `/camera/image_raw` sensor_msgs/Image mono8 and `/camera/camera_info` sensor_msgs/CameraInfo
   (plumb_bob, zero distortion) at every frame stamp.
 - `/ground_truth/tracks` blinktrack_ros/TrackArray at every ground-truth time (1 kHz + frames):
-  every query point every time; status TRACKED = visible, OCCLUDED = occluded, LOST = outside
+  every point from its query time on; status TRACKED = visible, OCCLUDED = occluded, LOST = outside
   the image; velocities by central differences of the exact positions; covariances 0;
-  last_source SOURCE_SEED; age = time since the first frame; undistorted = K^-1 positions.
+  last_source SOURCE_SEED; age = time since its query time; undistorted = K^-1 positions.
 """
 
 from __future__ import annotations
@@ -99,17 +99,18 @@ def _gt_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str, Any
     status = np.where(gt.vis == OUTSIDE, LOST, np.where(gt.vis == OCCLUDED, STATUS_OCCLUDED,
                                                         TRACKED)).astype(np.uint8)
     undist = (gt.xy - K[:2, 2]) / np.diag(K)[:2]
-    N = gt.ids.size
-    ids = gt.ids.astype(np.uint32)
+    alive = gt.alive()
     for s, t in enumerate(gt.times_ns):
+        a = alive[s]
+        n = int(a.sum())
         yield int(t), GT_TOPIC, "blinktrack_ros/msg/TrackArray", Tracks(
-            header=_header(store, t), ids=ids,
-            positions=gt.xy[s].astype(np.float32).reshape(-1),
-            velocities=vel[s].astype(np.float32).reshape(-1),
-            covariances=np.zeros(3 * N, np.float32), status=status[s],
-            last_source=np.full(N, SOURCE_SEED, np.uint8),
-            age=np.full(N, (t - seq.frame_times_ns[0]) * 1e-9, np.float32),
-            undistorted=undist[s].astype(np.float32).reshape(-1))
+            header=_header(store, t), ids=gt.ids[a].astype(np.uint32),
+            positions=gt.xy[s, a].astype(np.float32).reshape(-1),
+            velocities=vel[s, a].astype(np.float32).reshape(-1),
+            covariances=np.zeros(3 * n, np.float32), status=status[s, a],
+            last_source=np.full(n, SOURCE_SEED, np.uint8),
+            age=((t - gt.query_t_ns[a]) * 1e-9).astype(np.float32),
+            undistorted=undist[s, a].astype(np.float32).reshape(-1))
 
 
 def write_sequence_bag(seq: Sequence, bag_dir: Path, event_msg: str = "dvs",

@@ -53,6 +53,8 @@ class SequenceConfig:
         camera, objects: motion ranges of the background and of the objects.
         n_queries: Shi-Tomasi query points on the first frame (at most).
         query_quality, query_min_distance: cv2.goodFeaturesToTrack parameters.
+        requery_every_s: every this many seconds (on the frame nearest), top the visible
+            points up to n_queries with new corners away from them; 0 = first frame only.
         frame_noise_std: range of additive Gaussian noise on output frames.
         exposure_s: range of exposure time (motion blur) of output frames; 0 = sharp.
         blur_samples: renders averaged per blurred frame.
@@ -77,6 +79,7 @@ class SequenceConfig:
     n_queries: int = 100
     query_quality: float = 0.01
     query_min_distance: float = 6.0
+    requery_every_s: float = 0.0
     frame_noise_std: Range = (0.0, 0.0)
     exposure_s: Range = (0.0, 0.0)
     blur_samples: int = 8
@@ -107,7 +110,7 @@ PRESETS: dict[str, SequenceConfig] = {
     "train": SequenceConfig(
         n_objects=(2, 5), frame_noise_std=(0.0, 0.02), exposure_s=(0.0, 0.01),
         gain_log_amplitude=(0.0, 0.2), objects=MotionConfig(speed_px_s=(20.0, 200.0)),
-        esim=_NOISY_ESIM),
+        requery_every_s=0.25, esim=_NOISY_ESIM),
     # A fixed test split: fixed imaging conditions, moderate motion, no sensor noise.
     "benchmark": SequenceConfig(n_objects=(4, 4)),
     # Many large objects heading across the image centre.

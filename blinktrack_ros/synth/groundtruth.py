@@ -31,6 +31,9 @@ class GroundTruth:
         vis: (S, N) int8 visibility (VISIBLE, OCCLUDED, OUTSIDE).
         layer: (N,) int64 index of the layer each point belongs to (0 = background).
         uv: (N, 2) float64 texture xy of each point in its layer.
+        query_t_ns: (N,) int64 time each point was seeded (a frame time). xy and vis are
+            exact at every time, but a point's track starts at its query time: writers and
+            `alive` skip earlier samples.
     """
 
     ids: np.ndarray
@@ -39,11 +42,26 @@ class GroundTruth:
     vis: np.ndarray
     layer: np.ndarray
     uv: np.ndarray
+    query_t_ns: np.ndarray
+
+    def alive(self) -> np.ndarray:
+        """(S, N) bool: the point's track has started (times_ns >= query_t_ns)."""
+        return self.times_ns[:, None] >= self.query_t_ns[None, :]
 
 
-def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig,
-                   t_s: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig, t_s: float = 0.0,
+                   max_corners: int | None = None,
+                   exclude_xy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
     """Shi-Tomasi corners of frame (H, W) at time t_s, away from every layer's alpha edge.
+
+    Args:
+        scene: the layers (alpha edges and owners).
+        frame: (H, W) the image corners are found on.
+        config: query parameters.
+        t_s: the frame's time in seconds.
+        max_corners: at most this many (default config.n_queries).
+        exclude_xy: (M, 2) existing points; new corners keep query_min_distance from them.
 
     Returns:
         (N, 2) pixel xy, (N,) owning layer index (topmost layer with alpha > 0.5),
@@ -55,10 +73,16 @@ def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig,
     keep = cv2.dilate(edge, np.ones((k, k), np.uint8)) == 0
     m = EDGE_MARGIN_PX + 4
     keep[:m], keep[-m:], keep[:, :m], keep[:, -m:] = False, False, False, False
+    keep = keep.astype(np.uint8)
+    for x, y in np.round(exclude_xy if exclude_xy is not None else []).astype(int):
+        cv2.circle(keep, (int(x), int(y)), int(np.ceil(config.query_min_distance)), 0, -1)
+    n_max = config.n_queries if max_corners is None else max_corners
+    if n_max <= 0:
+        return np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 2))
     corners = cv2.goodFeaturesToTrack(
-        np.ascontiguousarray(frame, np.float32), maxCorners=config.n_queries,
+        np.ascontiguousarray(frame, np.float32), maxCorners=n_max,
         qualityLevel=config.query_quality, minDistance=config.query_min_distance,
-        mask=keep.astype(np.uint8), blockSize=5)
+        mask=keep, blockSize=5)
     if corners is None:
         return np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 2))
     xy = corners.reshape(-1, 2).astype(np.float64)
@@ -95,23 +119,46 @@ def track_points(scene: Scene, layer: np.ndarray, uv: np.ndarray,
     return xy, vis
 
 
-def ground_truth(scene: Scene, first_frame: np.ndarray, config: SequenceConfig,
-                 times_ns: np.ndarray) -> GroundTruth:
-    """Query points on first_frame (time 0) tracked exactly at times_ns (S,)."""
-    xy0, layer, uv = select_queries(scene, first_frame, config)
+def ground_truth(scene: Scene, frames: np.ndarray, frame_times_ns: np.ndarray,
+                 config: SequenceConfig, times_ns: np.ndarray) -> GroundTruth:
+    """Query points on the first frame (and re-queries, see config) tracked exactly.
+
+    Args:
+        scene: the layers and motions.
+        frames: (T, H, W) output frames (corners are found on what a tracker sees).
+        frame_times_ns: (T,) their times.
+        config: query parameters.
+        times_ns: (S,) sample times; must include the frame times.
+    """
+    times_ns = np.asarray(times_ns, np.int64)
+    query_frames = [0]
+    if config.requery_every_s > 0:
+        wanted = np.arange(config.requery_every_s, frame_times_ns[-1] * 1e-9 + 1e-9,
+                           config.requery_every_s) * 1e9
+        query_frames += sorted({int(np.argmin(np.abs(frame_times_ns - w))) for w in wanted}
+                               - {0})
+    layer, uv, qt = np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64)
+    for k in query_frames:
+        t = int(frame_times_ns[k])
+        xy_now, vis_now = track_points(scene, layer, uv, np.array([t]))
+        visible = vis_now[0] == VISIBLE
+        _, new_layer, new_uv = select_queries(
+            scene, frames[k], config, t * 1e-9, config.n_queries - int(visible.sum()),
+            xy_now[0][visible])
+        layer, uv = np.r_[layer, new_layer], np.vstack([uv, new_uv])
+        qt = np.r_[qt, np.full(new_layer.size, t, np.int64)]
     xy, vis = track_points(scene, layer, uv, times_ns)
-    return GroundTruth(np.arange(xy0.shape[0], dtype=np.int64), np.asarray(times_ns, np.int64),
-                       xy, vis, layer, uv)
+    return GroundTruth(np.arange(layer.size, dtype=np.int64), times_ns, xy, vis, layer, uv, qt)
 
 
 def write_gt_txt(gt: GroundTruth, path: Path) -> None:
-    """Write rows `id t x y vis` (t in seconds), sorted by id then time."""
+    """Write rows `id t x y vis` (t in seconds) from each query time on, by id then time."""
     S, N = gt.vis.shape
     ids = np.repeat(gt.ids, S)
     t = np.tile(gt.times_ns, N) * 1e-9
     xy = gt.xy.transpose(1, 0, 2).reshape(-1, 2)
     vis = gt.vis.T.reshape(-1)
-    table = np.column_stack([ids, t, xy, vis])
+    table = np.column_stack([ids, t, xy, vis])[gt.alive().T.reshape(-1)]
     np.savetxt(path, table, fmt=["%d", "%.9f", "%.4f", "%.4f", "%d"],
                header="id t x y vis  (t in s; vis 1 visible, 0 occluded, -1 out of frame)")
 

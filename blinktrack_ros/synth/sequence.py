@@ -126,6 +126,6 @@ def generate_sequence(config: SequenceConfig, seed: int,
                        for t in frame_times])
     events = simulate_scene_events(scene, config, esim_rng, progress)
     gt_times = np.union1d(grid_ns(config.duration_s, config.gt_hz), frame_times)
-    gt = ground_truth(scene, frames[0], config, gt_times)
+    gt = ground_truth(scene, frames, frame_times, config, gt_times)
     return Sequence(config, int(seed), frames, frame_times, events, gt,
                     intrinsics(config.width, config.height), scene, imaging)
