@@ -100,6 +100,30 @@ class KltSource:
         """Forget the previous frame and points."""
         self.__init__(self.config)
 
+    def set_previous_points(self, ids: np.ndarray, positions_px: np.ndarray) -> int:
+        """Replace the stored previous-frame points of known ids (e.g. with fused posteriors).
+
+        Call it after fusing this source's observations so that the next frame is tracked from
+        each track's fused position: `klt.set_previous_points(*engine.predict_positions(t_ns))`.
+
+        Args:
+            ids: (M,) track ids.
+            positions_px: (M, 2) pixel xy in the previous (last observed) frame.
+
+        Returns:
+            How many ids were known (the others are ignored).
+        """
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
+        positions_px = np.asarray(positions_px, dtype=np.float32).reshape(-1, 2)
+        if positions_px.shape[0] != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} ids but {positions_px.shape[0]} positions")
+        if self._prev_ids.shape[0] == 0:
+            return 0
+        idx = np.minimum(np.searchsorted(self._prev_ids, ids), self._prev_ids.shape[0] - 1)
+        known = self._prev_ids[idx] == ids
+        self._prev_points[idx[known]] = positions_px[known]
+        return int(known.sum())
+
     def _lk(self, src: np.ndarray, dst: np.ndarray, pts: np.ndarray,
             guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
