@@ -1,0 +1,141 @@
+"""`blinktrack bench event-net`: time per event step for N tracks, FLOPs per track and step."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# the authors' published code, measured on these 2 cores (issue 4): ms per step
+REFERENCE_MS = {1: 150.0, 16: 3900.0}
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    """Add `blinktrack bench event-net`."""
+    p = bench_sub.add_parser("event-net", help="event network: ms per step, FLOPs per track")
+    p.add_argument("--config", choices=("paper", "lite", "both"), default="both")
+    p.add_argument("--sizes", default="1,16,64,256", help="comma-separated track counts N")
+    p.add_argument("--repeats", type=int, default=30, help="timed steps per N (lite)")
+    p.add_argument("--paper-repeats", type=int, default=3, help="timed steps per N (paper)")
+    p.add_argument("--budget-s", type=float, default=60.0,
+                   help="skip an N whose estimated timing run exceeds this many seconds")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_bench)
+
+
+def _parse_sizes(text: str) -> list[int]:
+    from blinktrack_ros.cli import UsageError
+
+    try:
+        sizes = sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError as exc:
+        raise UsageError(f"--sizes must be comma-separated integers, got {text!r}") from exc
+    if not sizes or sizes[0] < 1:
+        raise UsageError("--sizes needs positive track counts, e.g. 16,64,256")
+    return sizes
+
+
+def flops_per_track(model: Any) -> tuple[float, float]:
+    """(step FLOPs, birth FLOPs) for one track, counted with FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s, c = model.config.patch_size, model.config.in_channels
+    with torch.inference_mode():
+        birth = FlopCounterMode(display=False)
+        with birth:
+            state = model.init_state(torch.rand(1, 1, s, s))
+        step = FlopCounterMode(display=False)
+        with step:
+            model(state, torch.rand(1, c, s, s))
+    return float(step.get_total_flops()), float(birth.get_total_flops())
+
+
+def time_steps(model: Any, n: int, repeats: int, warmup: int = 1) -> Any:
+    """Wall times (s) of `repeats` forward steps of n tracks (inference mode)."""
+    import torch
+
+    from blinktrack_ros.benchutil import time_calls
+
+    s, c = model.config.patch_size, model.config.in_channels
+    fmt = torch.channels_last
+    with torch.inference_mode():
+        state = model.init_state(torch.rand(n, 1, s, s).contiguous(memory_format=fmt))
+        sbt = torch.rand(n, c, s, s).contiguous(memory_format=fmt)
+        return time_calls(lambda: model(state, sbt), repeats, warmup)
+
+
+def bench_config(name: str, sizes: list[int], repeats: int, budget_s: float) -> dict[str, Any]:
+    """Figures of one config; N whose estimated run exceeds budget_s are skipped and listed."""
+    import numpy as np
+    import torch
+
+    from blinktrack_ros.models.event_config import CONFIGS
+    from blinktrack_ros.models.event_net import EventNet, prepare_for_inference
+
+    torch.manual_seed(0)
+    model = EventNet(CONFIGS[name]()).eval()
+    step_flops, birth_flops = flops_per_track(model)
+    fast = prepare_for_inference(model)
+    out: dict[str, Any] = {
+        f"{name}_params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        f"{name}_patch_px": model.config.patch_size,
+        f"{name}_GFLOP_per_track_step": step_flops / 1e9,
+        f"{name}_GFLOP_per_track_birth": birth_flops / 1e9,
+    }
+    per_track_s, skipped = None, []
+    for n in sizes:
+        if per_track_s is not None and per_track_s * n * (repeats + 1) > budget_s:
+            skipped.append(n)
+            continue
+        times = time_steps(fast, n, repeats)
+        med = float(np.median(times))
+        per_track_s = med / n
+        out[f"{name}_N{n}_median_ms"] = med * 1e3
+        out[f"{name}_N{n}_p99_ms"] = float(np.percentile(times, 99)) * 1e3
+        if n in REFERENCE_MS:
+            out[f"{name}_N{n}_speedup_vs_authors_code"] = REFERENCE_MS[n] / (med * 1e3)
+    if skipped:
+        out[f"{name}_skipped_N"] = ",".join(map(str, skipped)) + f" (over --budget-s {budget_s})"
+    return out
+
+
+def eager_baseline(name: str, n: int, repeats: int) -> dict[str, Any]:
+    """The same step without BatchNorm folding and channels-last (what the fast path buys)."""
+    import numpy as np
+    import torch
+
+    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.models.event_config import CONFIGS
+    from blinktrack_ros.models.event_net import EventNet
+
+    model = EventNet(CONFIGS[name]()).eval()
+    s, c = model.config.patch_size, model.config.in_channels
+    with torch.inference_mode():
+        state = model.init_state(torch.rand(n, 1, s, s))
+        sbt = torch.rand(n, c, s, s)
+        times = time_calls(lambda: model(state, sbt), repeats, 1)
+    return {f"{name}_N{n}_plain_eager_median_ms": float(np.median(times)) * 1e3}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.cli import UsageError
+
+    if args.repeats < 1 or args.paper_repeats < 1 or args.threads < 1:
+        raise UsageError("--repeats, --paper-repeats and --threads must be >= 1")
+    sizes = _parse_sizes(args.sizes)
+    torch.set_num_threads(args.threads)
+    names = ("lite", "paper") if args.config == "both" else (args.config,)
+    figures: dict[str, Any] = {"kept": "inference_mode + BatchNorm folded + channels-last "
+                                       "(1x1 convs as matmul); torch.compile not kept"}
+    for name in names:
+        repeats = args.paper_repeats if name == "paper" else args.repeats
+        figures.update(bench_config(name, sizes, repeats, args.budget_s))
+        if name == "lite" and 64 in sizes:
+            figures.update(eager_baseline(name, 64, repeats))
+    figures["note"] = "shared machine: timings are noisy, medians reported"
+    report("event-net", figures, args.json)
+    return 0
