@@ -170,3 +170,15 @@ def test_ids_never_reused_and_runs_are_deterministic(rng: np.random.Generator) -
     one, two = run(), run()
     np.testing.assert_array_equal(one.tracks.ids, two.tracks.ids)
     np.testing.assert_array_equal(one.tracks.P, two.tracks.P)
+
+
+def test_empty_table_and_empty_queries() -> None:
+    eng = FusionEngine()
+    res = eng.apply(_obs(Source.EVENT, 5 * MS, [1, 2], [[1, 1], [np.nan, 2]]))
+    assert (res.unknown_ids, res.invalid, res.applied) == (1, 1, 0)
+    assert len(eng.snapshot()) == 0 and len(eng.snapshot(10 * MS)) == 0
+    assert eng.predict_positions(0)[1].shape == (0, 2)
+    assert eng.predict_positions(0, ids=np.array([3]))[0].shape == (0,)
+    with pytest.raises(ValueError, match="finite"):
+        eng.add_tracks(0, [[np.inf, 0]])
+    assert eng.add_tracks(0, np.zeros((0, 2))).shape == (0,)

@@ -116,3 +116,12 @@ def test_slider_depth_flow_agrees_with_the_camera_motion(shared_data: Path) -> N
             positions[tracked] = obs.positions_px
     errors = np.linalg.norm(positions[tracked] - seeds[tracked], axis=1)
     assert np.median(errors) < 0.3
+
+
+def test_frames_without_tracks_then_with_tracks(rng: np.random.Generator) -> None:
+    klt, tex = KltSource(), _texture(rng)
+    assert len(klt.observe(0, tex, np.zeros(0, np.uint32), np.zeros((0, 2)))) == 0
+    assert len(klt.observe(1, tex, np.array([4]), np.array([[90.0, 90.0]]))) == 0
+    assert klt.observe(2, tex, np.array([4]), np.array([[90.0, 90.0]])).ids.tolist() == [4]
+    klt.reset()
+    assert len(klt.observe(3, tex, np.array([4]), np.array([[90.0, 90.0]]))) == 0

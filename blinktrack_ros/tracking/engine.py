@@ -92,7 +92,8 @@ class FusionEngine:
             return self._apply_now(obs)
         heapq.heappush(self._buffer, (int(obs.t_ns), self._arrivals, obs))
         self._arrivals += 1
-        self._newest_ns = max(int(obs.t_ns), self._newest_ns or int(obs.t_ns))
+        newest = int(obs.t_ns) if self._newest_ns is None else self._newest_ns
+        self._newest_ns = max(newest, int(obs.t_ns))
         release_ns = self._newest_ns - int(self.config.reorder_window_ms * 1e6)
         result = FusionResult()
         while self._buffer and self._buffer[0][0] <= release_ns:
@@ -112,8 +113,11 @@ class FusionEngine:
         if cfg.mode is FusionMode.SINGLE_SOURCE and obs.source != cfg.source:
             return FusionResult(ignored_source=n, arrays=1)
         t_ns = int(obs.t_ns)
-        rows, found = tab.rows_of(obs.ids)
         valid = _valid_entries(obs)
+        if len(tab) == 0:  # every id is unknown
+            n_invalid = 0 if valid is None else int(n - valid.sum())
+            return FusionResult(unknown_ids=n - n_invalid, invalid=n_invalid, arrays=1)
+        rows, found = tab.rows_of(obs.ids)
         if valid is None:  # the common case: every entry is usable
             use = found & (tab.state_ns[rows] <= t_ns)
             n_invalid, n_unknown = 0, int(n - found.sum())

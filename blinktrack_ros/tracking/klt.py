@@ -154,10 +154,10 @@ class KltSource:
             raise ValueError(f"{ids.shape[0]} ids but {guess.shape[0]} predicted positions")
         have = np.zeros(ids.shape[0], dtype=bool)
         idx = np.zeros(ids.shape[0], dtype=np.intp)
-        if self._prev_image is not None and self._prev_shape == image.shape:
-            idx = np.searchsorted(self._prev_ids, ids)
-            idx = np.minimum(idx, max(self._prev_ids.shape[0] - 1, 0))
-            have = (self._prev_ids.shape[0] > 0) & (self._prev_ids[idx] == ids)
+        n_prev = self._prev_ids.shape[0]
+        if self._prev_image is not None and self._prev_shape == image.shape and n_prev:
+            idx = np.minimum(np.searchsorted(self._prev_ids, ids), n_prev - 1)
+            have = self._prev_ids[idx] == ids
         obs = Observations.empty(Source.KLT, t_ns)
         next_points = guess.copy()
         if have.any():
