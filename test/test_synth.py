@@ -165,3 +165,20 @@ def test_requery_tops_up_visible_points(tmp_path):
     assert rows.shape[0] == gt.alive().sum()
     first_t = np.array([rows[rows[:, 0] == i, 1].min() for i in gt.ids])
     np.testing.assert_allclose(first_t, gt.query_t_ns * 1e-9, atol=1e-9)
+
+
+def test_textures_from_a_folder(tmp_path, rng):
+    from blinktrack_ros.synth.textures import folder_textures
+
+    for i in range(3):
+        img = (rng.random((60 + 10 * i, 80, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / f"t{i}.png"), img)
+    (tmp_path / "notes.txt").write_text("not an image")
+    textures = folder_textures(tmp_path)
+    assert len(textures) == 3 and all(t.dtype == np.float32 and t.ndim == 2 for t in textures)
+    seq = generate_sequence(preset("clean", duration_s=0.02), seed=1, textures=textures)
+    assert seq.frames.shape == (2, 180, 240) and len(seq.events) > 0
+    (tmp_path / "t1.png").unlink()
+    (tmp_path / "t2.png").unlink()
+    with pytest.raises(ValueError, match="at least 2"):
+        folder_textures(tmp_path)
