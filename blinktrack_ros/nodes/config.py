@@ -1,0 +1,68 @@
+"""The nodes' own settings and the config sections they expose as ROS parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from blinktrack_ros.nodes.convert import EVENT_MSG_TYPES, EVENT_PACKET
+from blinktrack_ros.tracking.event_source import EventSourceConfig
+from blinktrack_ros.tracking.fusion_types import FusionConfig
+from blinktrack_ros.tracking.image_source import ImageSourceConfig
+from blinktrack_ros.tracking.seeding import SeedConfig
+
+RELIABILITIES = ("best_effort", "reliable")
+# Sections whose parameters may change while a node runs (the others are read_only).
+DYNAMIC_SECTIONS = frozenset({"fusion"})
+
+
+def _opt(default: Any, choices: tuple[str, ...] | None = None,
+         value_range: tuple[float, float] | None = None, dynamic: bool = False) -> Any:
+    meta: dict[str, Any] = {"dynamic": dynamic}
+    if choices:
+        meta["choices"] = choices
+    if value_range:
+        meta["range"] = value_range
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """ROS-side settings of the blinktrack_ros nodes (the core's settings are other sections).
+
+    Attributes:
+        event_msg_type: message type of the event input topic.
+        input_reliability: QoS reliability of the inputs (sensor-data profile otherwise).
+        input_queue_depth: QoS history depth of the inputs.
+        weights: model checkpoint file or directory; empty = the shipped lite weights.
+        camera_id: camera id written into the VINS-Fusion feature cloud.
+        frame_id: frame_id of the outputs; empty = the input images' frame_id.
+        debug_image_rate_hz: maximum rate of ~/debug_image; 0 = off.
+        diagnostics_period_s: period of the /diagnostics status.
+        malformed_log_period_s: at most one log line per this period about malformed input.
+    """
+
+    event_msg_type: str = _opt(EVENT_PACKET, choices=EVENT_MSG_TYPES)
+    input_reliability: str = _opt("best_effort", choices=RELIABILITIES)
+    input_queue_depth: int = _opt(10, value_range=(1, 1000))
+    weights: str = _opt("")
+    camera_id: int = _opt(0, value_range=(0, 255))
+    frame_id: str = _opt("")
+    debug_image_rate_hz: float = _opt(5.0, value_range=(0.0, 100.0), dynamic=True)
+    diagnostics_period_s: float = _opt(1.0, value_range=(0.1, 60.0))
+    malformed_log_period_s: float = _opt(5.0, value_range=(0.1, 3600.0), dynamic=True)
+
+    def __post_init__(self) -> None:
+        """Reject values outside the choices."""
+        if self.event_msg_type not in EVENT_MSG_TYPES:
+            raise ValueError(f"event_msg_type {self.event_msg_type!r} is not one of "
+                             f"{', '.join(EVENT_MSG_TYPES)}")
+        if self.input_reliability not in RELIABILITIES:
+            raise ValueError(f"input_reliability {self.input_reliability!r} is not one of "
+                             f"{', '.join(RELIABILITIES)}")
+
+
+def default_sections() -> dict[str, Any]:
+    """Section name -> default config instance, in the order the parameters file lists them."""
+    return {"node": NodeConfig(), "fusion": FusionConfig(), "seeding": SeedConfig(),
+            "event_source": EventSourceConfig(), "image_source": ImageSourceConfig()}
