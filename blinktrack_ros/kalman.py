@@ -6,6 +6,9 @@ in gives torch out (batched, differentiable, same formulas). Shapes:
 
     x (N, 4)   P (N, 4, 4)   dt scalar or (N,) seconds   z (N, 2) pixel xy   R (N, 2, 2) px^2
 
+Any number of leading batch axes may replace N (e.g. (B, N, 4) in training); dt and q then
+broadcast against x.shape[:-1].
+
 Process noise Q(dt) comes from a continuous white-acceleration model with spectral density q
 (px^2/s^3): per axis q * [[dt^3/3, dt^2/2], [dt^2/2, dt]]. The reference code instead adds Q(1)
 whatever the elapsed time; `constant_q=True` reproduces that for ablations only.
@@ -40,14 +43,14 @@ def _like(values: np.ndarray, ref: Array) -> Array:
     return values
 
 
-def _per_track(v: Array | float, n: int, ref: Array) -> Array:
-    """A scalar or (N,) value as an (N,) array/tensor of ref's backend."""
+def _per_track(v: Array | float, batch: int | tuple[int, ...], ref: Array) -> Array:
+    """A scalar or per-track value broadcast to the batch shape, in ref's backend."""
+    batch = (batch,) if isinstance(batch, int) else tuple(batch)
     if _is_torch(ref):
         import torch
 
-        v = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
-        return v.expand(n) if v.ndim == 0 else v
-    return np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        return torch.as_tensor(v, dtype=ref.dtype, device=ref.device).expand(batch)
+    return np.broadcast_to(np.asarray(v, dtype=np.float64), batch)
 
 
 def _stack(parts: list, axis: int, ref: Array) -> Array:
@@ -63,28 +66,23 @@ def _t(a: Array) -> Array:
     return a.swapaxes(-1, -2)
 
 
-def transition(dt: Array | float, n: int, like: Array) -> Array:
-    """Constant-velocity transition matrices F(dt), (N, 4, 4): position += velocity * dt."""
-    dt = _per_track(dt, n, like)
-    if _is_torch(like):
-        F = _like(np.eye(4), like).expand(n, 4, 4)
-        shift = _like(np.array([[0, 0, 1.0, 0], [0, 0, 0, 1.0], [0] * 4, [0] * 4]), like)
-        return F + dt[:, None, None] * shift
-    F = np.tile(np.eye(4), (n, 1, 1))
-    F[:, 0, 2] = dt
-    F[:, 1, 3] = dt
-    return F
+def transition(dt: Array | float, batch: int | tuple[int, ...], like: Array) -> Array:
+    """Constant-velocity transition matrices F(dt), (*batch, 4, 4): position += velocity * dt."""
+    dt = _per_track(dt, batch, like)
+    shift = _like(np.array([[0, 0, 1.0, 0], [0, 0, 0, 1.0], [0] * 4, [0] * 4]), like)
+    return _like(np.eye(4), like) + dt[..., None, None] * shift
 
 
-def process_noise(dt: Array | float, q: Array | float, n: int, like: Array) -> Array:
-    """White-acceleration process noise Q(dt), (N, 4, 4), spectral density q scalar or (N,)."""
-    dt = _per_track(dt, n, like)
-    q = _per_track(q, n, like)
+def process_noise(dt: Array | float, q: Array | float, batch: int | tuple[int, ...],
+                  like: Array) -> Array:
+    """White-acceleration process noise Q(dt), (*batch, 4, 4); q scalar or per track."""
+    dt = _per_track(dt, batch, like)
+    q = _per_track(q, batch, like)
     qpp, qpv, qvv = q * dt**3 / 3.0, q * dt**2 / 2.0, q * dt
     zero = qpp * 0.0
     rows = [[qpp, zero, qpv, zero], [zero, qpp, zero, qpv],
             [qpv, zero, qvv, zero], [zero, qpv, zero, qvv]]
-    return _stack([_stack(r, -1, like) for r in rows], -2, like)  # N 4 4
+    return _stack([_stack(r, -1, like) for r in rows], -2, like)  # *batch 4 4
 
 
 def initial_covariance(n: int, position_std_px: float = 1.0, velocity_std_px_s: float = 50.0,
@@ -108,15 +106,26 @@ def predict(x: Array, P: Array, dt: Array | float, q: Array | float,
     """
     if _is_torch(x):
         return _predict_textbook(x, P, dt, q, constant_q)
-    return _predict_numpy(x, P, dt, q, constant_q)
+    if x.ndim == 2:
+        if x.shape[1] != 4 or P.shape != (x.shape[0], 4, 4):
+            raise ValueError(f"predict: shapes x {x.shape}, P {P.shape} are not (N, 4), (N, 4, 4)")
+        return _predict_numpy(x, P, dt, q, constant_q)
+    batch = x.shape[:-1]  # flatten leading axes for the (N, ...) kernel
+
+    def flat(v: np.ndarray | float) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=np.float64), batch).reshape(-1)
+
+    x_new, P_new = _predict_numpy(x.reshape(-1, 4), P.reshape(-1, 4, 4), flat(dt), flat(q),
+                                  constant_q)
+    return x_new.reshape(x.shape), P_new.reshape(P.shape)
 
 
 def _predict_textbook(x: Array, P: Array, dt: Array | float, q: Array | float,
                       constant_q: bool) -> tuple[Array, Array]:
     """Predict with explicit F and Q matrices (torch path: differentiable, batched)."""
-    n = x.shape[0]
-    F = transition(dt, n, x)
-    Q = process_noise(1.0 if constant_q else dt, q, n, x)
+    batch = tuple(x.shape[:-1])
+    F = transition(dt, batch, x)
+    Q = process_noise(1.0 if constant_q else dt, q, batch, x)
     # x = F x
     x_new = (F @ x[..., None])[..., 0]
     # P = F P F' + Q
@@ -221,7 +230,16 @@ def update(x: Array, P: Array, z: Array, R: Array) -> tuple[Array, Array]:
     """
     if _is_torch(x):
         return _update_textbook(x, P, z, R)
-    return _update_numpy(x, P, z, R)
+    if x.ndim == 2:
+        n = x.shape[0]
+        if x.shape[1] != 4 or P.shape != (n, 4, 4) or z.shape != (n, 2) or R.shape != (n, 2, 2):
+            raise ValueError(f"update: shapes x {x.shape}, P {P.shape}, z {z.shape}, "
+                             f"R {R.shape} do not match (N, 4), (N, 4, 4), (N, 2), (N, 2, 2)")
+        return _update_numpy(x, P, z, R)
+    x_new, P_new = _update_numpy(x.reshape(-1, 4), P.reshape(-1, 4, 4),
+                                 np.broadcast_to(z, x.shape[:-1] + (2,)).reshape(-1, 2),
+                                 np.broadcast_to(R, x.shape[:-1] + (2, 2)).reshape(-1, 2, 2))
+    return x_new.reshape(x.shape), P_new.reshape(P.shape)
 
 
 def _update_textbook(x: Array, P: Array, z: Array, R: Array) -> tuple[Array, Array]:

@@ -142,3 +142,28 @@ def test_zero_dt_predict_is_identity(rng: np.random.Generator) -> None:
     xp, Pp = kalman.predict(x, P, 0.0, 100.0)
     np.testing.assert_array_equal(xp, x)
     np.testing.assert_array_equal(Pp, P)
+
+
+def test_leading_batch_axes_equal_flattened_tracks(rng: np.random.Generator) -> None:
+    B, n = 3, 5
+    x = rng.normal(size=(B, n, 4))
+    P = _random_spd(rng, B * n, 4, 2.0).reshape(B, n, 4, 4)
+    z, R = rng.normal(size=(B, n, 2)), _random_spd(rng, B * n, 2, 1.0).reshape(B, n, 2, 2)
+    dt = rng.uniform(0, 0.1, (B, n))
+    flat = kalman.update(*kalman.predict(x.reshape(-1, 4), P.reshape(-1, 4, 4), dt.ravel(), 9.0),
+                         z.reshape(-1, 2), R.reshape(-1, 2, 2))
+    batched = kalman.update(*kalman.predict(x, P, dt, 9.0), z, R)
+    np.testing.assert_allclose(batched[0].reshape(-1, 4), flat[0], atol=1e-12)
+    np.testing.assert_allclose(batched[1].reshape(-1, 4, 4), flat[1], atol=1e-12)
+    as_torch = [torch.from_numpy(a).float() for a in (x, P, dt, z, R)]
+    xt, Pt = kalman.predict(as_torch[0], as_torch[1], as_torch[2], 9.0)
+    xt, Pt = kalman.update(xt, Pt, as_torch[3], as_torch[4])
+    assert xt.dtype == torch.float32 and xt.shape == (B, n, 4) and Pt.shape == (B, n, 4, 4)
+    np.testing.assert_allclose(xt.numpy(), batched[0], rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_shapes_raise() -> None:
+    with pytest.raises(ValueError, match="shapes"):
+        kalman.update(np.zeros((2, 4)), np.zeros((2, 4, 4)), np.zeros((1, 2)), np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="shapes"):
+        kalman.predict(np.zeros((2, 4)), np.zeros((3, 4, 4)), 0.1, 1.0)
