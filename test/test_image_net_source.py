@@ -108,7 +108,7 @@ def test_zero_tracks_and_removal(rng):
     source.add_tracks([], _gray(rng), np.zeros((0, 2)))
     source.add_tracks([1, 2, 3], _gray(rng), np.array([[5.0, 5], [6, 6], [7, 7]]))
     assert source.remove_tracks([2, 99]) == 1
-    np.testing.assert_array_equal(source.references.ids, [1, 3])
+    np.testing.assert_array_equal(source.track_ids, [1, 3])
     assert source.references.feats.shape == (2, SMALL.feature_dim)
     obs = source.observe(4, _gray(rng), [3, 2], np.array([[7.0, 7.0], [6.0, 6.0]]))
     np.testing.assert_array_equal(obs.ids, [3])

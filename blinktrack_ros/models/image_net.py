@@ -205,12 +205,13 @@ def save_image_net(path: str | Path, net: ImageNet, extra: dict[str, Any] | None
     save_checkpoint(path, KIND, net.config, net.state_dict(), extra)
 
 
-def load_image_net(path: str | Path, expected_config: ImageNetConfig | None = None) -> ImageNet:
-    """Read a checkpoint written by `save_image_net`; CheckpointError when it does not fit."""
+def load_image_net(path: str | Path, device: str | torch.device = "cpu",
+                   expected_config: ImageNetConfig | None = None) -> ImageNet:
+    """Load an image network in eval mode; CheckpointError on kind/config/weight mismatch."""
     config, state_dict, _ = load_checkpoint(path, KIND, ImageNetConfig, expected_config)
     net = ImageNet(config)
     try:
         net.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit {config}: {exc}") from exc
-    return net.eval()
+    return net.to(device).eval()

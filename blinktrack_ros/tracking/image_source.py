@@ -87,6 +87,11 @@ class ImageSource:
         return self._references
 
     @property
+    def track_ids(self) -> np.ndarray:
+        """(N,) uint32 ids of the tracks with a reference."""
+        return self._references.ids.copy()
+
+    @property
     def drops(self) -> DropCounts:
         """Cumulative counts of observations dropped, by reason."""
         return self._drops
