@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.models.event_net import (
@@ -61,18 +60,21 @@ def crop_patches(frame: np.ndarray, centres_px: np.ndarray, size: int) -> np.nda
     if frame.ndim != 2:
         raise ValueError(f"expected an (H, W) grayscale frame, got shape {frame.shape}")
     scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(frame.dtype, 1.0)
-    img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32) * np.float32(scale))
-    h, w = img.shape
-    centres = torch.as_tensor(np.asarray(centres_px, dtype=np.float64).reshape(-1, 2))
-    offs = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
-    gx = centres[:, 0, None, None] + offs[None, None, :]  # N 1 S
-    gy = centres[:, 1, None, None] + offs[None, :, None]  # N S 1
-    grid = torch.stack(torch.broadcast_tensors(2 * gx / max(w - 1, 1) - 1,
-                                               2 * gy / max(h - 1, 1) - 1), -1)  # N S S 2
-    n = centres.shape[0]
-    out = F.grid_sample(img.expand(n, 1, h, w), grid.float(), mode="bilinear",
-                        padding_mode="zeros", align_corners=True)
-    return out[:, 0].numpy()
+    h, w = frame.shape
+    padded = np.zeros((h + 2, w + 2), np.float32)  # one zero pixel around: outside reads 0
+    padded[1:-1, 1:-1] = frame * np.float32(scale)
+    centres = np.asarray(centres_px, dtype=np.float64).reshape(-1, 2)
+    offs = np.arange(size) - (size - 1) / 2.0
+    gx = np.clip(centres[:, 0, None] + offs[None, :] + 1, 0, w + 1)  # N S, padded coords
+    gy = np.clip(centres[:, 1, None] + offs[None, :] + 1, 0, h + 1)
+    x0 = np.minimum(np.floor(gx).astype(np.int64), w)
+    y0 = np.minimum(np.floor(gy).astype(np.int64), h)
+    fx, fy = (gx - x0)[:, None, :], (gy - y0)[:, :, None]  # N 1 S, N S 1
+    rows0, rows1 = y0[:, :, None], y0[:, :, None] + 1
+    cols0, cols1 = x0[:, None, :], x0[:, None, :] + 1
+    top = padded[rows0, cols0] * (1 - fx) + padded[rows0, cols1] * fx
+    bottom = padded[rows1, cols0] * (1 - fx) + padded[rows1, cols1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)  # N S S
 
 
 def _default_patch_fn() -> PatchFn:
