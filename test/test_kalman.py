@@ -167,3 +167,16 @@ def test_mismatched_shapes_raise() -> None:
         kalman.update(np.zeros((2, 4)), np.zeros((2, 4, 4)), np.zeros((1, 2)), np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match="shapes"):
         kalman.predict(np.zeros((2, 4)), np.zeros((3, 4, 4)), 0.1, 1.0)
+
+
+@pytest.mark.parametrize("n", [3, 300])  # both numpy kernels (few / many tracks)
+def test_predict_equals_explicit_f_p_ft_plus_q(rng: np.random.Generator, n: int) -> None:
+    x = rng.normal(size=(n, 4))
+    P = _random_spd(rng, n, 4, 2.0)
+    dt, q = rng.uniform(0, 0.2, n), rng.uniform(1, 100, n)
+    xp, Pp = kalman.predict(x, P, dt, q)
+    for i in rng.choice(n, 3, replace=False):
+        F = np.eye(4) + np.diag([dt[i], dt[i]], k=2)
+        Q = Q_continuous_white_noise(2, dt[i], q[i], block_size=2, order_by_dim=False)
+        np.testing.assert_allclose(xp[i], F @ x[i], atol=1e-12)
+        np.testing.assert_allclose(Pp[i], F @ P[i] @ F.T + Q, atol=1e-12)
