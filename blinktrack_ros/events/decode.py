@@ -120,12 +120,11 @@ def stamp_ns(header: object) -> int:
 def _finish(x, y, t, p, width: int, height: int, state_last: int | None,
             stats: DecodeStats) -> EventBatch:
     """Bounds check, backwards counting and sorting; update stats."""
-    if width > 0 and height > 0:
+    if width > 0 and height > 0 and x.size and (int(x.max()) >= width
+                                                 or int(y.max()) >= height):
         keep = (x < width) & (y < height)
-        n_out = int(keep.size - np.count_nonzero(keep))
-        if n_out:
-            stats.dropped_out_of_bounds += n_out
-            x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+        stats.dropped_out_of_bounds += int(keep.size - np.count_nonzero(keep))
+        x, y, t, p = x[keep], y[keep], t[keep], p[keep]
     if t.size > 1:
         n_back = int(np.count_nonzero(t[1:] < t[:-1]))
         if n_back:
@@ -164,9 +163,11 @@ class PypiEvt3Stream:
     """
 
     def __init__(self) -> None:
-        import evt3
-
-        self.decoder = evt3.Decoder(2048, 2048)  # bounds are checked by us, with counts
+        try:  # the compiled decoder itself: the public wrapper adds ~5 us per packet
+            from evt3._evt3 import Decoder
+        except ImportError:  # pragma: no cover - layout of other evt3 versions
+            from evt3 import Decoder
+        self.decoder = Decoder(sensor_width=2048, sensor_height=2048)  # we check bounds
 
 
 def _resolve_backend(backend: str) -> str:
@@ -184,15 +185,17 @@ def _resolve_backend(backend: str) -> str:
 def _evt3_events(buf: np.ndarray, msg: object, state: DecoderState, backend: str,
                  stats: DecodeStats):
     """(x, y, p, t_us) of one evt3 payload and the backend state after it."""
-    words = buf.view(">u2" if msg.is_bigendian else "<u2")
     prev = state.evt3
-    fresh = isinstance(prev, Evt3State) and prev == Evt3State()
-    use_pypi = isinstance(prev, PypiEvt3Stream) or (fresh and _resolve_backend(backend) == "pypi")
-    if use_pypi:
+    if isinstance(prev, PypiEvt3Stream) or (
+            prev == Evt3State() and _resolve_backend(backend) == "pypi"):
         stream = prev if isinstance(prev, PypiEvt3Stream) else PypiEvt3Stream()
-        data = words.astype("<u2").tobytes() if msg.is_bigendian else buf.tobytes()
+        if msg.is_bigendian:
+            data = buf.view(">u2").astype("<u2").tobytes()
+        else:
+            data = msg.events if isinstance(msg.events, bytes) else buf.tobytes()
         ev = stream.decoder.feed(data)
-        return (ev.x, ev.y, ev.p, ev.t.astype(np.int64)), stream
+        return (ev.x, ev.y, ev.p, ev.t.view(np.int64)), stream  # t: us, < 2**63
+    words = buf.view(">u2" if msg.is_bigendian else "<u2")
     raw, evt3_state = decode_evt3_words(words, prev)
     stats.trigger_events += raw.triggers
     stats.unknown_words += raw.unknown_words
@@ -208,10 +211,10 @@ def _decode_evt3(buf: np.ndarray, msg: object, state: DecoderState, backend: str
     offset = state.offset_ns
     if offset is None and t.size:
         offset = stamp_ns(msg.header) - int(t[0]) * 1000
-    t *= 1000
+    t = t * 1000  # a new array: never write into the decoder's buffers
     if offset is not None:
         t += offset
-    return (x, y, t, p), DecoderState(evt3_state, offset, state.last_t_ns)
+    return (x, y, t, p), evt3_state, offset
 
 
 def decode_packet(msg: object, state: DecoderState | None = None,
@@ -247,13 +250,12 @@ def decode_packet(msg: object, state: DecoderState | None = None,
         stats.empty_packets += 1
         return EventBatch.empty(width, height), state
     if encoding == "mono":
-        cols, new_state = _decode_mono(buf, msg, stats), state
+        cols, evt3_state, offset = _decode_mono(buf, msg, stats), state.evt3, state.offset_ns
     else:
-        cols, new_state = _decode_evt3(buf, msg, state, evt3_backend, stats)
+        cols, evt3_state, offset = _decode_evt3(buf, msg, state, evt3_backend, stats)
     batch = _finish(*cols, width, height, state.last_t_ns, stats)
-    if len(batch):
-        new_state = DecoderState(new_state.evt3, new_state.offset_ns, int(batch.t[-1]))
-    return batch, new_state
+    last = int(batch.t[-1]) if len(batch) else state.last_t_ns
+    return batch, DecoderState(evt3_state, offset, last)
 
 
 def decode_packets(msgs: list, state: DecoderState | None = None,

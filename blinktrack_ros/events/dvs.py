@@ -129,16 +129,19 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
         if stats is not None:
             stats.truncated_packets += 1  # counted first, like decode_packet
         raise
-    cols = {}
-    for name in ("x", "y", "sec", "nsec", "p"):
-        parts = [v[name] for v in views]
-        cols[name] = np.concatenate(parts) if parts else np.zeros(0, _event_dtype(
-            event_layout(0)[0], endian)[name])
-    t = cols["sec"].astype(np.int64) * 1_000_000_000
-    t += cols["nsec"]
-    p = (cols["p"] != 0).astype(np.uint8)
-    return _to_batch(cols["x"].astype(np.uint16), cols["y"].astype(np.uint16), t, p,
-                     int(width), int(height), stats)
+    x, y = np.empty(n, np.uint16), np.empty(n, np.uint16)
+    t, p = np.empty(n, np.int64), np.empty(n, np.uint8)
+    i = 0
+    for v in views:  # copy the strided fields into native arrays
+        part = slice(i, i + v.shape[0])
+        x[part], y[part], p[part] = v["x"], v["y"], v["p"]
+        ts = t[part]
+        ts[...] = v["sec"]
+        ts *= 1_000_000_000
+        ts += v["nsec"]
+        i += v.shape[0]
+    np.minimum(p, 1, out=p)  # a CDR bool is one byte, 0 or 1
+    return _to_batch(x, y, t, p, int(width), int(height), stats)
 
 
 def decode_dvs_message(msg: object, stats=None) -> EventBatch:
