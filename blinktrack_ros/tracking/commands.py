@@ -59,7 +59,7 @@ def fusion_figures(repeats: int = 50) -> dict[str, float]:
     from blinktrack_ros import kalman
     from blinktrack_ros.benchutil import time_calls
 
-    def kf_step(x, P, z, R, dt):  # noqa: N803
+    def kf_step(x, P, z, R, dt):
         return kalman.update(*kalman.predict(x, P, dt, 1e4), z, R)
 
     figures: dict[str, float] = {}
@@ -77,7 +77,31 @@ def fusion_figures(repeats: int = 50) -> dict[str, float]:
         speedup = figures[f"kf_numpy_N{n}_track_updates_per_s"] * t / n
         figures[f"speedup_vs_pinv_loop_N{n}_x"] = speedup
     figures["engine_apply_64_tracks_ms"] = _engine_latency(repeats) * 1e3
+    figures["klt_observe_64_tracks_240x180_ms"] = _klt_latency(repeats) * 1e3
     return figures
+
+
+def _klt_latency(repeats: int) -> float:
+    """Median seconds of one KLT observe (forward + backward LK) of 64 tracks, 240x180 frames."""
+    import cv2
+
+    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.tracking.klt import KltSource
+    from blinktrack_ros.tracking.seeding import SeedConfig, detect_seeds
+
+    rng = np.random.default_rng(2)
+    texture = cv2.GaussianBlur(rng.random((200, 260)).astype(np.float32), (0, 0), 2.0)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    frames = [texture[10 + k % 3:190 + k % 3, 10 + k % 5:250 + k % 5] for k in range(8)]
+    points = detect_seeds(frames[0], np.zeros((0, 2)), SeedConfig(target_count=64))
+    ids = np.arange(points.shape[0], dtype=np.uint32)
+    klt, calls = KltSource(), [0]
+
+    def observe_next_frame() -> None:
+        calls[0] += 1
+        klt.observe(calls[0] * 33_000_000, frames[calls[0] % 8], ids, points)
+
+    return float(np.median(time_calls(observe_next_frame, repeats)))
 
 
 def _engine_latency(repeats: int) -> float:
