@@ -115,3 +115,15 @@ def test_inputs_not_modified(rng):
         np.testing.assert_array_equal(getattr(ev, k), v)
     np.testing.assert_array_equal(centres, c_copy)
     assert sbt_max_patches(ev, 900_000, 400_000, np.zeros((0, 2))).shape == (0, 10, 62, 62)
+
+
+def test_reused_out_buffer(rng):
+    ev = random_events(rng, 3000)
+    centres = np.array([[10.0, 10.0], [50.2, 40.7], [90.0, 5.0]])
+    expect = sbt_max_patches(ev, 900_000, 400_000, centres, size=30)
+    buf = np.full(3 * 10 * 30 * 30 + 1, 7.0, np.float32)  # stale content must not leak
+    got = sbt_max_patches(ev, 900_000, 400_000, centres, size=30, out=buf)
+    np.testing.assert_array_equal(got, expect)
+    assert np.shares_memory(got, buf)
+    with pytest.raises(ValueError, match="out must be"):
+        sbt_max_patches(ev, 900_000, 400_000, centres, size=30, out=buf[:-1])
