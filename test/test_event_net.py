@@ -151,7 +151,7 @@ def test_checkpoint_round_trip_and_mismatch(lite: EventNet, tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(loaded.init_state(ref), sbt)[0],
                                    lite(lite.init_state(ref), sbt)[0])
-    other = dataclasses.replace(EventNetConfig.lite(), embed_dim=32)
+    other = dataclasses.replace(EventNetConfig.lite(), embed_dim=48)
     with pytest.raises(CheckpointError, match="config does not match"):
         load_event_net(path, expected_config=other)
     bad = tmp_path / "bad.pt"

@@ -20,14 +20,13 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, c_in, H, W) -> (N, c_out, H, W), channels-last memory."""
-        n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N H W) c_in
-        weight = self.weight.reshape(self.out_channels, c).t()
-        if self.bias is None:
-            out = rows @ weight
-        else:
-            out = torch.addmm(self.bias, rows, weight)  # (N H W) c_out
-        return out.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+        pixels = x.permute(0, 2, 3, 1)  # N H W c_in (a view when x is channels-last)
+        # a batched matmul: on this CPU build a 2-D (N H W, c_in) @ (c_in, c_out) product with
+        # few columns was measured 100x slower than the same product batched over N
+        out = torch.matmul(pixels, self.weight.reshape(self.out_channels, -1).t())
+        if self.bias is not None:
+            out.add_(self.bias)  # N H W c_out (out is a fresh tensor)
+        return out.permute(0, 3, 1, 2)
 
 
 def make_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, pad: int = 0,

@@ -104,9 +104,13 @@ class EventNet(nn.Module):
         ref_vec = centre_vector(f)  # N F
         g = self.ref_redir(f)  # N R S S
         n, size = ref_patches.shape[0], cfg.motion_sizes()[1]
-        zeros = ref_patches.new_zeros((n, cfg.motion_channels[1], size, size))
-        return EventNetState(ref_vec, centre_crop(g, cfg.corr_size), F.avg_pool2d(g, 2),
-                             zeros, zeros.clone(), ref_patches.new_zeros((n, cfg.embed_dim)))
+        fmt = self._memory_format()
+        zeros = ref_patches.new_zeros((n, cfg.motion_channels[1], size, size)).contiguous(
+            memory_format=fmt)
+        mid = centre_crop(g, cfg.corr_size).contiguous(memory_format=fmt)
+        pool = F.avg_pool2d(g, 2).contiguous(memory_format=fmt)
+        return EventNetState(ref_vec, mid, pool, zeros, zeros.clone(),
+                             ref_patches.new_zeros((n, cfg.embed_dim)))
 
     def forward(self, state: EventNetState, sbt: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, EventNetState]:
@@ -125,11 +129,14 @@ class EventNet(nn.Module):
         if sbt.shape[0] != len(state):
             raise ValueError(f"{sbt.shape[0]} patches for a state of {len(state)} tracks")
         f = self.tgt_encoder(sbt)  # N F S S
+        fmt = self._memory_format()
         corr_mid = self._correlate(centre_crop(f, cfg.corr_size), state.ref_vec)
         corr_pool = self._correlate(F.avg_pool2d(f, 2), state.ref_vec)
+        corr_mid, corr_pool = (c.contiguous(memory_format=fmt) for c in (corr_mid, corr_pool))
         g = self.tgt_redir(f)  # N R S S
         joint = torch.cat([corr_mid, centre_crop(g, cfg.corr_size), state.ref_mid,
                            corr_pool, F.avg_pool2d(g, 2), state.ref_pool], 1)  # N J C C
+        joint = joint.contiguous(memory_format=fmt)  # no-op when the parts agree
         logits = self.visibility(joint)
         disp, h, c, mem = self.motion(joint, state.h, state.c, state.mem)
         new_state = EventNetState(state.ref_vec, state.ref_mid, state.ref_pool, h, c, mem)
@@ -141,6 +148,11 @@ class EventNet(nn.Module):
         n, _, hh, ww = f.shape
         corr = torch.einsum("nfhw,nf->nhw", f, ref_vec).reshape(n, hh * ww)
         return torch.softmax(corr, dim=1).reshape(n, 1, hh, ww)
+
+    def _memory_format(self) -> torch.memory_format:
+        """channels_last when the weights are (see prepare_for_inference), else contiguous."""
+        w = self.tgt_redir.weight
+        return torch.channels_last if not w.is_contiguous() else torch.contiguous_format
 
     def _check_input(self, x: torch.Tensor, channels: int) -> None:
         s = self.config.patch_size
