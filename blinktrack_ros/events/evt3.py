@@ -66,22 +66,36 @@ class Evt3Raw:
     unknown_words: int
 
 
-def _last_setter(setter_idx: np.ndarray, at_idx: np.ndarray) -> np.ndarray:
-    """(M,) index into setter_idx of the last setter before each at_idx word, -1 if none."""
-    return np.searchsorted(setter_idx, at_idx) - 1
+_UNKNOWN = np.ones(16, bool)
+_UNKNOWN[list(KNOWN_CODES)] = False
 
 
-def _time_high(code: np.ndarray, words: np.ndarray, state: Evt3State):
-    """Word indices of TIME_HIGH words and their full (wrapped, shifted) values."""
-    hidx = np.flatnonzero(code == TIME_HIGH)
-    hv = (words[hidx] & 0xFFF).astype(np.int64)
+def _fill(setter_idx: np.ndarray, setter_val: np.ndarray, at_idx: np.ndarray, default: int):
+    """Value of the last setter word before each at_idx word (default when there is none)."""
+    vals = np.empty(setter_val.size + 1, np.int64)
+    vals[0] = default
+    vals[1:] = setter_val
+    return vals[np.searchsorted(setter_idx, at_idx)]
+
+
+def _setters(code: np.ndarray, words: np.ndarray, kind: int, mask: int, count: int, start: int):
+    """Word indices (>= start) of words of one kind and their payloads (& mask) as int64."""
+    if count == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.int64)
+    idx = np.flatnonzero(code[start:] == kind)
+    if start:
+        idx += start
+    return idx, (words[idx] & mask).astype(np.int64)
+
+
+def _time_high(hv: np.ndarray, state: Evt3State) -> np.ndarray:
+    """Full time-high values (shifted, plus 2**24 per detected wrap) of TIME_HIGH payloads."""
     prev = np.empty_like(hv)
     if hv.size:
         prev[0] = (state.time_high >> 12) & 0xFFF
         prev[1:] = hv[:-1]
     wraps = np.cumsum((prev - hv) > WRAP_MIN_STEP)
-    full = ((state.time_high >> 24) + wraps) << 24 | (hv << 12)
-    return hidx, full
+    return ((state.time_high >> 24) + wraps) << 24 | (hv << 12)
 
 
 def _valid_start(code: np.ndarray, hidx: np.ndarray, state: Evt3State) -> int | None:
@@ -94,69 +108,68 @@ def _valid_start(code: np.ndarray, hidx: np.ndarray, state: Evt3State) -> int | 
     return None if after.size == 0 else int(hidx[0] + 1 + after[0] + 1)
 
 
-def _fill(setter_idx: np.ndarray, setter_val: np.ndarray, at_idx: np.ndarray, default: int):
-    j = _last_setter(setter_idx, at_idx)
-    out = setter_val[np.maximum(j, 0)] if setter_val.size else np.zeros(at_idx.shape, np.int64)
-    return np.where(j >= 0, out, default), j
+def _vectors(code, eidx, bidx, bval, state: Evt3State):
+    """x base and polarity per event word, and the (base_x, polarity) state at the end."""
+    ecode = code[eidx]
+    inc = np.where(ecode == VECT_12, 12, np.where(ecode == VECT_8, 8, 0))
+    cum = np.zeros(inc.size + 1, np.int64)  # increments of vector words before each event word
+    np.cumsum(inc, out=cum[1:])
+    # base in force at an event word = last base value + increments since that base word
+    base = _fill(bidx, (bval & 0x7FF) - cum[np.searchsorted(eidx, bidx)], eidx, state.base_x)
+    base += cum[:-1]
+    pol = _fill(bidx, bval >> 11, eidx, state.polarity)
+    if bidx.size:
+        k = np.searchsorted(eidx, bidx[-1])
+        end = (int((bval[-1] & 0x7FF) + cum[-1] - cum[k]), int(bval[-1] >> 11))
+    else:
+        end = (state.base_x + int(cum[-1]), state.polarity)
+    return base, pol, end
 
 
 def decode_evt3_words(words: np.ndarray, state: Evt3State) -> tuple[Evt3Raw, Evt3State]:
     """Decode (N,) uint16 EVT 3.0 words; return the raw events and the state after them."""
     code = words >> 12
-    hidx, hfull = _time_high(code, words, state)
+    counts = np.bincount(code, minlength=16)
+    unknown = int(counts[_UNKNOWN].sum())
+    hidx, hv = _setters(code, words, TIME_HIGH, 0xFFF, counts[TIME_HIGH], 0)
+    hfull = _time_high(hv, state)
+    lidx, lv = _setters(code, words, TIME_LOW, 0xFFF, counts[TIME_LOW], 0)
     start = _valid_start(code, hidx, state)
-    lidx = np.flatnonzero(code == TIME_LOW)
-    lv = (words[lidx] & 0xFFF).astype(np.int64)
-    unknown = int(np.count_nonzero(~np.isin(code, list(KNOWN_CODES)))) if code.size else 0
-    end_state_time = dict(
-        time_high=int(hfull[-1]) if hfull.size else state.time_high,
-        time_low=int(lv[-1]) if lv.size else state.time_low)
+    end_time = dict(time_high=int(hfull[-1]) if hfull.size else state.time_high,
+                    time_low=int(lv[-1]) if lv.size else state.time_low)
     if start is None:
-        empty = np.zeros(0, np.int64)
-        raw = Evt3Raw(empty.astype(np.uint16), empty.astype(np.uint16), empty.astype(np.uint8),
-                      empty, 0, unknown)
-        return raw, Evt3State(False, y=state.y, base_x=state.base_x, polarity=state.polarity,
-                              **end_state_time)
-    sub = code[start:]
-    yidx = np.flatnonzero(sub == ADDR_Y) + start
-    bidx = np.flatnonzero(sub == VECT_BASE_X) + start
-    is_vect = (sub >> 1) == 2  # VECT_12 or VECT_8
-    eidx = np.flatnonzero((sub == ADDR_X) | is_vect) + start
-    triggers = int(np.count_nonzero(sub == EXT_TRIGGER))
-
+        e = np.zeros(0, np.uint16)
+        return (Evt3Raw(e, e, e.astype(np.uint8), e.astype(np.int64), 0, unknown),
+                Evt3State(False, y=state.y, base_x=state.base_x, polarity=state.polarity,
+                          **end_time))
+    sub = code[start:] if start else code
+    triggers = int(counts[EXT_TRIGGER]) if not start else int(np.count_nonzero(
+        sub == EXT_TRIGGER))
+    yidx, yval = _setters(code, words, ADDR_Y, 0x7FF, counts[ADDR_Y], start)
+    bidx, bval = _setters(code, words, VECT_BASE_X, 0xFFF, counts[VECT_BASE_X], start)
+    has_vect = counts[VECT_12] + counts[VECT_8] > 0
+    is_event = (sub == ADDR_X) | ((sub >> 1) == 2) if has_vect else sub == ADDR_X
+    eidx = np.flatnonzero(is_event)
+    if start:
+        eidx += start
     ew = words[eidx]
-    ecode = code[eidx]
-    high, _ = _fill(hidx, hfull, eidx, state.time_high)
-    low, _ = _fill(lidx, lv, eidx, state.time_low)
-    ey, _ = _fill(yidx, (words[yidx] & 0x7FF).astype(np.int64), eidx, state.y)
-    ev_t = high | low
-
-    # vector base x: last VECT_BASE_X value plus the increments of vector words since then
-    inc = np.where(ecode == VECT_12, 12, np.where(ecode == VECT_8, 8, 0))
-    cum = np.zeros(inc.size + 1, np.int64)
-    np.cumsum(inc, out=cum[1:])
-    bw = words[bidx].astype(np.int64)
-    base_at_b = (bw & 0x7FF) - cum[np.searchsorted(eidx, bidx)]
-    bx, jb = _fill(bidx, base_at_b, eidx, state.base_x)
-    base = bx + cum[:-1]
-    bpol = np.where(jb >= 0, (bw[np.maximum(jb, 0)] >> 11) & 1 if bw.size else 0, state.polarity)
-
-    valid = np.where(ecode == ADDR_X, 1, ew & np.where(ecode == VECT_12, 0xFFF, 0xFF))
-    valid = valid.astype(np.uint16)
-    xbase = np.where(ecode == ADDR_X, ew & 0x7FF, base)
-    pol = np.where(ecode == ADDR_X, (ew >> 11) & 1, bpol)
-    bits = ((valid[:, None] >> _BITS12) & 1).astype(bool)  # M 12
+    t_us = _fill(hidx, hfull, eidx, state.time_high) | _fill(lidx, lv, eidx, state.time_low)
+    ey = _fill(yidx, yval, eidx, state.y)
+    end_y = int(yval[-1]) if yval.size else state.y
+    if not has_vect:
+        end_base = (int(bval[-1] & 0x7FF), int(bval[-1] >> 11)) if bval.size else (
+            state.base_x, state.polarity)
+        raw = Evt3Raw((ew & 0x7FF).astype(np.uint16), ey.astype(np.uint16),
+                      ((ew >> 11) & 1).astype(np.uint8), t_us, triggers, unknown)
+        return raw, Evt3State(True, y=end_y, base_x=end_base[0], polarity=end_base[1],
+                              **end_time)
+    base, bpol, end_base = _vectors(code, eidx, bidx, bval, state)
+    is_x = code[eidx] == ADDR_X
+    valid = np.where(is_x, 1, ew & np.where(code[eidx] == VECT_12, 0xFFF, 0xFF))
+    xbase = np.where(is_x, ew & 0x7FF, base)
+    pol = np.where(is_x, (ew >> 11) & 1, bpol)
+    bits = ((valid.astype(np.uint16)[:, None] >> _BITS12) & 1).astype(bool)  # M 12
     row, col = np.nonzero(bits)
-    x = (xbase[row] + col).astype(np.uint16)
-    raw = Evt3Raw(x, ey[row].astype(np.uint16), pol[row].astype(np.uint8), ev_t[row],
-                  triggers, unknown)
-    last_b = int(bidx[-1]) if bidx.size else -1
-    if last_b >= 0:
-        k = np.searchsorted(eidx, last_b)
-        end_base, end_pol = int((bw[-1] & 0x7FF) + cum[-1] - cum[k]), int((bw[-1] >> 11) & 1)
-    else:
-        end_base, end_pol = state.base_x + int(cum[-1]), state.polarity
-    new_state = Evt3State(True, y=int(words[yidx[-1]] & 0x7FF) if yidx.size else state.y,
-                          base_x=end_base, polarity=end_pol, **end_state_time)
-    return raw, new_state
-
+    raw = Evt3Raw((xbase[row] + col).astype(np.uint16), ey[row].astype(np.uint16),
+                  pol[row].astype(np.uint8), t_us[row], triggers, unknown)
+    return raw, Evt3State(True, y=end_y, base_x=end_base[0], polarity=end_base[1], **end_time)
