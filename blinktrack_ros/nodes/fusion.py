@@ -1,0 +1,146 @@
+"""fusion_node: ObservationArrays from the modules -> fused TrackArray, VINS feature cloud.
+
+Subscribes `event_observations`, `image_observations` (ObservationArray; SEED arrays start
+tracks), `camera_info` (optional: undistorted output and ~/feature) and `image` (only for
+~/debug_image). Publishes `~/tracks` on every fused update, `~/feature` at frame rate (on each
+IMAGE array, when CameraInfo is known), `~/debug_image` (throttled) and /diagnostics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from blinktrack_ros.images import image_msg_to_gray
+from blinktrack_ros.nodes import camera, convert
+from blinktrack_ros.nodes.base import GlueNode, run
+from blinktrack_ros.nodes.config import NodeConfig
+from blinktrack_ros.tracking.engine import FusionEngine
+from blinktrack_ros.tracking.fusion_types import FusionConfig, FusionResult, TrackSnapshot
+from blinktrack_ros.tracking.observation import Observations, Source
+
+
+class EngineFusion:
+    """The FusionModule on FusionEngine: SEED observations start tracks, the others are fused."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        """An engine with no tracks."""
+        self.engine = FusionEngine(config)
+        self.result = FusionResult()
+
+    def on_observations(self, obs: Observations) -> TrackSnapshot:
+        """Fuse (or seed from) one array; the snapshot at its time."""
+        if obs.source == Source.SEED:
+            if len(obs):
+                std = np.sqrt(np.maximum(obs.covariances[:, 0, 0], 1e-12))
+                self.engine.add_tracks(obs.t_ns, obs.positions_px, std)
+        else:
+            self.result = self.result + self.engine.apply(obs)
+        return self.engine.snapshot(obs.t_ns)
+
+    def set_config(self, config: FusionConfig) -> None:
+        """Apply changed parameters from the next observation on."""
+        self.engine.config = config
+
+    def reset(self) -> None:
+        """Forget every track (ids keep counting)."""
+        self.engine.reset()
+
+    def stats(self) -> dict[str, int]:
+        """Counts of the fused, stale, gated, ... observations so far."""
+        return asdict(self.result)
+
+
+class FusionNode(GlueNode):
+    """Glue around a FusionModule (default EngineFusion)."""
+
+    def __init__(self, module: Any = None, name: str = "blinktrack",
+                 subscribe_observations: bool = True, **kwargs: Any) -> None:
+        """Create the node; `module` defaults to EngineFusion with the fusion parameters.
+
+        blinktrack_node passes subscribe_observations False and calls `fuse` directly;
+        `snapshot_listeners` then get every snapshot.
+        """
+        super().__init__(name, {"node": NodeConfig(), "fusion": FusionConfig()}, **kwargs)
+        self.snapshot_listeners: list[Any] = []
+        self.module = module or EngineFusion(self.params.configs["fusion"])
+        self.cam: camera.CameraModel | None = None
+        self._lock = threading.Lock()
+        self._last_debug_s = -np.inf
+        self._latest_snap: TrackSnapshot | None = None
+        self.init_outputs()
+        for topic in ("event_observations", "image_observations")[:2 * subscribe_observations]:
+            self.subscribe(self.msg.ObservationArray, topic, self.on_observation_msg)
+        self.subscribe(self.sensor.CameraInfo, "camera_info", self.on_camera_info)
+        self.subscribe(self.sensor.Image, "image", self.on_image)
+
+    def init_outputs(self) -> None:
+        """Publishers of ~/tracks, ~/feature and ~/debug_image."""
+        import sensor_msgs.msg
+
+        import blinktrack_ros.msg
+
+        self.msg, self.sensor = blinktrack_ros.msg, sensor_msgs.msg
+        self.tracks_pub = self.create_publisher(self.msg.TrackArray, "~/tracks", self.out_qos)
+        self.feature_pub = self.create_publisher(self.sensor.PointCloud, "~/feature",
+                                                 self.out_qos)
+        self.debug_pub = self.create_publisher(self.sensor.Image, "~/debug_image", self.out_qos)
+
+    def on_config_change(self, section: str, cfg: Any) -> None:
+        """Pass fusion parameter changes to the module."""
+        super().on_config_change(section, cfg)
+        if section == "fusion" and hasattr(self, "module"):
+            self.module.set_config(cfg)
+
+    def on_camera_info(self, msg: Any) -> None:
+        """Keep the latest intrinsics (malformed ones are counted by the guard)."""
+        self.cam = camera.camera_model_from_info(msg)
+
+    def on_observation_msg(self, msg: Any) -> None:
+        """Convert, fuse, publish."""
+        self.fuse(convert.msg_to_observations(msg), msg.header.frame_id)
+
+    def fuse(self, obs: Observations, frame_id: str = "") -> TrackSnapshot | None:
+        """Fuse one array and publish the results (also called by blinktrack_node)."""
+        with self._lock:
+            if self.check_time(obs.t_ns):
+                self.module.reset()
+            snap = self.module.on_observations(obs)
+        self.record_latency("observations", obs.t_ns)
+        if snap is None:
+            return None
+        frame_id = self.cfg.frame_id or frame_id
+        und = camera.undistort_normalised(self.cam, snap.positions_px) if self.cam else None
+        self.tracks_pub.publish(convert.snapshot_to_msg(snap, frame_id, und))
+        if obs.source == Source.IMAGE and self.cam is not None:
+            self.feature_pub.publish(camera.feature_cloud(snap, self.cam, self.cfg.camera_id,
+                                                          frame_id))
+        self._latest_snap = snap
+        for listener in self.snapshot_listeners:
+            listener(snap)
+        return snap
+
+    def on_image(self, msg: Any) -> None:
+        """Draw the latest tracks on this frame, at most debug_image_rate_hz times a second."""
+        rate = self.cfg.debug_image_rate_hz
+        now = time.monotonic()
+        if rate <= 0 or self._latest_snap is None or now - self._last_debug_s < 1.0 / rate:
+            return
+        self._last_debug_s = now
+        img = camera.draw_tracks(image_msg_to_gray(msg), self._latest_snap)
+        self.debug_pub.publish(camera.bgr_image_msg(
+            img, convert.stamp_to_ns(msg.header.stamp), msg.header.frame_id))
+
+    def extra_diagnostics(self) -> dict[str, str]:
+        """The fusion counters."""
+        stats = self.module.stats() if hasattr(self.module, "stats") else {}
+        return {f"fusion {k}": str(v) for k, v in stats.items()}
+
+
+def main(args: list[str] | None = None) -> int:
+    """The fusion_node executable."""
+    return run(FusionNode, args)

@@ -1,0 +1,69 @@
+"""image_node: images (+ CameraInfo, fused tracks) -> image ObservationArrays and seeds.
+
+Subscribes `image`, `camera_info` (kept for undistortion downstream; with message_filters
+installed it could be synchronised, here the latest one is used: CameraInfo is static in
+practice) and `tracks`. Publishes `~/observations` (IMAGE arrays, and SEED arrays when the
+module proposes new features).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinktrack_ros.images import image_msg_to_gray
+from blinktrack_ros.nodes import camera, convert
+from blinktrack_ros.nodes.base import GlueNode, run
+from blinktrack_ros.nodes.config import default_sections
+from blinktrack_ros.nodes.modules import build_modules
+
+
+class ImageNode(GlueNode):
+    """Glue around an ImageModule."""
+
+    def __init__(self, module: Any = None, name: str = "blinktrack_image",
+                 subscribe_tracks: bool = True, **kwargs: Any) -> None:
+        """Create the node; `module` defaults to the core's image module (see EventNode)."""
+        super().__init__(name, default_sections(), **kwargs)
+        self.module = module or build_modules(self.params.configs, self.cfg.weights).image
+        self.observation_sink: Any = None
+        self.pending_tracks: Any = None
+        import sensor_msgs.msg
+
+        import blinktrack_ros.msg
+
+        self.msg = blinktrack_ros.msg
+        self.cam: camera.CameraModel | None = None
+        self.obs_pub = self.create_publisher(self.msg.ObservationArray, "~/observations",
+                                             self.out_qos)
+        self.subscribe(sensor_msgs.msg.Image, "image", self.on_image)
+        self.subscribe(sensor_msgs.msg.CameraInfo, "camera_info", self.on_camera_info)
+        if subscribe_tracks:
+            self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
+
+    def on_camera_info(self, msg: Any) -> None:
+        """Keep the latest intrinsics."""
+        self.cam = camera.camera_model_from_info(msg)
+
+    def on_image(self, msg: Any) -> None:
+        """Convert the frame, run the module, publish its observations and seeds."""
+        t_ns = convert.stamp_to_ns(msg.header.stamp)
+        if self.check_time(t_ns):
+            self.module.reset()
+        frame_id = self.cfg.frame_id or msg.header.frame_id
+        snap, self.pending_tracks = self.pending_tracks, None
+        if snap is not None:
+            self.module.on_tracks(snap)
+        for obs in self.module.on_image(t_ns, image_msg_to_gray(msg)):
+            self.obs_pub.publish(convert.observations_to_msg(obs, frame_id))
+            if self.observation_sink is not None:
+                self.observation_sink(obs, frame_id)
+        self.record_latency("image", t_ns)
+
+    def on_tracks(self, msg: Any) -> None:
+        """Fused positions: search starts for the next frame."""
+        self.module.on_tracks(convert.msg_to_snapshot(msg))
+
+
+def main(args: list[str] | None = None) -> int:
+    """The image_node executable."""
+    return run(ImageNode, args)

@@ -1,0 +1,67 @@
+"""Launch blinktrack_ros: three nodes (event, image, fusion) or all three in one process.
+
+    ros2 launch blinktrack_ros blinktrack.launch.py events:=/dvs/events image:=/dvs/image_raw \
+        event_msg_type:=dvs_msgs/EventArray use_sim_time:=true
+
+Outputs: /blinktrack/tracks (TrackArray), /blinktrack/feature (VINS-Fusion PointCloud),
+/blinktrack/debug_image, the modules' ObservationArrays, and /diagnostics.
+Uses only documented launch / launch_ros API (checked by test/test_launch_static.py).
+"""
+# ruff: noqa: I001  (ruff takes `launch` for our launch/ folder; this is ament's order)
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node, SetParameter
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = {
+    "events": ("/events", "event topic"),
+    "image": ("/image_raw", "image topic (sensor_msgs/Image)"),
+    "camera_info": ("/camera_info", "CameraInfo topic (undistorted output, VINS feature cloud)"),
+    "event_msg_type": ("event_camera_msgs/EventPacket",
+                       "event_camera_msgs/EventPacket or dvs_msgs/EventArray"),
+    "config": (PathJoinSubstitution([FindPackageShare("blinktrack_ros"), "config",
+                                     "blinktrack.yaml"]), "parameters file"),
+    "use_sim_time": ("false", "use /clock (bag replay with --clock)"),
+    "single_process": ("true", "all three nodes in one process (lowest latency)"),
+    "weights": ("", "model checkpoint file or directory; empty = shipped lite weights"),
+}
+
+
+def generate_launch_description() -> LaunchDescription:
+    """The launch description: arguments, use_sim_time, and the nodes of the chosen mode."""
+    arg = LaunchConfiguration
+    params = [arg("config"), {
+        "node.event_msg_type": ParameterValue(arg("event_msg_type"), value_type=str),
+        "node.weights": ParameterValue(arg("weights"), value_type=str),
+    }]
+    single = IfCondition(arg("single_process"))
+    split = UnlessCondition(arg("single_process"))
+    tracks = "/blinktrack/tracks"
+    actions = [DeclareLaunchArgument(name, default_value=default, description=text)
+               for name, (default, text) in ARGUMENTS.items()]
+    actions.append(SetParameter(name="use_sim_time", value=arg("use_sim_time")))
+    actions.append(Node(
+        package="blinktrack_ros", executable="blinktrack_node", name="blinktrack",
+        parameters=params, condition=single, output="screen",
+        remappings=[("events", arg("events")), ("image", arg("image")),
+                    ("camera_info", arg("camera_info"))]))
+    actions.append(Node(
+        package="blinktrack_ros", executable="event_node", name="blinktrack_event",
+        parameters=params, condition=split, output="screen",
+        remappings=[("events", arg("events")), ("image", arg("image")), ("tracks", tracks)]))
+    actions.append(Node(
+        package="blinktrack_ros", executable="image_node", name="blinktrack_image",
+        parameters=params, condition=split, output="screen",
+        remappings=[("image", arg("image")), ("camera_info", arg("camera_info")),
+                    ("tracks", tracks)]))
+    actions.append(Node(
+        package="blinktrack_ros", executable="fusion_node", name="blinktrack",
+        parameters=params, condition=split, output="screen",
+        remappings=[("event_observations", "/blinktrack_event/observations"),
+                    ("image_observations", "/blinktrack_image/observations"),
+                    ("image", arg("image")), ("camera_info", arg("camera_info"))]))
+    return LaunchDescription(actions)

@@ -1,0 +1,162 @@
+"""fusion_node as a separate process with the params file: tracks, malformed input, parameters.
+
+A test process publishes a synthetic sequence (seeds, then event and image observations of
+points moving at constant velocity, with noise) and receives the fused TrackArrays. Every wait
+is on a condition with a timeout (no sleeps as synchronisation).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run bash tools/build_msgs.sh .venv")
+bt_msg = pytest.importorskip(
+    "blinktrack_ros.msg", reason="messages not built: run bash tools/build_msgs.sh .venv")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from blinktrack_ros.nodes import convert  # noqa: E402
+from blinktrack_ros.tracking.observation import Observations, Source  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+T0 = 1_000_000_000_000  # 1000 s
+
+
+def _wait(executor, predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return bool(predicate())
+
+
+class Harness:
+    """The fusion_node child process and a test node talking to it on a private domain."""
+
+    def __init__(self, extra_params: list[str]) -> None:
+        self.domain = 20 + (os.getpid() + 37) % 80
+        env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain),
+                   ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        args = ["--ros-args", "--params-file", str(REPO / "config" / "blinktrack.yaml"),
+                "-p", "node.input_reliability:=reliable", "-p", "node.diagnostics_period_s:=0.2"]
+        for p in extra_params:
+            args += ["-p", p]
+        self.child = subprocess.Popen([sys.executable, str(REPO / "scripts" / "fusion_node"),
+                                       *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=self.domain)
+        self.node = rclpy.create_node("test_driver", context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.tracks: list = []
+        self.diag: list = []
+        self.node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks",
+                                      self.tracks.append, 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diag.append, 10)
+        self.pubs = {s: self.node.create_publisher(bt_msg.ObservationArray, f"/{name}", 100)
+                     for s, name in ((Source.EVENT, "event_observations"),
+                                     (Source.IMAGE, "image_observations"))}
+
+    def connected(self) -> bool:
+        return all(p.get_subscription_count() > 0 for p in self.pubs.values())
+
+    def send(self, obs: Observations, source: Source | None = None) -> bt_msg.TrackArray:
+        """Publish and wait for the TrackArray stamped with this observation time."""
+        n = len(self.tracks)
+        self.pubs[source or obs.source].publish(convert.observations_to_msg(obs, "cam0"))
+        ok = _wait(self.ex, lambda: any(convert.stamp_to_ns(m.header.stamp) == obs.t_ns
+                                        for m in self.tracks[n:]), 10.0)
+        assert ok, f"no TrackArray for t={obs.t_ns}"
+        return self.tracks[-1]
+
+    def close(self) -> str:
+        rclpy.shutdown(context=self.ctx)
+        if self.child.poll() is None:
+            self.child.terminate()
+        try:
+            out, _ = self.child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            out, _ = self.child.communicate(timeout=10)
+        return out
+
+
+@pytest.fixture
+def harness():
+    h = Harness(["fusion.lost_after_s:=5.0"])
+    assert _wait(h.ex, h.connected, 30.0), "fusion_node did not come up"
+    yield h
+    h.close()
+
+
+def _obs(source: Source, t_ns: int, ids, pos, r: float) -> Observations:
+    n = len(ids)
+    cov = np.repeat((r * np.eye(2))[None], n, axis=0)
+    return Observations(source, t_ns, np.asarray(ids, np.uint32), np.asarray(pos, float), cov,
+                        np.ones(n))
+
+
+def test_fusion_node_tracks_a_synthetic_sequence(harness, rng) -> None:
+    """Seeded tracks keep their ids and follow the true motion from noisy observations."""
+    p0 = rng.uniform(50, 300, (5, 2))
+    v = rng.uniform(-80, 80, (5, 2))  # px/s
+    first = harness.send(_obs(Source.SEED, T0, np.zeros(5), p0, 1.0), Source.IMAGE)
+    ids = np.asarray(first.ids)
+    assert len(ids) == 5 and len(set(ids.tolist())) == 5
+    for k in range(1, 61):  # 0.3 s: events every 5 ms, frames every 30 ms
+        t = T0 + k * 5_000_000
+        truth = p0 + v * (k * 5e-3)
+        src = Source.IMAGE if k % 6 == 0 else Source.EVENT
+        r = 1.0 if src == Source.IMAGE else 0.25
+        msg = harness.send(_obs(src, t, ids, truth + rng.normal(0, np.sqrt(r), truth.shape), r))
+        np.testing.assert_array_equal(np.asarray(msg.ids), ids)  # stable ids
+    pos = np.asarray(msg.positions).reshape(-1, 2)
+    vel = np.asarray(msg.velocities).reshape(-1, 2)
+    assert np.abs(pos - truth).max() < 1.0
+    assert np.abs(vel - v).max() < 25.0
+    assert list(msg.status) == [bt_msg.TrackArray.TRACKED] * 5
+
+
+def test_malformed_input_counted_node_alive(harness) -> None:
+    """A malformed array is counted in /diagnostics and the node keeps fusing."""
+    seeded = harness.send(_obs(Source.SEED, T0, [0], [[10.0, 10.0]], 1.0), Source.IMAGE)
+    bad = bt_msg.ObservationArray(ids=[1, 2], positions=[1.0])
+    harness.pubs[Source.EVENT].publish(bad)
+    key = "event_observations malformed"
+    assert _wait(harness.ex, lambda: any(
+        kv.key == key and kv.value == "1" for d in harness.diag for s in d.status
+        for kv in s.values), 10.0)
+    msg = harness.send(_obs(Source.EVENT, T0 + 5_000_000, seeded.ids, [[11.0, 10.0]], 0.5))
+    assert list(msg.ids) == list(seeded.ids)
+
+
+def test_parameters_rejected_at_runtime_and_startup(harness) -> None:
+    """set_parameters with out-of-range / invalid values is refused with a reason."""
+    client = harness.node.create_client(SetParameters, "/blinktrack/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    req = SetParameters.Request(parameters=[
+        Parameter("fusion.q", value=-5.0).to_parameter_msg(),
+        Parameter("fusion.visibility_ema_alpha", value=0.0).to_parameter_msg(),
+        Parameter("fusion.lost_after_s", value=2.0).to_parameter_msg()])
+    future = client.call_async(req)
+    assert _wait(harness.ex, future.done, 10.0)
+    results = future.result().results
+    assert [r.successful for r in results] == [False, False, True]
+    assert all(r.reason for r in results[:2])
+    bad = Harness(["fusion.visibility_ema_alpha:=0.0"])
+    try:
+        assert bad.child.wait(timeout=30) == 2
+    finally:
+        out = bad.close()
+    assert "visibility_ema_alpha" in out
