@@ -22,6 +22,22 @@ from blinktrack_ros.models.event_net import (
 )
 
 
+def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """He-initialised weights and O(1 px) displacements: outputs that depend on the input.
+
+    (PyTorch's default init gives near-constant outputs, which would let row-mixing bugs pass.)
+    """
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, a=0.1)
+            if m.bias is not None:
+                torch.nn.init.normal_(m.bias, std=0.1)
+    with torch.no_grad():
+        model.motion.regress.weight.mul_(20.0)
+    return model
+
+
 def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
     """Non-trivial BatchNorm statistics so that folding them is actually tested."""
     for m in model.modules():
@@ -35,7 +51,7 @@ def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
 @pytest.fixture(scope="module")
 def lite() -> EventNet:
     torch.manual_seed(0)
-    model = EventNet(EventNetConfig.lite()).eval()
+    model = lively(EventNet(EventNetConfig.lite())).eval()
     _randomise_bn(model, torch.Generator().manual_seed(1))
     return model
 

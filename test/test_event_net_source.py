@@ -16,10 +16,25 @@ from blinktrack_ros.tracking.observation import Source
 S = EventNetConfig.lite().patch_size
 
 
+def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """He-initialised weights and O(1 px) displacements: outputs that depend on the input.
+
+    (PyTorch's default init gives near-constant outputs, which would let row-mixing bugs pass.)
+    """
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, a=0.1)
+            if m.bias is not None:
+                torch.nn.init.normal_(m.bias, std=0.1)
+    with torch.no_grad():
+        model.motion.regress.weight.mul_(20.0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def model() -> EventNet:
-    torch.manual_seed(0)
-    return EventNet(EventNetConfig.lite()).eval()
+    return lively(EventNet(EventNetConfig.lite())).eval()
 
 
 class FakePatches:
@@ -149,3 +164,21 @@ def test_with_real_sbt_patches(model, rng) -> None:
         assert np.all(np.abs(obs.positions_px - pos) < S)  # within the patch
         assert np.all((obs.visibility >= 0) & (obs.visibility <= 1))
         assert np.all(obs.covariances[:, 0, 0] > 0)
+
+
+def test_bf16_autocast_close_to_float32(model, rng) -> None:
+    frame = _frame(rng)
+    ids = np.array([1, 2, 3], np.uint32)
+    birth = rng.uniform(30, 90, (3, 2))
+    out = []
+    for bf16 in (False, True):
+        src = EventSource(model, EventSourceConfig(bf16=bf16), patch_fn=FakePatches([ids] * 2))
+        src.add_tracks(ids, frame=frame, positions_px=birth)
+        src.observe(EventBatch.empty(160, 120), 1, 1, ids, birth)
+        out.append(src.observe(EventBatch.empty(160, 120), 2, 1, ids, birth))
+    assert out[1].positions_px.dtype == np.float64
+    disp = out[0].positions_px - birth
+    assert np.ptp(disp, axis=0).max() > 0.5  # tracks differ: the comparison below means much
+    # bfloat16 convs: about 1 % of the displacement (here up to ~20 px)
+    np.testing.assert_allclose(out[1].positions_px, out[0].positions_px, atol=0.25)
+    np.testing.assert_allclose(out[1].visibility, out[0].visibility, atol=0.05)

@@ -156,12 +156,15 @@ class MotionHead(nn.Module):
         """joint (N, J, C, C), h/c (N, c2, s, s), mem (N, E) -> (disp (N, 2), h, c, mem)."""
         x = self.block2(self.block1(joint))
         h, c = self.lstm(x, h, c)
-        x = self.block4(self.block3(h)).flatten(1)  # N E
-        x = F.leaky_relu(self.fuse1(torch.cat([x, mem], 1)), LEAK)
-        x = F.leaky_relu(self.fuse2(x), LEAK)
-        g = torch.sigmoid(self.gate(torch.cat([mem, x], 1)))
-        mem = mem * g + x * (1.0 - g)
-        disp = self.regress(F.leaky_relu(self.out(mem), LEAK))
+        x = self.block4(self.block3(h)).flatten(1).float()  # N E
+        # the small fully connected part stays float32 under autocast: the displacement and
+        # its recurrent memory need sub-pixel precision that bfloat16 (8 bits) does not give
+        with torch.autocast(x.device.type, enabled=False):
+            x = F.leaky_relu(self.fuse1(torch.cat([x, mem.float()], 1)), LEAK)
+            x = F.leaky_relu(self.fuse2(x), LEAK)
+            g = torch.sigmoid(self.gate(torch.cat([mem, x], 1)))
+            mem = mem * g + x * (1.0 - g)
+            disp = self.regress(F.leaky_relu(self.out(mem), LEAK))
         return disp, h, c, mem
 
 

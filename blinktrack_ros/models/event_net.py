@@ -134,9 +134,12 @@ class EventNet(nn.Module):
         corr_pool = self._correlate(F.avg_pool2d(f, 2), state.ref_vec)
         corr_mid, corr_pool = (c.contiguous(memory_format=fmt) for c in (corr_mid, corr_pool))
         g = self.tgt_redir(f)  # N R S S
-        joint = torch.cat([corr_mid, centre_crop(g, cfg.corr_size), state.ref_mid,
-                           corr_pool, F.avg_pool2d(g, 2), state.ref_pool], 1)  # N J C C
-        joint = joint.contiguous(memory_format=fmt)  # no-op when the parts agree
+        parts = [corr_mid, centre_crop(g, cfg.corr_size), state.ref_mid,
+                 corr_pool, F.avg_pool2d(g, 2), state.ref_pool]
+        c = cfg.corr_size
+        joint = torch.empty((sbt.shape[0], cfg.joint_channels, c, c), dtype=corr_mid.dtype,
+                            device=sbt.device, memory_format=fmt)
+        torch.cat(parts, 1, out=joint)  # N J C C, written in the heads' memory format
         logits = self.visibility(joint)
         disp, h, c, mem = self.motion(joint, state.h, state.c, state.mem)
         new_state = EventNetState(state.ref_vec, state.ref_mid, state.ref_pool, h, c, mem)
