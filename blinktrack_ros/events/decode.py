@@ -22,6 +22,11 @@ payload. Our output `t` is int64 ns in the ROS header clock, so events line up w
   describes; clock drift is not corrected). The 16-bit words follow `is_bigendian` (sensors
   send little-endian by default).
 
+evt3 backends: "pypi" (the PyPI `evt3` package, Rust; the default when installed) and "numpy"
+(`events.evt3`, vectorised, about 10x slower; also the independent check of the other). Both
+give the same events on the real recordings in the tests. `decode_packets` joins the payloads
+of consecutive packets and decodes them in one call (the fast offline path).
+
 Validation (counted in DecodeStats, never silent)
 --------------------------------------------------
 - Events outside width x height are dropped (`dropped_out_of_bounds`); a packet with width or
