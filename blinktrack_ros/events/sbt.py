@@ -63,6 +63,34 @@ def _patch_cells(corner: np.ndarray, size: int, ncx: int, ncy: int):
     return cell[order], patch[order]
 
 
+def _out_buffer(out: np.ndarray | None, n_out: int) -> np.ndarray:
+    """A zeroed flat float32 buffer of n_out + 1 elements (the last one takes misses)."""
+    if out is None:
+        return np.zeros(n_out + 1, np.float32)
+    if out.dtype != np.float32 or out.size != n_out + 1 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of {n_out + 1} elements")
+    flat = out.reshape(-1)
+    flat[:] = 0
+    return flat
+
+
+def _near_events(x: np.ndarray, y: np.ndarray, corner: np.ndarray, size: int,
+                 width: int, height: int):
+    """Events in grid cells that patches touch: their indices, and for each the range
+    [first, first + count) of its cell's (cell, patch) pairs in the returned pair patches."""
+    g = GRID_CELL_PX
+    ncx, ncy = -(-width // g), -(-height // g)
+    pc_cell, pc_patch = _patch_cells(corner, size, ncx, ncy)
+    ev_cell = (y // g) * ncx + x // g
+    if x.size and (int(x.max()) >= width or int(y.max()) >= height):
+        ev_cell[(x >= width) | (y >= height)] = ncx * ncy  # outside the sensor: no patch
+    cell_first = np.searchsorted(pc_cell, np.arange(ncx * ncy + 2))  # per-cell pair ranges
+    first = cell_first[ev_cell]
+    count = cell_first[ev_cell + 1] - first
+    near = np.flatnonzero(count)
+    return near, first[near], count[near], pc_patch.astype(np.int32)
+
+
 def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: np.ndarray,
                     size: int = 62, bins: int = 5, *, out: np.ndarray | None = None
                     ) -> np.ndarray:
@@ -85,34 +113,16 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
     centres = np.asarray(centres_px, dtype=np.float64).reshape(-1, 2)
     N = centres.shape[0]
     n_out = N * C * S * S
-    if out is None:
-        flat_out = np.zeros(n_out + 1, np.float32)  # + 1: a trash slot for misses
-    else:
-        if out.dtype != np.float32 or out.size != n_out + 1 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of {n_out + 1} elements")
-        flat_out = out.reshape(-1)
-        flat_out[:] = 0
+    flat_out = _out_buffer(out, n_out)
     result = flat_out[:n_out].reshape(N, C, S, S)  # N C S S
     w, ch, val = _window(events, t1_ns, window_ns, bins)
     if N == 0 or len(w) == 0:
         return result
     corner = np.round(centres).astype(np.int32) - S // 2  # (N, 2) sensor xy of patch [0, 0]
-    g = GRID_CELL_PX
-    ncx, ncy = -(-events.width // g), -(-events.height // g)
-    pc_cell, pc_patch = _patch_cells(corner, S, ncx, ncy)
-    pc_patch = pc_patch.astype(np.int32)
-    x = w.x.astype(np.int32)
-    y = w.y.astype(np.int32)
-    ev_cell = (y // g) * ncx + x // g
-    if x.size and (int(x.max()) >= events.width or int(y.max()) >= events.height):
-        ev_cell[(x >= events.width) | (y >= events.height)] = ncx * ncy  # no patch there
-    cell_first = np.searchsorted(pc_cell, np.arange(ncx * ncy + 2))  # per-cell pair ranges
-    first = cell_first[ev_cell]
-    count = cell_first[ev_cell + 1] - first
-    near = np.flatnonzero(count)  # events in a cell that some patch touches
-    x, y, first, count = x[near], y[near], first[near], count[near]
+    x, y = w.x.astype(np.int32), w.y.astype(np.int32)
+    near, first, count, pc_patch = _near_events(x, y, corner, S, events.width, events.height)
+    x, y, val = x[near], y[near], val[near]
     code = (ch[near] * (S * S)).astype(np.int32) + y * S + x  # channel, row, col at corner 0
-    val = val[near]
     cx, cy = corner[:, 0], corner[:, 1]
     patch_off = np.arange(N, dtype=np.int32) * (C * S * S) - cy * S - cx
     for j in range(int(count.max()) if count.size else 0):  # j-th patch listed for the cell
