@@ -256,3 +256,19 @@ def test_evt3_out_of_bounds_and_across_packet_counts(rng):
         assert st.backwards_across_packets == 1
         stats.merge(st)
     assert stats.as_dict()["packets"] == 4
+
+
+def test_state_reuse(rng):
+    from blinktrack_ros.events.decode import StaleStateError
+
+    packets = make_event_packets(random_batch(rng, 2000, 30_000_000), "evt3", 10_000_000)
+    _, s1 = decode_packet(packets[0], None, None, "numpy")
+    a, _ = decode_packet(packets[1], s1, None, "numpy")
+    b, _ = decode_packet(packets[1], s1, None, "numpy")  # numpy states are plain values
+    np.testing.assert_array_equal(a.t, b.t)
+    _, p1 = decode_packet(packets[0], None, None, "pypi")
+    c, p2 = decode_packet(packets[1], p1, None, "pypi")
+    np.testing.assert_array_equal(c.t, a.t)
+    with pytest.raises(StaleStateError, match="already used"):
+        decode_packet(packets[1], p1, None, "pypi")  # its registers have moved on
+    decode_packet(packets[2], p2, None, "pypi")

@@ -57,7 +57,8 @@ from blinktrack_ros.events.errors import (
 from blinktrack_ros.events.evt3 import Evt3State, decode_evt3_words
 
 __all__ = [
-    "DecodeStats", "DecoderState", "TruncatedPacketError", "UnsupportedEncodingError",
+    "DecodeStats", "DecoderState", "StaleStateError", "TruncatedPacketError",
+    "UnsupportedEncodingError",
     "decode_dvs_cdr", "decode_dvs_message", "decode_packet", "SUPPORTED_ENCODINGS",
 ]
 
@@ -163,16 +164,31 @@ def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
 class PypiEvt3Stream:
     """State of the `pypi` evt3 backend: the PyPI `evt3` incremental decoder (Rust).
 
-    Its registers live inside that object and advance with each packet, so a state of this
-    backend must be used once: always pass the state returned by the previous call.
+    Its registers live inside that decoder and advance with each packet. Each call returns a
+    new PypiEvt3Stream sharing the decoder; only the newest one may be passed on (an older one
+    raises StaleStateError instead of silently decoding with advanced registers).
     """
 
-    def __init__(self) -> None:
-        try:  # the compiled decoder itself: the public wrapper adds ~5 us per packet
-            from evt3._evt3 import Decoder
-        except ImportError:  # pragma: no cover - layout of other evt3 versions
-            from evt3 import Decoder
-        self.decoder = Decoder(sensor_width=2048, sensor_height=2048)  # we check bounds
+    def __init__(self, decoder: object | None = None, latest: list | None = None) -> None:
+        if decoder is None:
+            try:  # the compiled decoder itself: the public wrapper adds ~5 us per packet
+                from evt3._evt3 import Decoder
+            except ImportError:  # pragma: no cover - layout of other evt3 versions
+                from evt3 import Decoder
+            decoder = Decoder(sensor_width=2048, sensor_height=2048)  # we check bounds
+        self.decoder = decoder
+        self._latest = [None] if latest is None else latest  # shared by all states of a stream
+        self._latest[0] = self
+
+    def check_latest(self) -> None:
+        """Raise StaleStateError unless self is the newest state of its stream."""
+        if self._latest[0] is not self:
+            raise StaleStateError("this evt3 decoder state was already used: pass the state "
+                                  "returned by the previous decode call")
+
+
+class StaleStateError(ValueError):
+    """A `pypi`-backend decoder state was passed a second time."""
 
 
 def _resolve_backend(backend: str) -> str:
@@ -193,12 +209,16 @@ def _evt3_events(buf: np.ndarray, msg: object, state: DecoderState, backend: str
     prev = state.evt3
     if isinstance(prev, PypiEvt3Stream) or (
             prev == Evt3State() and _resolve_backend(backend) == "pypi"):
-        stream = prev if isinstance(prev, PypiEvt3Stream) else PypiEvt3Stream()
+        if isinstance(prev, PypiEvt3Stream):
+            prev.check_latest()
+        else:
+            prev = PypiEvt3Stream()
         if msg.is_bigendian:
             data = buf.view(">u2").astype("<u2").tobytes()
         else:
             data = msg.events if isinstance(msg.events, bytes) else buf.tobytes()
-        ev = stream.decoder.feed(data)
+        ev = prev.decoder.feed(data)
+        stream = PypiEvt3Stream(prev.decoder, prev._latest)  # now the newest state
         return (ev.x, ev.y, ev.p, ev.t.view(np.int64)), stream  # t: us, < 2**63
     words = buf.view(">u2" if msg.is_bigendian else "<u2")
     raw, evt3_state = decode_evt3_words(words, prev)
