@@ -18,6 +18,8 @@ YAML = Path(__file__).resolve().parent.parent / "config" / "blinktrack.yaml"
 def test_parameters_file_is_current() -> None:
     """config/blinktrack.yaml is exactly what the generator writes from the dataclasses."""
     assert params.main(["--check", str(YAML)]) == 0, "regenerate config/blinktrack.yaml"
+    table = YAML.parent.parent / "docs" / "parameters.md"
+    assert params.main(["--markdown", "--check", str(table)]) == 0, "regenerate the docs table"
 
 
 def test_every_field_is_a_documented_parameter() -> None:

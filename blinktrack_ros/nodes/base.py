@@ -99,6 +99,11 @@ class GlueNode(Node):
     def subscribe(self, msg_type: Any, topic: str, handler: Callable[[Any], None],
                   raw: bool = False, **kwargs: Any) -> Any:
         """Subscribe with the input QoS; `handler(msg)` runs guarded and counted."""
+        return self.create_subscription(msg_type, topic, self.guard(topic, handler),
+                                        self.in_qos, raw=raw, **kwargs)
+
+    def guard(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`handler` counted in the topic's statistics, with ValueError a counted drop."""
         stats = self.inputs.setdefault(topic, InputStats())
 
         def callback(msg: Any) -> None:
@@ -111,8 +116,7 @@ class GlueNode(Node):
                 if line:
                     self.get_logger().warning(line)
 
-        return self.create_subscription(msg_type, topic, callback, self.in_qos, raw=raw,
-                                        **kwargs)
+        return callback
 
     def record_latency(self, topic: str, stamp_ns: int) -> None:
         """Latency from a message's stamp to now (node clock: sim time during replays)."""

@@ -1,9 +1,10 @@
 """image_node: images (+ CameraInfo, fused tracks) -> image ObservationArrays and seeds.
 
-Subscribes `image`, `camera_info` (kept for undistortion downstream; with message_filters
-installed it could be synchronised, here the latest one is used: CameraInfo is static in
-practice) and `tracks`. Publishes `~/observations` (IMAGE arrays, and SEED arrays when the
-module proposes new features).
+Subscribes `image`, `camera_info` and `tracks`. Publishes `~/observations` (IMAGE arrays, and
+SEED arrays when the module proposes new features). Where message_filters is installed (a ROS
+install; not in the pip wheels) image and CameraInfo are paired by its
+ApproximateTimeSynchronizer (slop 10 ms); without it the latest CameraInfo is used, which is the
+same for the usual static calibration.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
 from blinktrack_ros.nodes.config import default_sections
 from blinktrack_ros.nodes.modules import build_modules
+
+try:  # optional: part of a ROS install, not of the pip wheels
+    import message_filters
+except ImportError:
+    message_filters = None
+SYNC_SLOP_S = 0.01
 
 
 class ImageNode(GlueNode):
@@ -35,10 +42,25 @@ class ImageNode(GlueNode):
         self.cam: camera.CameraModel | None = None
         self.obs_pub = self.create_publisher(self.msg.ObservationArray, "~/observations",
                                              self.out_qos)
-        self.subscribe(sensor_msgs.msg.Image, "image", self.on_image)
-        self.subscribe(sensor_msgs.msg.CameraInfo, "camera_info", self.on_camera_info)
+        if message_filters is None:
+            self.subscribe(sensor_msgs.msg.Image, "image", self.on_image)
+            self.subscribe(sensor_msgs.msg.CameraInfo, "camera_info", self.on_camera_info)
+        else:
+            self._sync = self.synchronise(sensor_msgs.msg)
         if subscribe_tracks:
             self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
+
+    def synchronise(self, sensor_msgs_msg: Any) -> Any:
+        """Pair image and CameraInfo with message_filters (guarded like `subscribe`)."""
+        subs = [message_filters.Subscriber(self, sensor_msgs_msg.Image, "image",
+                                           qos_profile=self.in_qos),
+                message_filters.Subscriber(self, sensor_msgs_msg.CameraInfo, "camera_info",
+                                           qos_profile=self.in_qos)]
+        sync = message_filters.ApproximateTimeSynchronizer(subs, 10, SYNC_SLOP_S)
+        guarded = self.guard("image", lambda pair: (self.on_camera_info(pair[1]),
+                                                    self.on_image(pair[0])))
+        sync.registerCallback(lambda image, info: guarded((image, info)))
+        return subs, sync
 
     def on_camera_info(self, msg: Any) -> None:
         """Keep the latest intrinsics."""

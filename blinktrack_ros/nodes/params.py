@@ -226,9 +226,10 @@ def to_markdown(specs: list[ParamSpec]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python -m blinktrack_ros.nodes.params`: print, write or check the parameters file."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", metavar="YAML", help="write the parameters file")
-    ap.add_argument("--check", metavar="YAML", help="exit 1 if the file is not current")
-    ap.add_argument("--markdown", action="store_true", help="print the Markdown table")
+    ap.add_argument("--write", metavar="FILE", help="write the parameters file (or table)")
+    ap.add_argument("--check", metavar="FILE", help="exit 1 if the file is not current")
+    ap.add_argument("--markdown", action="store_true",
+                    help="the Markdown table (docs/parameters.md) instead of the YAML file")
     args = ap.parse_args(argv)
     from blinktrack_ros.nodes.config import DYNAMIC_SECTIONS
 
@@ -240,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         with open(args.check) as f:
             if f.read() != text:
+                flag = "--markdown " if args.markdown else ""
                 print(f"{args.check} is out of date: run python -m blinktrack_ros.nodes.params "
-                      f"--write {args.check}", file=sys.stderr)
+                      f"{flag}--write {args.check}", file=sys.stderr)
                 return 1
     else:
         sys.stdout.write(text)
