@@ -54,7 +54,12 @@ from blinktrack_ros.events.errors import (
     TruncatedPacketError,
     UnsupportedEncodingError,
 )
-from blinktrack_ros.events.evt3 import Evt3State, decode_evt3_words
+from blinktrack_ros.events.evt3 import (
+    Evt3State,
+    PypiEvt3Stream,
+    StaleStateError,
+    decode_evt3_words,
+)
 
 __all__ = [
     "DecodeStats", "DecoderState", "StaleStateError", "TruncatedPacketError",
@@ -159,36 +164,6 @@ def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
     t = rec["dt"].astype(np.int64)
     t += stamp_ns(msg.header)
     return rec["x"].astype(np.uint16), yp & np.uint16(0x7FFF), t, (yp >> 15).astype(np.uint8)
-
-
-class PypiEvt3Stream:
-    """State of the `pypi` evt3 backend: the PyPI `evt3` incremental decoder (Rust).
-
-    Its registers live inside that decoder and advance with each packet. Each call returns a
-    new PypiEvt3Stream sharing the decoder; only the newest one may be passed on (an older one
-    raises StaleStateError instead of silently decoding with advanced registers).
-    """
-
-    def __init__(self, decoder: object | None = None, latest: list | None = None) -> None:
-        if decoder is None:
-            try:  # the compiled decoder itself: the public wrapper adds ~5 us per packet
-                from evt3._evt3 import Decoder
-            except ImportError:  # pragma: no cover - layout of other evt3 versions
-                from evt3 import Decoder
-            decoder = Decoder(sensor_width=2048, sensor_height=2048)  # we check bounds
-        self.decoder = decoder
-        self._latest = [None] if latest is None else latest  # shared by all states of a stream
-        self._latest[0] = self
-
-    def check_latest(self) -> None:
-        """Raise StaleStateError unless self is the newest state of its stream."""
-        if self._latest[0] is not self:
-            raise StaleStateError("this evt3 decoder state was already used: pass the state "
-                                  "returned by the previous decode call")
-
-
-class StaleStateError(ValueError):
-    """A `pypi`-backend decoder state was passed a second time."""
 
 
 def _resolve_backend(backend: str) -> str:

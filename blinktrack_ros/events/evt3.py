@@ -1,4 +1,5 @@
-"""Vectorised EVT 3.0 decoding of one packet with explicit state in and out.
+"""EVT 3.0 decoding: our vectorised decoder (explicit state in and out), and the state holder
+of the PyPI `evt3` decoder used as the fast backend of `events.decode`.
 
 EVT 3.0 (Prophesee) is a stream of 16-bit words; the 4 most significant bits give the type and
 the 12 others the payload. The word types used here (facts from the Prophesee format spec):
@@ -177,3 +178,33 @@ def decode_evt3_words(words: np.ndarray, state: Evt3State) -> tuple[Evt3Raw, Evt
     raw = Evt3Raw((xbase[row] + col).astype(np.uint16), ey[row].astype(np.uint16),
                   pol[row].astype(np.uint8), t_us[row], triggers, unknown)
     return raw, Evt3State(True, y=end_y, base_x=end_base[0], polarity=end_base[1], **end_time)
+
+
+class PypiEvt3Stream:
+    """State of the `pypi` evt3 backend: the PyPI `evt3` incremental decoder (Rust).
+
+    Its registers live inside that decoder and advance with each packet. Each call returns a
+    new PypiEvt3Stream sharing the decoder; only the newest one may be passed on (an older one
+    raises StaleStateError instead of silently decoding with advanced registers).
+    """
+
+    def __init__(self, decoder: object | None = None, latest: list | None = None) -> None:
+        if decoder is None:
+            try:  # the compiled decoder itself: the public wrapper adds ~5 us per packet
+                from evt3._evt3 import Decoder
+            except ImportError:  # pragma: no cover - layout of other evt3 versions
+                from evt3 import Decoder
+            decoder = Decoder(sensor_width=2048, sensor_height=2048)  # we check bounds
+        self.decoder = decoder
+        self._latest = [None] if latest is None else latest  # shared by all states of a stream
+        self._latest[0] = self
+
+    def check_latest(self) -> None:
+        """Raise StaleStateError unless self is the newest state of its stream."""
+        if self._latest[0] is not self:
+            raise StaleStateError("this evt3 decoder state was already used: pass the state "
+                                  "returned by the previous decode call")
+
+
+class StaleStateError(ValueError):
+    """A `pypi`-backend decoder state was passed a second time."""
