@@ -177,3 +177,36 @@ def test_checkpoint_round_trip_and_mismatch(lite: EventNet, tmp_path) -> None:
     save_checkpoint(bad, "image_net", lite.config, lite.state_dict())
     with pytest.raises(CheckpointError, match="expected 'event_net'"):
         load_event_net(bad)
+
+
+def test_bench_command_prints_json(capsys) -> None:
+    import json
+
+    from blinktrack_ros.cli import main
+
+    assert main(["bench", "event-net", "--config", "lite", "--sizes", "2", "--repeats", "1",
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["bench"] == "event-net"
+    assert figures["lite_N2_median_ms"] > 0 and figures["lite_bf16_N2_median_ms"] > 0
+    assert figures["lite_GFLOP_per_track_step"] > 0
+    assert main(["bench", "event-net", "--sizes", "0"]) == 2
+
+
+def test_flops_per_track_scale_with_track_count(lite: EventNet) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from blinktrack_ros.models.event_commands import flops_per_track
+
+    step, birth = flops_per_track(lite)
+    ref, sbt = _inputs(lite.config, 3, 5)
+    with torch.inference_mode():
+        count_birth = FlopCounterMode(display=False)
+        with count_birth:
+            state = lite.init_state(ref)
+        count_step = FlopCounterMode(display=False)
+        with count_step:
+            lite(state, sbt)
+    assert count_step.get_total_flops() == pytest.approx(3 * step, rel=1e-6)
+    assert count_birth.get_total_flops() == pytest.approx(3 * birth, rel=1e-6)
+    assert step > birth > 0  # the step runs the target encoder plus both heads

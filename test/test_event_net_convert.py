@@ -155,3 +155,14 @@ def test_not_a_checkpoint(tmp_path) -> None:
     torch.save({"weights": {}}, src)
     with pytest.raises(CheckpointError, match="state_dict"):
         convert_event_checkpoint(src, tmp_path / "out.pt")
+
+
+def test_convert_official_command(official, tmp_path, capsys) -> None:
+    from blinktrack_ros.cli import main
+
+    src, out = tmp_path / "official.ckpt", tmp_path / "out.pt"
+    torch.save({"state_dict": official}, src)
+    assert main(["convert-official", "--event", str(src), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    torch.testing.assert_close(load_event_net(out).state_dict()["motion.regress.weight"],
+                               official["predictor.weight"])

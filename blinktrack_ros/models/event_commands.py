@@ -51,7 +51,7 @@ def flops_per_track(model: Any) -> tuple[float, float]:
     return float(step.get_total_flops()), float(birth.get_total_flops())
 
 
-def time_steps(model: Any, n: int, repeats: int, warmup: int = 1) -> Any:
+def time_steps(model: Any, n: int, repeats: int, warmup: int = 1, bf16: bool = False) -> Any:
     """Wall times (s) of `repeats` forward steps of n tracks (inference mode)."""
     import torch
 
@@ -59,7 +59,7 @@ def time_steps(model: Any, n: int, repeats: int, warmup: int = 1) -> Any:
 
     s, c = model.config.patch_size, model.config.in_channels
     fmt = torch.channels_last
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         state = model.init_state(torch.rand(n, 1, s, s).contiguous(memory_format=fmt))
         sbt = torch.rand(n, c, s, s).contiguous(memory_format=fmt)
         return time_calls(lambda: model(state, sbt), repeats, warmup)
@@ -83,20 +83,23 @@ def bench_config(name: str, sizes: list[int], repeats: int, budget_s: float) -> 
         f"{name}_GFLOP_per_track_step": step_flops / 1e9,
         f"{name}_GFLOP_per_track_birth": birth_flops / 1e9,
     }
-    per_track_s, skipped = None, []
-    for n in sizes:
-        if per_track_s is not None and per_track_s * n * (repeats + 1) > budget_s:
-            skipped.append(n)
-            continue
-        times = time_steps(fast, n, repeats)
-        med = float(np.median(times))
-        per_track_s = med / n
-        out[f"{name}_N{n}_median_ms"] = med * 1e3
-        out[f"{name}_N{n}_p99_ms"] = float(np.percentile(times, 99)) * 1e3
-        if n in REFERENCE_MS:
-            out[f"{name}_N{n}_speedup_vs_authors_code"] = REFERENCE_MS[n] / (med * 1e3)
-    if skipped:
-        out[f"{name}_skipped_N"] = ",".join(map(str, skipped)) + f" (over --budget-s {budget_s})"
+    for bf16 in (False, True):
+        tag = f"{name}_bf16" if bf16 else name
+        per_track_s, skipped = None, []
+        for n in sizes:
+            if per_track_s is not None and per_track_s * n * (repeats + 1) > budget_s:
+                skipped.append(n)
+                continue
+            times = time_steps(fast, n, repeats, bf16=bf16)
+            med = float(np.median(times))
+            per_track_s = med / n
+            out[f"{tag}_N{n}_median_ms"] = med * 1e3
+            out[f"{tag}_N{n}_p99_ms"] = float(np.percentile(times, 99)) * 1e3
+            if n in REFERENCE_MS:
+                out[f"{tag}_N{n}_speedup_vs_authors_code"] = REFERENCE_MS[n] / (med * 1e3)
+        if skipped:
+            out[f"{tag}_skipped_N"] = (",".join(map(str, skipped))
+                                       + f" (over --budget-s {budget_s})")
     return out
 
 
@@ -129,8 +132,9 @@ def _bench(args: argparse.Namespace) -> int:
     sizes = _parse_sizes(args.sizes)
     torch.set_num_threads(args.threads)
     names = ("lite", "paper") if args.config == "both" else (args.config,)
-    figures: dict[str, Any] = {"kept": "inference_mode + BatchNorm folded + channels-last "
-                                       "(1x1 convs as matmul); torch.compile not kept"}
+    figures: dict[str, Any] = {
+        "kept": "inference_mode + BatchNorm folded + channels-last (1x1 convs as matmul); "
+                "bf16 autocast optional (EventSourceConfig.bf16); torch.compile not kept"}
     for name in names:
         repeats = args.paper_repeats if name == "paper" else args.repeats
         figures.update(bench_config(name, sizes, repeats, args.budget_s))
