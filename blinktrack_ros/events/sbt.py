@@ -21,23 +21,27 @@ from blinktrack_ros.events.batch import EventBatch
 GRID_CELL_PX = 8  # bucket size (px) of the spatial index used by sbt_max_patches
 
 
-def _window(events: EventBatch, t1_ns: int, window_ns: int, bins: int):
-    """Window events, their channel (2*bin + p) and value (t - t0) / dt as float32."""
-    if window_ns <= 0 or bins <= 0:
-        raise ValueError("window_ns and bins must be positive")
-    t0 = int(t1_ns) - int(window_ns)
-    w = events.slice_time(t0, int(t1_ns))
-    dt = w.t - t0  # (0, window]
+def _window(events: EventBatch, t1_ns: int, window_ns: int) -> EventBatch:
+    """Events with t1 - window < t <= t1 (views)."""
+    if window_ns <= 0:
+        raise ValueError("window_ns must be positive")
+    return events.slice_time(int(t1_ns) - int(window_ns), int(t1_ns))
+
+
+def _channel_value(t: np.ndarray, p: np.ndarray, t1_ns: int, window_ns: int, bins: int):
+    """Channel 2*bin + p (int64) and value (t - t0) / window (float32) of window events."""
+    if bins <= 0:
+        raise ValueError("bins must be positive")
+    dt = t - (int(t1_ns) - int(window_ns))  # (0, window]
     b = (dt * bins + window_ns - 1) // window_ns - 1  # ceil(dt * B / window) - 1
-    ch = 2 * b + (w.p != 0)
-    val = (dt / float(window_ns)).astype(np.float32)
-    return w, ch, val
+    return 2 * b + (p != 0), (dt / float(window_ns)).astype(np.float32)
 
 
 def sbt_max_frame(events: EventBatch, t1_ns: int, window_ns: int, bins: int = 5) -> np.ndarray:
     """Full-sensor SBT-Max: (2*bins, H, W) float32 for the window (t1 - window, t1]."""
     H, W = events.height, events.width
-    w, ch, val = _window(events, t1_ns, window_ns, bins)
+    w = _window(events, t1_ns, window_ns)
+    ch, val = _channel_value(w.t, w.p, t1_ns, window_ns, bins)
     x = w.x.astype(np.int64)
     y = w.y.astype(np.int64)
     inside = (x < W) & (y < H)
@@ -109,20 +113,23 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
     Returns:
         (N, 2*bins, size, size) float32 patches (see the module docstring for the layout).
     """
+    if bins <= 0 or size <= 0:
+        raise ValueError("bins and size must be positive")
     C, S = 2 * bins, int(size)
     centres = np.asarray(centres_px, dtype=np.float64).reshape(-1, 2)
     N = centres.shape[0]
     n_out = N * C * S * S
     flat_out = _out_buffer(out, n_out)
     result = flat_out[:n_out].reshape(N, C, S, S)  # N C S S
-    w, ch, val = _window(events, t1_ns, window_ns, bins)
+    w = _window(events, t1_ns, window_ns)
     if N == 0 or len(w) == 0:
         return result
     corner = np.round(centres).astype(np.int32) - S // 2  # (N, 2) sensor xy of patch [0, 0]
     x, y = w.x.astype(np.int32), w.y.astype(np.int32)
     near, first, count, pc_patch = _near_events(x, y, corner, S, events.width, events.height)
-    x, y, val = x[near], y[near], val[near]
-    code = (ch[near] * (S * S)).astype(np.int32) + y * S + x  # channel, row, col at corner 0
+    x, y = x[near], y[near]
+    ch, val = _channel_value(w.t[near], w.p[near], t1_ns, window_ns, bins)
+    code = (ch * (S * S)).astype(np.int32) + y * S + x  # channel, row, col at corner 0
     cx, cy = corner[:, 0], corner[:, 1]
     patch_off = np.arange(N, dtype=np.int32) * (C * S * S) - cy * S - cx
     for j in range(int(count.max()) if count.size else 0):  # j-th patch listed for the cell
