@@ -117,17 +117,19 @@ class EventNetConfig:
 
     @staticmethod
     def lite() -> EventNetConfig:
-        """Same structure, narrow, one conv per head block, on 24x24 patches.
+        """Same structure, narrow, one conv per head block, on 20x20 patches.
 
         Designed for 64 tracks at 200 Hz on 2 CPU cores (see `blinktrack bench event-net`):
-        about 3.3 MFLOP per track and step (paper: 41.9 GFLOP). Channel counts stay multiples
-        of 8 (oneDNN is very slow on some smaller ones).
+        about 2.1 MFLOP per track and step (paper: 41.9 GFLOP). The correlation views are
+        10x10 (centre crop: +-5 px; pooled view: +-10 px around the fused position), enough at
+        5-10 ms windows because the patch follows the Kalman prediction. Channel counts stay
+        multiples of 8 (oneDNN is very slow on some smaller ones).
         """
         return EventNetConfig(
-            patch_size=24, enc_channels=(8, 8, 8, 16, 16), enc_kernels=(1, 3, 3, 3, 3, 1),
+            patch_size=20, enc_channels=(8, 8, 8, 16, 16), enc_kernels=(1, 3, 3, 3, 3, 1),
             enc_convs=(1, 1, 1, 1, 1, 1), feature_dim=8, fpn_kernel=1, redir_dim=8,
             motion_channels=(8, 16, 16), motion_final_kernel=1, embed_dim=32, out_dim=32,
-            vis_channels=(8, 8, 8, 8, 8), vis_kernels=(1, 3, 3, 3, 3), head_convs=1)
+            vis_channels=(8, 8, 8, 8, 8), vis_kernels=(1, 3, 3, 3, 2), head_convs=1)
 
 
 CONFIGS = {"paper": EventNetConfig.paper, "lite": EventNetConfig.lite}
