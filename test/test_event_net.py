@@ -210,3 +210,14 @@ def test_flops_per_track_scale_with_track_count(lite: EventNet) -> None:
     assert count_step.get_total_flops() == pytest.approx(3 * step, rel=1e-6)
     assert count_birth.get_total_flops() == pytest.approx(3 * birth, rel=1e-6)
     assert step > birth > 0  # the step runs the target encoder plus both heads
+
+
+def test_gradients_reach_every_parameter_through_two_steps() -> None:
+    model = lively(EventNet(EventNetConfig.lite())).train()
+    ref, sbt = _inputs(model.config, 3, 6)
+    state = model.init_state(ref)
+    d1, l1, state = model(state, sbt)
+    d2, l2, _ = model(state, sbt.flip(0))
+    (d1.square().sum() + d2.square().sum() + l1.sum() + l2.sum()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, missing

@@ -136,10 +136,13 @@ class EventNet(nn.Module):
         g = self.tgt_redir(f)  # N R S S
         parts = [corr_mid, centre_crop(g, cfg.corr_size), state.ref_mid,
                  corr_pool, F.avg_pool2d(g, 2), state.ref_pool]
-        c = cfg.corr_size
-        joint = torch.empty((sbt.shape[0], cfg.joint_channels, c, c), dtype=corr_mid.dtype,
-                            device=sbt.device, memory_format=fmt)
-        torch.cat(parts, 1, out=joint)  # N J C C, written in the heads' memory format
+        if fmt == torch.channels_last and not torch.is_grad_enabled():
+            cs = cfg.corr_size  # write the joint input directly in the heads' memory format
+            joint = torch.empty((sbt.shape[0], cfg.joint_channels, cs, cs), device=sbt.device,
+                                dtype=corr_mid.dtype, memory_format=fmt)
+            torch.cat(parts, 1, out=joint)  # N J C C
+        else:
+            joint = torch.cat(parts, 1)  # N J C C
         logits = self.visibility(joint)
         disp, h, c, mem = self.motion(joint, state.h, state.c, state.mem)
         new_state = EventNetState(state.ref_vec, state.ref_mid, state.ref_pool, h, c, mem)
