@@ -166,3 +166,43 @@ def test_convert_official_command(official, tmp_path, capsys) -> None:
     assert "wrote" in capsys.readouterr().out
     torch.testing.assert_close(load_event_net(out).state_dict()["motion.regress.weight"],
                                official["predictor.weight"])
+
+
+def test_mapped_recurrent_part_follows_the_published_equations(official) -> None:
+    """ConvLSTM gate order (in, remember, out, cell) and the gated memory, by hand."""
+    model = EventNet()
+    model.load_state_dict(map_event_state_dict(official), strict=True)
+    model.eval()
+    g = torch.Generator().manual_seed(2)
+    x, h, c = (torch.randn(2, 128, 7, 7, generator=g) for _ in range(3))
+    w, b = official["lstm_predictor.convlstm0.Gates.weight"], official[
+        "lstm_predictor.convlstm0.Gates.bias"]
+    i, f, o, cell = F.conv2d(torch.cat([x, h], 1), w, b, padding=1).chunk(4, 1)
+    c_ref = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cell)
+    h_ref = torch.sigmoid(o) * torch.tanh(c_ref)
+    with torch.no_grad():
+        h_new, c_new = model.motion.lstm(x, h, c)
+    torch.testing.assert_close(c_new, c_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h_new, h_ref, rtol=1e-4, atol=1e-5)
+
+    # fully connected part: fusion of [x, prev], gate on [prev, fused], output, regressor
+    captured = {}
+    model.motion.block4.register_forward_hook(lambda m, a, out: captured.update(x=out))
+    joint = torch.randn(2, 514, 31, 31, generator=g)
+    mem = torch.randn(2, 256, generator=g)
+    with torch.no_grad():
+        disp, _, _, mem_new = model.motion(joint, h, c, mem)
+    emb = captured["x"].flatten(1)
+
+    def lin(name: str, v: torch.Tensor) -> torch.Tensor:
+        p = f"lstm_predictor.{name}"
+        return F.linear(v, official[f"{p}.weight"], official.get(f"{p}.bias"))
+
+    y = F.leaky_relu(lin("fusion_layer0.0", torch.cat([emb, mem], 1)), 0.1)
+    y = F.leaky_relu(lin("fusion_layer0.2", y), 0.1)
+    gate = torch.sigmoid(lin("gates", torch.cat([mem, y], 1)))
+    mem_ref = mem * gate + y * (1 - gate)
+    disp_ref = F.linear(F.leaky_relu(lin("output_layers.0", mem_ref), 0.1),
+                        official["predictor.weight"])
+    torch.testing.assert_close(mem_new, mem_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(disp, disp_ref, rtol=1e-4, atol=1e-5)
