@@ -23,7 +23,7 @@ from dvs_msgs.msg import Event, EventArray  # noqa: E402
 from event_camera_msgs.msg import EventPacket  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud  # noqa: E402
 
 from blinktrack_ros.nodes.blinktrack import BlinktrackNodes  # noqa: E402
 from blinktrack_ros.nodes.event import EventNode  # noqa: E402
@@ -64,11 +64,13 @@ class SeedingImageModule:
 
     def on_image(self, t_ns, gray):
         self.frames += 1
-        if self.frames > 1:
-            return []
         pos = np.array([[5.0, 5.0], [10.0, 20.0], [25.0, 8.0]])
-        return [Observations(Source.SEED, t_ns, np.zeros(3, np.uint32), pos,
-                             np.repeat(np.eye(2)[None], 3, 0), np.ones(3))]
+        cov = np.repeat(np.eye(2)[None], 3, 0)
+        if self.frames == 1:
+            return [Observations(Source.SEED, t_ns, np.zeros(3, np.uint32), pos, cov,
+                                 np.ones(3))]
+        return [Observations(Source.IMAGE, t_ns, self.tracks[-1].ids, pos + 1.0, cov,
+                             np.ones(3))]
 
     def on_tracks(self, snap):
         self.tracks.append(snap)
@@ -164,13 +166,20 @@ def test_single_process_wiring(ctx) -> None:
     driver = rclpy.create_node("driver", context=ctx)
     img_pub = driver.create_publisher(Image, "image", 10)
     ev_pub = driver.create_publisher(EventArray, "events", 10)
-    tracks: list = []
+    info_pub = driver.create_publisher(CameraInfo, "camera_info", 10)
+    tracks, clouds, debug = [], [], []
     driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 10)
+    driver.create_subscription(PointCloud, "/blinktrack/feature", clouds.append, 10)
+    driver.create_subscription(Image, "/blinktrack/debug_image", debug.append, 10)
     ex = SingleThreadedExecutor(context=ctx)
     for n in [*nodes.nodes, driver]:
         ex.add_node(n)
     assert _spin_until(ex, lambda: img_pub.get_subscription_count() >= 2
-                       and ev_pub.get_subscription_count() >= 1)
+                       and ev_pub.get_subscription_count() >= 1
+                       and info_pub.get_subscription_count() >= 1)
+    info_pub.publish(CameraInfo(width=64, height=48, distortion_model="plumb_bob",
+                                k=[50.0, 0, 32, 0, 50.0, 24, 0, 0, 1], d=[0.0] * 5))
+    assert _spin_until(ex, lambda: nodes.fusion.cam is not None)
     frame = Image(height=48, width=64, encoding="mono8", step=64, data=bytes(64 * 48))
     frame.header.stamp.sec = 5
     img_pub.publish(frame)
@@ -183,5 +192,11 @@ def test_single_process_wiring(ctx) -> None:
     assert list(event.tracks[-1].ids) == ids  # the snapshot reached the event module first
     assert list(tracks[1].ids) == ids and list(tracks[1].last_source) == [Source.EVENT] * 3
     assert event.images and event.images[0][1] == (48, 64)
+    frame.header.stamp.nanosec = 33_000_000
+    img_pub.publish(frame)  # an IMAGE update: tracks, then the VINS feature cloud
+    assert _spin_until(ex, lambda: len(tracks) == 3 and len(clouds) == 1 and len(debug) >= 1)
+    assert list(tracks[2].last_source) == [Source.IMAGE] * 3 and len(tracks[2].undistorted) == 6
+    assert len(clouds[0].channels) == 9 and list(clouds[0].channels[0].values) == ids
+    assert debug[0].encoding == "bgr8" and debug[0].width == 64
     ex.shutdown()
     nodes.destroy_node()
