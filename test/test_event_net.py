@@ -221,3 +221,19 @@ def test_gradients_reach_every_parameter_through_two_steps() -> None:
     (d1.square().sum() + d2.square().sum() + l1.sum() + l2.sum()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing, missing
+
+
+def test_chunked_forward_equals_one_batch(lite: EventNet) -> None:
+    from blinktrack_ros.models.event_net import auto_chunk_rows, forward_chunked
+
+    ref, sbt = _inputs(lite.config, 5, 7)
+    with torch.no_grad():
+        state = lite.init_state(ref)
+        d0, l0, s0 = lite(state, sbt)
+        d1, l1, s1 = forward_chunked(lite, state, sbt, max_rows=2)
+    torch.testing.assert_close(d1, d0, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(l1, l0, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(s1.c, s0.c, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(s1.mem, s0.mem, rtol=1e-4, atol=1e-5)
+    assert auto_chunk_rows(EventNetConfig.paper()) == 2
+    assert auto_chunk_rows(EventNetConfig.lite()) >= 256

