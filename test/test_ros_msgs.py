@@ -7,6 +7,7 @@ implementation that parses the same .msg files.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -30,8 +31,13 @@ from blinktrack_ros.tracking.observation import Source  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MSGDEFS = REPO / "blinktrack_ros" / "bag" / "msgdefs"
-# The install prefix: <prefix>/lib/pythonX.Y/site-packages/blinktrack_ros/msg/__init__.py
-PREFIX = Path(bt_msg.__file__).resolve().parents[5]
+
+
+def _share(pkg: str) -> Path:
+    """<prefix>/share/<pkg> of a built message package (its msg module is in the prefix's
+    lib/pythonX.Y/site-packages/<pkg>/msg/)."""
+    module = importlib.import_module(f"{pkg}.msg")
+    return Path(module.__file__).resolve().parents[5] / "share" / pkg
 
 
 def _msg_files() -> dict[str, Path]:
@@ -161,7 +167,7 @@ def test_event_message_cdr_identical(store, rng) -> None:
 def test_rihs01_hash_matches_rosbags(store, name: str) -> None:
     """The RIHS01 type hash rosidl wrote at build time equals rosbags' hash of the .msg text."""
     pkg, _, stem = name.split("/")
-    desc = PREFIX / "share" / pkg / "msg" / f"{stem}.json"
+    desc = _share(pkg) / "msg" / f"{stem}.json"
     assert desc.exists(), f"{desc} missing: rebuild with bash tools/build_msgs.sh .venv"
     listed = json.loads(desc.read_text())["type_hashes"]
     hashes = {h["type_name"]: h["hash_string"] for h in listed}

@@ -7,20 +7,25 @@
 #
 # 1. pip-installs the pinned ros-jazzy-* wheels into VENV (recipe: shared notes ros-wheels.md);
 # 2. fixes the wheel builder's include paths in VENV/share/*/cmake (inside VENV only);
-# 3. builds into $BLINKTRACK_ROS_DIR (default <repo>/.ros; gitignored) install/: our messages
-#    (CMakeLists.txt, Python sources not copied) and the event-camera message packages that have
-#    no pip wheels, generated as small cmake packages from blinktrack_ros/bag/msgdefs/;
-# 4. writes VENV/.../site-packages/00_blinktrack_prefix.pth: the repo root (so the source tree's
-#    blinktrack_ros wins over the prefix's generated one; its __init__ extends __path__ to the
-#    prefix's blinktrack_ros/msg), the prefix's site-packages, and LD_LIBRARY_PATH += prefix/lib
-#    (typesupport libraries are dlopen'ed by name; the wheels' bootstrapper .pth, which runs
-#    after ours, re-execs Python once so the variable takes effect).
+# 3. builds under $BLINKTRACK_ROS_DIR (default <repo>/.ros; gitignored): the event-camera
+#    message packages that have no pip wheels (generated as small cmake packages from
+#    blinktrack_ros/bag/msgdefs/) into install/, and our messages (CMakeLists.txt, Python sources
+#    not copied) into install-blinktrack/;
+# 4. makes VENV's Python find them:
+#    - site-packages/00_blinktrack_prefix.pth: install/'s site-packages on sys.path, and
+#      LD_LIBRARY_PATH += both lib/ dirs (typesupport libraries are dlopen'ed by name; the wheels'
+#      bootstrapper .pth, which runs after ours, re-execs Python once so it takes effect);
+#    - site-packages/blinktrack_ros.pkg: install-blinktrack/'s blinktrack_ros/ directory, which
+#      pkgutil.extend_path (in our __init__) adds to blinktrack_ros.__path__, so
+#      blinktrack_ros.msg is found there. That directory is deliberately NOT on sys.path: any
+#      blinktrack_ros/ there would shadow the editable install's source tree.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$(cd "${1:?usage: tools/build_msgs.sh VENV}" && pwd)
 ROS_DIR=${BLINKTRACK_ROS_DIR:-$REPO/.ros}
 PREFIX=$ROS_DIR/install
+BT_PREFIX=$ROS_DIR/install-blinktrack
 PY=$VENV/bin/python
 JOBS=${JOBS:-2}
 # Event-camera message packages generated from blinktrack_ros/bag/msgdefs/<pkg>/*.msg.
@@ -70,7 +75,10 @@ NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
 
 # --- 3. cmake builds, each skipped when its inputs are unchanged --------------------------------
 export AMENT_PREFIX_PATH="$PREFIX:$VENV" CMAKE_PREFIX_PATH="$PREFIX:$VENV" PATH="$VENV/bin:$PATH"
-mkdir -p "$ROS_DIR/src" "$ROS_DIR/build" "$PREFIX"
+mkdir -p "$ROS_DIR/src" "$ROS_DIR/build" "$PREFIX" "$BT_PREFIX"
+# Trees built by an earlier layout (our package in install/) would shadow the source tree.
+rm -rf "$PREFIX"/lib/python*/site-packages/blinktrack_ros* "$PREFIX/share/blinktrack_ros" \
+  "$PREFIX"/lib/libblinktrack_ros__* "$PREFIX/lib/blinktrack_ros"
 
 gen_external_pkg() {  # gen_external_pkg NAME: a cmake package from the msgdefs definitions
   local name=$1 defs=$REPO/blinktrack_ros/bag/msgdefs/$1 out=$ROS_DIR/src/$1 deps msgs
@@ -108,12 +116,12 @@ gen_external_pkg() {  # gen_external_pkg NAME: a cmake package from the msgdefs 
   } >"$out/CMakeLists.txt"
 }
 
-build_pkg() {  # build_pkg NAME SRC_DIR INPUT_FILES... : cmake + make install unless up to date
-  local name=$1 src=$2 build=$ROS_DIR/build/$1 want
-  shift 2
-  want=$( { cat "$@" "${BASH_SOURCE[0]}"; echo "$VENV $PREFIX $want_wheels"; } | sha1sum | cut -c1-40)
+build_pkg() {  # build_pkg NAME PREFIX SRC_DIR INPUT_FILES... : cmake + make install if needed
+  local name=$1 prefix=$2 src=$3 build=$ROS_DIR/build/$1 want
+  shift 3
+  want=$( { cat "$@" "${BASH_SOURCE[0]}"; echo "$VENV $prefix $want_wheels"; } | sha1sum | cut -c1-40)
   if [ "$(cat "$build/.inputs" 2>/dev/null)" = "$want" ] \
-     && [ -f "$PREFIX/share/$name/package.xml" ]; then
+     && [ -f "$prefix/share/$name/package.xml" ]; then
     return 0
   fi
   log "building $name"
@@ -123,7 +131,7 @@ build_pkg() {  # build_pkg NAME SRC_DIR INPUT_FILES... : cmake + make install un
      && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$build/CMakeCache.txt"; then
     rm -rf "$build"
   fi
-  cmake -S "$src" -B "$build" -DCMAKE_INSTALL_PREFIX="$PREFIX" -DPython3_EXECUTABLE="$PY" \
+  cmake -S "$src" -B "$build" -DCMAKE_INSTALL_PREFIX="$prefix" -DPython3_EXECUTABLE="$PY" \
     -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release -DBLINKTRACK_INSTALL_PYTHON_SOURCES=OFF \
     -Wno-dev >"$build.log" 2>&1 || { tail -30 "$build.log" >&2; die "cmake failed for $name"; }
   { make -C "$build" -j"$JOBS" && make -C "$build" install; } >>"$build.log" 2>&1 \
@@ -138,7 +146,7 @@ for pkg in "${EXTERNAL_PKGS[@]}"; do
      || ! diff -rq "$defs" "$ROS_DIR/src/$pkg/msg" >/dev/null 2>&1; then
     gen_external_pkg "$pkg"
   fi
-  build_pkg "$pkg" "$ROS_DIR/src/$pkg" "$defs"/*.msg
+  build_pkg "$pkg" "$PREFIX" "$ROS_DIR/src/$pkg" "$defs"/*.msg
 done
 # Our package is configured from a staged copy: CMake rejects the generated targets' include
 # paths when the venv (e.g. <repo>/.venv) lies inside the project's source directory.
@@ -148,14 +156,16 @@ mapfile -t inputs < <(cd "$REPO" && find "${stage_inputs[@]}" -type f ! -name '*
                       2>/dev/null | sort)
 rm -rf "$stage" && mkdir -p "$stage"
 (cd "$REPO" && cp -p --parents "${inputs[@]}" "$stage/")
-build_pkg blinktrack_ros "$stage" "${inputs[@]/#/$stage/}"
+build_pkg blinktrack_ros "$BT_PREFIX" "$stage" "${inputs[@]/#/$stage/}"
 
 # --- 4. the .pth that lets VENV's Python import the built messages -------------------------------
 PREFIX_SITE=$PREFIX/lib/python$PYVER/site-packages
-[ -d "$PREFIX_SITE/blinktrack_ros/msg" ] || die "$PREFIX_SITE/blinktrack_ros/msg missing"
+BT_PKG_DIR=$BT_PREFIX/lib/python$PYVER/site-packages/blinktrack_ros
+[ -d "$BT_PKG_DIR/msg" ] || die "$BT_PKG_DIR/msg missing"
 {
-  echo "$REPO"
   echo "$PREFIX_SITE"
-  echo "import os; _p = '$PREFIX/lib'; _l = os.environ.get('LD_LIBRARY_PATH', ''); os.environ['LD_LIBRARY_PATH'] = _l if _p in _l.split(os.pathsep) else os.pathsep.join(x for x in (_p, _l) if x)"
+  # One line, no comprehension (site exec()s it; comprehensions there cannot see its names).
+  echo "import os; os.environ['LD_LIBRARY_PATH'] = os.pathsep.join(dict.fromkeys(filter(None, ['$BT_PREFIX/lib', '$PREFIX/lib'] + os.environ.get('LD_LIBRARY_PATH', '').split(os.pathsep))))"
 } >"$SITE/00_blinktrack_prefix.pth"
-log "ok: messages in $PREFIX"
+echo "$BT_PKG_DIR" >"$SITE/blinktrack_ros.pkg"
+log "ok: messages in $BT_PREFIX and $PREFIX"
