@@ -98,9 +98,20 @@ class GlueNode(Node):
 
     def subscribe(self, msg_type: Any, topic: str, handler: Callable[[Any], None],
                   raw: bool = False, **kwargs: Any) -> Any:
-        """Subscribe with the input QoS; `handler(msg)` runs guarded and counted."""
-        return self.create_subscription(msg_type, topic, self.guard(topic, handler),
-                                        self.in_qos, raw=raw, **kwargs)
+        """Subscribe with the input QoS; `handler(msg)` runs guarded and counted.
+
+        Samples the middleware reports lost (QoS event `message_lost`) count as dropped.
+        """
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        stats = self.inputs.setdefault(topic, InputStats())
+
+        def lost(info: Any) -> None:
+            stats.dropped += int(info.total_count_change)
+
+        return self.create_subscription(
+            msg_type, topic, self.guard(topic, handler), self.in_qos, raw=raw,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=lost), **kwargs)
 
     def guard(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
         """`handler` counted in the topic's statistics, with ValueError a counted drop."""
