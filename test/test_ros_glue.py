@@ -23,6 +23,7 @@ from dvs_msgs.msg import Event, EventArray  # noqa: E402
 from event_camera_msgs.msg import EventPacket  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud  # noqa: E402
 
 from blinktrack_ros.nodes.blinktrack import BlinktrackNodes  # noqa: E402
@@ -133,6 +134,11 @@ def test_event_node_raw_dvs_and_reset(ctx, rng) -> None:
     pub.publish(_dvs_msg(x, y, t - 2 * 10**9, p))  # a looped bag
     assert _spin_until(ex, lambda: len(module.batches) == 2)
     assert module.resets == 1 and node.resets == 1
+    whole = serialize_message(_dvs_msg(x, y, t, p))
+    pub.publish(whole[:-20])  # serialized bytes cut inside the events: counted, node lives
+    assert _spin_until(ex, lambda: node.inputs["events"].malformed == 1)
+    pub.publish(whole)
+    assert _spin_until(ex, lambda: len(module.batches) == 3)
     ex.shutdown()
 
 
