@@ -182,3 +182,20 @@ def test_bf16_autocast_close_to_float32(model, rng) -> None:
     # bfloat16 convs: about 1 % of the displacement (here up to ~20 px)
     np.testing.assert_allclose(out[1].positions_px, out[0].positions_px, atol=0.25)
     np.testing.assert_allclose(out[1].visibility, out[0].visibility, atol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile
+def test_compiled_step_gives_the_same_observations(model, rng) -> None:
+    frame = _frame(rng)
+    ids = np.array([1, 2, 3], np.uint32)
+    birth = rng.uniform(30, 90, (3, 2))
+    out = []
+    for compile_ in (False, True):
+        src = EventSource(model, EventSourceConfig(compile=compile_),
+                          patch_fn=FakePatches([ids] * 2))
+        src.add_tracks(ids, frame=frame, positions_px=birth)
+        src.observe(EventBatch.empty(160, 120), 1, 1, ids, birth)
+        out.append(src.observe(EventBatch.empty(160, 120), 2, 1, ids, birth))
+    np.testing.assert_allclose(out[1].positions_px, out[0].positions_px, atol=1e-4)
+    np.testing.assert_allclose(out[1].visibility, out[0].visibility, atol=1e-5)

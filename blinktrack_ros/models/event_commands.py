@@ -19,6 +19,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-s", type=float, default=60.0,
                    help="skip an N whose estimated timing run exceeds this many seconds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile(dynamic=True) of the lite model (~30 s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
 
@@ -122,6 +124,33 @@ def eager_baseline(name: str, n: int, repeats: int) -> dict[str, Any]:
     return {f"{name}_N{n}_plain_eager_median_ms": float(np.median(times)) * 1e3}
 
 
+def compiled_figures(name: str, sizes: list[int], repeats: int) -> dict[str, Any]:
+    """Medians with torch.compile(dynamic=True) of the fast model, and the compile time."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.models.event_config import CONFIGS
+    from blinktrack_ros.models.event_net import EventNet, prepare_for_inference
+
+    fast = prepare_for_inference(EventNet(CONFIGS[name]()).eval())
+    compiled = torch.compile(fast, dynamic=True)
+    s, c, fmt = fast.config.patch_size, fast.config.in_channels, torch.channels_last
+    out: dict[str, Any] = {}
+    with torch.inference_mode():
+        for n in sizes:
+            state = fast.init_state(torch.rand(n, 1, s, s).contiguous(memory_format=fmt))
+            sbt = torch.rand(n, c, s, s).contiguous(memory_format=fmt)
+            t0 = time.perf_counter()
+            compiled(state, sbt)
+            out[f"{name}_compiled_N{n}_first_call_s"] = time.perf_counter() - t0
+            times = time_calls(lambda st=state, x=sbt: compiled(st, x), repeats, 2)
+            out[f"{name}_compiled_N{n}_median_ms"] = float(np.median(times)) * 1e3
+    return out
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -136,12 +165,14 @@ def _bench(args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {
         "kept": "inference_mode + BatchNorm folded + channels-last (1x1 convs as matmul) + "
                 "auto chunks of tracks (auto_chunk_rows); "
-                "bf16 autocast optional (EventSourceConfig.bf16); torch.compile not kept"}
+                "bf16 and torch.compile(dynamic=True) optional (EventSourceConfig)"}
     for name in names:
         repeats = args.paper_repeats if name == "paper" else args.repeats
         figures.update(bench_config(name, sizes, repeats, args.budget_s))
         if name == "lite" and 64 in sizes:
             figures.update(eager_baseline(name, 64, repeats))
+        if name == "lite" and args.compile:
+            figures.update(compiled_figures(name, sizes, repeats))
     figures["note"] = "shared machine: timings are noisy, medians reported"
     report("event-net", figures, args.json)
     return 0
