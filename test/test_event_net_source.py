@@ -199,3 +199,31 @@ def test_compiled_step_gives_the_same_observations(model, rng) -> None:
         out.append(src.observe(EventBatch.empty(160, 120), 2, 1, ids, birth))
     np.testing.assert_allclose(out[1].positions_px, out[0].positions_px, atol=1e-4)
     np.testing.assert_allclose(out[1].visibility, out[0].visibility, atol=1e-5)
+
+
+@pytest.mark.data
+def test_closed_loop_on_real_slider_depth_events(model, shared_data) -> None:
+    """16 Shi-Tomasi features of the first DAVIS frame, 10 ms event steps fed back 16 times."""
+    pytest.importorskip("blinktrack_ros.events.sbt")
+    import cv2
+
+    root = shared_data / "ec_slider_depth"
+    rows = np.loadtxt(root / "events_chunk.txt")
+    assert rows.shape == (50_000, 4)  # the documented chunk
+    events = EventBatch(rows[:, 1].astype(np.uint16), rows[:, 2].astype(np.uint16),
+                        np.round(rows[:, 0] * 1e9).astype(np.int64),
+                        rows[:, 3].astype(np.uint8), 240, 180)
+    frame = cv2.imread(str(root / "images" / "frame_00000000.png"), cv2.IMREAD_GRAYSCALE)
+    corners = cv2.goodFeaturesToTrack(frame, 16, 0.01, 10).reshape(-1, 2).astype(np.float64)
+    ids = np.arange(len(corners), dtype=np.uint32)
+    src = EventSource(model)
+    src.add_tracks(ids, frame=frame, positions_px=corners)
+    pos = corners
+    window = 10_000_000
+    for k in range(1, 17):
+        obs = src.observe(events, 4_000_000 + k * window, window, ids, pos)
+        assert obs.ids.tolist() == ids.tolist() and np.isfinite(obs.positions_px).all()
+        step = np.abs(obs.positions_px - pos).max()
+        assert step < EventNetConfig.lite().patch_size  # an observation stays in its patch
+        pos = obs.positions_px
+    assert src.stats == {"nan_dropped": 0, "unknown_ids": 0, "bad_positions": 0}
