@@ -19,6 +19,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-s", type=float, default=60.0,
                    help="skip an N whose estimated timing run exceeds this many seconds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--event-rate", type=float, default=2.0,
+                   help="Mev/s of the synthetic events for the EventSource.observe figure")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile(dynamic=True) of the lite model (~30 s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -151,6 +153,35 @@ def compiled_figures(name: str, sizes: list[int], repeats: int) -> dict[str, Any
     return out
 
 
+def source_figures(name: str, n: int, repeats: int, rate_mev_s: float) -> dict[str, Any]:
+    """Whole EventSource.observe (SBT-Max patches + network + covariances), 5 ms windows.
+
+    Uniform random events on a 640x480 sensor at rate_mev_s million events per second.
+    """
+    import numpy as np
+
+    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.events.batch import EventBatch
+    from blinktrack_ros.models.event_config import CONFIGS
+    from blinktrack_ros.models.event_net import EventNet
+    from blinktrack_ros.tracking.event_source import EventSource
+
+    rng = np.random.default_rng(0)
+    window, w, h = 5_000_000, 640, 480
+    m = int(rate_mev_s * 1e6 * window * 1e-9)
+    events = EventBatch(rng.integers(0, w, m).astype(np.uint16),
+                        rng.integers(0, h, m).astype(np.uint16),
+                        np.sort(rng.integers(0, window, m)).astype(np.int64) + 1,
+                        rng.integers(0, 2, m).astype(np.uint8), w, h)
+    src = EventSource(EventNet(CONFIGS[name]()))
+    ids = np.arange(n, dtype=np.uint32)
+    pos = rng.uniform([20, 20], [w - 20, h - 20], (n, 2))
+    src.add_tracks(ids, frame=rng.integers(0, 256, (h, w), dtype=np.uint8), positions_px=pos)
+    times = time_calls(lambda: src.observe(events, window, window, ids, pos), repeats, 2)
+    return {f"{name}_source_observe_N{n}_{rate_mev_s:g}Mev_s_median_ms":
+            float(np.median(times)) * 1e3}
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -171,6 +202,7 @@ def _bench(args: argparse.Namespace) -> int:
         figures.update(bench_config(name, sizes, repeats, args.budget_s))
         if name == "lite" and 64 in sizes:
             figures.update(eager_baseline(name, 64, repeats))
+            figures.update(source_figures(name, 64, repeats, args.event_rate))
         if name == "lite" and args.compile:
             figures.update(compiled_figures(name, sizes, repeats))
     figures["note"] = "shared machine: timings are noisy, medians reported"
