@@ -124,6 +124,23 @@ class KltSource:
         self._prev_points[idx[known]] = positions_px[known]
         return int(known.sum())
 
+    def add_points(self, ids: np.ndarray, positions_px: np.ndarray) -> None:
+        """Register new tracks at (M, 2) pixel xy in the last observed frame (their birth)."""
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
+        pts = np.asarray(positions_px, dtype=np.float32).reshape(-1, 2)
+        if pts.shape[0] != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} ids but {pts.shape[0]} positions")
+        keep = ~np.isin(self._prev_ids, ids)
+        all_ids = np.concatenate([self._prev_ids[keep], ids])
+        all_pts = np.concatenate([self._prev_points[keep], pts])
+        order = np.argsort(all_ids, kind="stable")
+        self._prev_ids, self._prev_points = all_ids[order], all_pts[order]
+
+    def remove_points(self, ids: np.ndarray) -> None:
+        """Forget the points of dead tracks."""
+        keep = ~np.isin(self._prev_ids, np.asarray(ids, dtype=np.uint32))
+        self._prev_ids, self._prev_points = self._prev_ids[keep], self._prev_points[keep]
+
     def _lk(self, src: np.ndarray, dst: np.ndarray, pts: np.ndarray,
             guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = self.config

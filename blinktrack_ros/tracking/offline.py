@@ -1,0 +1,98 @@
+"""Drive a Pipeline from in-memory frames and events in strict timestamp order; log tracks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.tracking.pipeline import Pipeline, Update
+from blinktrack_ros.tracking.tracks import TrackStatus
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """A packet of events (what one event message carries)."""
+
+    batch: EventBatch
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """One grayscale frame (H, W) float32 in [0, 1] with its stamp."""
+
+    t_ns: int
+    gray: np.ndarray
+
+
+def interleave(frames: np.ndarray, frame_times_ns: np.ndarray, events: EventBatch,
+               packet_ns: int = 1_000_000) -> Iterator[EventInput | FrameInput]:
+    """Events in packets of packet_ns and frames, in timestamp order (events at t <= a frame's
+    stamp come before the frame, like a bag recorded by the drivers)."""
+    t = events.t
+    edges = np.arange(int(t[0]) - 1, int(t[-1]) + packet_ns, packet_ns) if len(t) else \
+        np.zeros(0, np.int64)
+    bounds = np.searchsorted(t, edges, side="right")
+    packets = [(int(edges[k + 1]), int(bounds[k]), int(bounds[k + 1]))
+               for k in range(len(edges) - 1) if bounds[k + 1] > bounds[k]]
+    order = sorted([(end, 0, i) for i, (end, _, _) in enumerate(packets)]
+                   + [(int(ft), 1, i) for i, ft in enumerate(frame_times_ns)])
+    for _, kind, i in order:
+        if kind == 0:
+            _, a, b = packets[i]
+            yield EventInput(EventBatch(events.x[a:b], events.y[a:b], events.t[a:b],
+                                        events.p[a:b], events.width, events.height))
+        else:
+            yield FrameInput(int(frame_times_ns[i]), frames[i])
+
+
+@dataclass
+class TrackLog:
+    """Rows (id, t_ns, x, y, status) of every fused update, for files and metrics."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, update: Update) -> None:
+        """Append the update's track states (LOST entries are not positions: left out)."""
+        snap = update.tracks
+        keep = snap.status != TrackStatus.LOST
+        if not keep.any():
+            return
+        n = int(keep.sum())
+        block = np.empty((n, 5))
+        block[:, 0] = snap.ids[keep]
+        block[:, 1] = snap.t_ns
+        block[:, 2:4] = snap.positions_px[keep]
+        block[:, 4] = snap.status[keep]
+        self.rows.append(block)
+
+    def as_rows(self, external_ids: dict[int, int] | None = None) -> np.ndarray:
+        """(M, 5) rows id, t (s), x, y, status sorted by id then time; ids mapped if given."""
+        if not self.rows:
+            return np.zeros((0, 5))
+        out = np.concatenate(self.rows)
+        if external_ids:
+            out[:, 0] = [external_ids.get(int(i), int(i)) for i in out[:, 0]]
+        out[:, 1] *= 1e-9
+        order = np.lexsort((out[:, 1], out[:, 0]))
+        return out[order]
+
+
+def run_offline(pipeline: Pipeline, inputs: Iterable[EventInput | FrameInput],
+                progress: bool = False, total: int | None = None) -> TrackLog:
+    """Feed inputs in order to the pipeline; return the log of every update."""
+    log = TrackLog()
+    if progress:
+        from tqdm import tqdm
+
+        inputs = tqdm(inputs, total=total, unit="msg", desc="tracking")
+    for item in inputs:
+        if isinstance(item, EventInput):
+            updates = pipeline.on_events(item.batch)
+        else:
+            updates = pipeline.on_image(item.t_ns, item.gray)
+        for update in updates:
+            log.add(update)
+    return log
