@@ -1,0 +1,161 @@
+"""Pipeline (the node logic without ROS): event window grid, backlog policies, seeding, resets,
+and KLT tracking of a synthetic sequence against its exact ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.tracking.build import build_pipeline
+from blinktrack_ros.tracking.klt import KltSource
+from blinktrack_ros.tracking.observation import Observations, Source
+from blinktrack_ros.tracking.offline import EventInput, FrameInput, interleave, run_offline
+from blinktrack_ros.tracking.pipeline import Backlog, Mode, Pipeline, PipelineConfig
+from blinktrack_ros.tracking.seeding import Seeds
+
+MS = 1_000_000
+
+
+class RecordingEventSource:
+    """Stands in for the event network: observes each track at its query position."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.uint32)
+        self.calls: list[tuple[int, int, int]] = []  # (t1, window, n events)
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        return self.ids.copy()
+
+    def add_tracks(self, ids, frame=None, positions_px=None) -> None:
+        self.ids = np.concatenate([self.ids, np.asarray(ids, np.uint32)])
+
+    def remove_tracks(self, ids) -> int:
+        keep = ~np.isin(self.ids, ids)
+        removed = int((~keep).sum())
+        self.ids = self.ids[keep]
+        return removed
+
+    def observe(self, events, t1_ns, window_ns, ids, positions_px) -> Observations:
+        assert len(events) == 0 or (events.t.min() > t1_ns - window_ns and events.t.max() <= t1_ns)
+        self.calls.append((t1_ns, window_ns, len(events)))
+        n = len(ids)
+        return Observations(Source.EVENT, t1_ns, np.asarray(ids, np.uint32),
+                            np.asarray(positions_px, float), np.tile(np.eye(2), (n, 1, 1)),
+                            np.ones(n))
+
+
+def _events(t_ns: np.ndarray) -> EventBatch:
+    n = t_ns.size
+    return EventBatch(np.full(n, 50, np.uint16), np.full(n, 40, np.uint16),
+                      t_ns.astype(np.int64), np.ones(n, np.uint8), 120, 90)
+
+
+def _frame(rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(rng.random((90, 120)).astype(np.float32), (0, 0), 2.0)
+
+
+def _event_pipeline(**kw) -> tuple[Pipeline, RecordingEventSource]:
+    src = RecordingEventSource()
+    return Pipeline(PipelineConfig(mode=Mode.E, event_window_ms=10.0, **kw),
+                    event_source=src), src
+
+
+def test_event_windows_tile_time_from_the_first_birth(rng):
+    pipe, src = _event_pipeline()
+    assert pipe.on_events(_events(np.arange(1, 5 * MS, 100_000))) == []  # no track yet
+    pipe.on_image(5 * MS, _frame(rng))
+    assert len(src.ids) > 0
+    updates = []
+    for start in range(5 * MS, 60 * MS, 3 * MS):  # packets of 3 ms
+        updates += pipe.on_events(_events(np.arange(start + 1, start + 3 * MS + 1, 50_000)))
+    ends = [c[0] for c in src.calls]
+    # windows (5+10k, 15+10k] ms, complete once a later event arrived (the last event is 62 ms)
+    assert ends == [15 * MS + 10 * MS * k for k in range(5)]
+    assert all(c[1] == 10 * MS for c in src.calls)
+    assert all(c[2] == 200 for c in src.calls)  # 10 ms of events every 50 us
+    assert len(updates) == 5 and all(u.observations.source is Source.EVENT for u in updates)
+
+
+@pytest.mark.parametrize("policy", [Backlog.MERGE, Backlog.SKIP])
+def test_backlog_policy_bounds_the_work(rng, policy):
+    pipe, src = _event_pipeline(max_pending_windows=2, backlog=policy)
+    pipe.on_image(0, _frame(rng))
+    pipe.on_events(_events(np.arange(1, 55 * MS, 100_000)))  # 5 windows at once
+    assert len(src.calls) == 1
+    t1, window, n = src.calls[0]
+    assert t1 == 50 * MS
+    if policy is Backlog.MERGE:
+        assert (window, n, pipe.stats.windows_merged) == (50 * MS, 500, 4)
+    else:
+        assert (window, n, pipe.stats.windows_skipped) == (10 * MS, 100, 4)
+
+
+def test_time_going_backwards_resets_tracks(rng):
+    pipe, src = _event_pipeline()
+    pipe.on_image(100 * MS, _frame(rng))
+    first_ids = src.ids.copy()
+    assert first_ids.size > 0
+    pipe.on_image(50 * MS, _frame(rng))  # a looped bag
+    assert pipe.stats.time_resets == 1
+    ids = pipe.engine.tracks.ids
+    assert len(src.ids) == len(ids) > 0 and ids.min() > first_ids.max()  # ids never reused
+
+
+def test_lost_tracks_leave_every_source(rng):
+    pipe, src = _event_pipeline()
+    pipe.on_image(0, _frame(rng))
+    first_ids = src.ids.copy()
+    born = first_ids.size
+    # no observation for longer than lost_after_s: every track is lost at the next frame
+    updates = pipe.on_image(int(2e9), _frame(rng))
+    assert pipe.stats.tracks_lost == born
+    assert not np.isin(src.ids, first_ids).any()
+    assert any((u.tracks.status == 2).sum() == born for u in updates)
+
+
+def test_interleave_orders_events_before_their_frames():
+    t = np.arange(1, 30 * MS, 250_000)
+    frames = np.zeros((3, 4, 4), np.float32)
+    items = list(interleave(frames, np.array([0, 10 * MS, 20 * MS]), _events(t), MS))
+    last_t = -1
+    n_events = 0
+    for item in items:
+        if isinstance(item, EventInput):
+            assert item.batch.t[0] > last_t
+            last_t = int(item.batch.t[-1])
+            n_events += len(item.batch)
+        else:
+            assert isinstance(item, FrameInput) and item.t_ns >= last_t
+            last_t = item.t_ns
+    assert n_events == t.size
+
+
+def test_klt_mode_follows_synthetic_ground_truth():
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+
+    seq = generate_sequence(preset("slow", duration_s=0.3), seed=7)
+    gt = seq.gt
+    t0 = int(seq.frame_times_ns[0])
+    k0 = int(np.searchsorted(gt.times_ns, t0))
+    start = (gt.query_t_ns <= t0) & (gt.vis[k0] == 1)
+    seeds = Seeds(ids=gt.ids[start].astype(np.uint32), t_s=np.full(start.sum(), t0 * 1e-9),
+                  positions_px=gt.xy[k0, start], visibility=np.ones(start.sum()))
+    pipe = build_pipeline(PipelineConfig(mode=Mode.KLT))
+    assert isinstance(pipe.klt, KltSource)
+    pipe.set_seeds(seeds)
+    rows = run_offline(pipe, interleave(seq.frames, seq.frame_times_ns, seq.events)).as_rows(
+        pipe.external_ids)
+    assert set(np.unique(rows[:, 0]).astype(int)) <= set(gt.ids[start].tolist())
+    errors = []
+    for track_id, t_s, x, y, _ in rows:
+        k = int(np.searchsorted(gt.times_ns, int(round(t_s * 1e9))))
+        j = int(np.flatnonzero(gt.ids == track_id)[0])
+        if gt.vis[k, j] == 1:
+            errors.append(np.hypot(x - gt.xy[k, j, 0], y - gt.xy[k, j, 1]))
+    assert len(errors) > 10 * start.sum()
+    assert np.median(errors) < 0.5
