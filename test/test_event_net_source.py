@@ -172,9 +172,11 @@ def test_bf16_autocast_close_to_float32(model, rng) -> None:
     birth = rng.uniform(30, 90, (3, 2))
     out = []
     for bf16 in (False, True):
-        src = EventSource(model, EventSourceConfig(bf16=bf16), patch_fn=FakePatches([ids] * 2))
+        src = EventSource(model, EventSourceConfig(bf16=bf16),
+                          patch_fn=FakePatches([ids[:2], ids]))
         src.add_tracks(ids, frame=frame, positions_px=birth)
-        src.observe(EventBatch.empty(160, 120), 1, 1, ids, birth)
+        # a partial step first: bf16 rows are written into the float32 birth state
+        src.observe(EventBatch.empty(160, 120), 1, 1, ids[:2], birth[:2])
         out.append(src.observe(EventBatch.empty(160, 120), 2, 1, ids, birth))
     assert out[1].positions_px.dtype == np.float64
     disp = out[0].positions_px - birth
@@ -182,6 +184,8 @@ def test_bf16_autocast_close_to_float32(model, rng) -> None:
     # bfloat16 convs: about 1 % of the displacement (here up to ~20 px)
     np.testing.assert_allclose(out[1].positions_px, out[0].positions_px, atol=0.25)
     np.testing.assert_allclose(out[1].visibility, out[0].visibility, atol=0.05)
+    with pytest.raises(ValueError, match="more than once"):
+        src.observe(EventBatch.empty(160, 120), 4, 1, ids[[0, 0]], birth[:2])
 
 
 @pytest.mark.slow

@@ -78,9 +78,9 @@ def put_rows(state: EventNetState, rows: torch.Tensor, part: EventNetState) -> E
     The reference tensors never change after birth, so they are shared, not copied.
     """
     idx = torch.as_tensor(rows, dtype=torch.long, device=state.ref_vec.device)
-    return EventNetState(state.ref_vec, state.ref_mid, state.ref_pool,
-                         state.h.index_copy(0, idx, part.h), state.c.index_copy(0, idx, part.c),
-                         state.mem.index_copy(0, idx, part.mem))
+    h, c, mem = (getattr(state, k).index_copy(0, idx, getattr(part, k).to(getattr(state, k)))
+                 for k in ("h", "c", "mem"))  # .to: rows computed under autocast may be bf16
+    return EventNetState(state.ref_vec, state.ref_mid, state.ref_pool, h, c, mem)
 
 
 class EventNet(nn.Module):

@@ -186,6 +186,8 @@ class EventSource:
         pos = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
         if pos.shape[0] != ids.shape[0]:
             raise ValueError(f"{ids.shape[0]} ids but {pos.shape[0]} positions")
+        if np.unique(ids).size != ids.size:
+            raise ValueError("observe got a track id more than once")
         row_of = {int(i): r for r, i in enumerate(self._ids)}
         rows = np.array([row_of.get(int(i), -1) for i in ids], dtype=np.int64)
         finite_pos = np.isfinite(pos).all(axis=1)
@@ -216,7 +218,7 @@ class EventSource:
         assert state is not None
         with torch.inference_mode(), self._autocast():
             whole = rows.size == len(state) and bool((rows == np.arange(rows.size)).all())
-            rows_t = torch.from_numpy(rows)
+            rows_t = torch.from_numpy(rows).to(sbt.device)
             part = state if whole else select_rows(state, rows_t)
             disp, logits, new = forward_chunked(self._step_net, part, sbt,
                                                 self.config.max_batch or None)
@@ -226,7 +228,8 @@ class EventSource:
             elif bool(good_t.any()):
                 keep = torch.nonzero(good_t).reshape(-1)
                 self._state = put_rows(state, rows_t[keep], select_rows(new, keep))
-        return disp.double().numpy(), logits.float().numpy(), good_t.numpy()
+        return (disp.double().cpu().numpy(), logits.float().cpu().numpy(),
+                good_t.cpu().numpy())
 
     def _autocast(self) -> torch.autocast:
         device_type = torch.device(self.config.device).type
