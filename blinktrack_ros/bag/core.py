@@ -98,8 +98,7 @@ def _dvs(messages: Iterator, stats: dict) -> Iterator[CoreMessage]:
         topic_stats = stats.setdefault(m.topic, DecodeStats())
         try:
             batch = decode_dvs_cdr(m.rawdata, topic_stats)
-        except ValueError:  # truncated buffer
-            topic_stats.truncated_packets += 1
+        except ValueError:  # truncated or malformed buffer: counted by the decoder
             continue
         yield CoreMessage(m.topic, m.msgtype, m.t_ns, batch)
 

@@ -76,6 +76,12 @@ def gt_seeds(gt: np.ndarray) -> np.ndarray:
     return gt[order][first, :4].copy()
 
 
+def _frame_size(sequence: BenchmarkSequence) -> tuple[int, int] | None:
+    """(width, height) of the sequence's frames, for the delta metrics."""
+    return (int(sequence.frames[0].shape[1]), int(sequence.frames[0].shape[0])) \
+        if len(sequence.frames) else None
+
+
 def discover_sequences(data: str | Path) -> list[Path]:
     """DATA itself when it is a sub-sequence folder, else its sub-sequence children (sorted).
 
@@ -156,7 +162,7 @@ def run_benchmark(sequences: Iterable[BenchmarkSequence], tracker: TrackerFn,
             write_tracks(out_dir / mode / f"{seq.name}.txt", pred)
             per_mode[mode][seq.name] = sequence_metrics(
                 seq.name, pred, seq.gt, corrected=config.corrected,
-                image_size=config.image_size)
+                image_size=config.image_size or _frame_size(seq))
             if config.render:
                 render_prediction(seq, pred, out_dir / "videos" / f"{seq.name}_{mode}",
                                   config.render_fps)

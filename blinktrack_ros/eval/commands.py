@@ -81,3 +81,77 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image size for the delta metrics (default: EC 240x180, EDS 640x480 "
                         "recognised by name)")
     p.set_defaults(func=run_eval)
+    _register_benchmark(sub)
+
+
+def load_benchmark_sequences(data: str):
+    """Synthetic bags with `<name>.gt.txt`, or EC/EDS sub-sequence folders, one at a time."""
+    from pathlib import Path
+
+    from blinktrack_ros.bag.sequence import discover_bags, load_bag_sequence
+    from blinktrack_ros.eval.benchmark import discover_sequences
+    from blinktrack_ros.eval.ec_eds import load_sequence
+
+    path = Path(data)
+    if not path.exists():
+        raise UsageError(f"{data}: no such folder (make one with `blinktrack synth --out "
+                         f"{data} --preset benchmark`, or give an EC/EDS sub-sequence folder)")
+    bags = discover_bags(path) if path.is_dir() else []
+    if bags:
+        return len(bags), (load_bag_sequence(b) for b in bags)
+    try:
+        folders = discover_sequences(path)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{exc}; or synthetic bags with <name>.gt.txt beside them") from None
+    return len(folders), (load_sequence(f) for f in folders)
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    """Track every sequence in every mode, evaluate, write tables, plots and videos."""
+    from blinktrack_ros.eval.benchmark import MODES, BenchmarkConfig, run_benchmark
+    from blinktrack_ros.eval.report import sequence_table
+    from blinktrack_ros.eval.tracker import pipeline_tracker
+    from blinktrack_ros.tracking.pipeline import Mode
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    known = {m.value for m in Mode}
+    bad = [m for m in modes if m not in known]
+    if bad or not modes:
+        raise UsageError(f"unknown modes {bad}; choose from {sorted(known)} (default "
+                         f"{','.join(MODES)})")
+    n, sequences = load_benchmark_sequences(args.data)
+    tracker = pipeline_tracker(args.event_weights, args.image_weights, args.untrained,
+                               args.device)
+    config = BenchmarkConfig(modes=modes, corrected=args.corrected, render=not args.no_render,
+                             event_window_s=args.window_ms * 1e-3 if args.window_ms else None)
+    try:
+        results = run_benchmark(sequences, tracker, args.out, config)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for mode, result in results.items():
+        print(f"\n## mode {mode} ({n} sequences)")
+        print(sequence_table(result))
+    print(f"\nwrote {args.out}/results.md, results.csv, results.json, plots and videos/")
+    return 0
+
+
+def _register_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark", help="track and evaluate sequences in several modes (tables, plots, GIFs)",
+        description="DATA: a folder of synthetic bags with <name>.gt.txt beside them "
+                    "(`blinktrack synth --preset benchmark`), or an EC/EDS sub-sequence folder "
+                    "(or a folder of them). Tracks start from the ground truth at t0.")
+    p.add_argument("data", help="dataset folder")
+    p.add_argument("--modes", default="e,i,ei,ei-naive,klt",
+                   help="comma-separated modes: e, i, ei, ei-naive, klt, e-klt")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--window-ms", type=float, default=None,
+                   help="event window (default 10 ms, 5 ms for EDS)")
+    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    p.add_argument("--untrained", action="store_true",
+                   help="random network weights (for tests and ablations)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--corrected", action="store_true", help="see `blinktrack eval --help`")
+    p.add_argument("--no-render", action="store_true", help="skip the annotated GIFs")
+    p.set_defaults(func=run_benchmark_command)

@@ -114,6 +114,8 @@ def render_tracks(frames: list[np.ndarray], frame_times_ns: np.ndarray, tracks: 
 
     by_id = {k: v[np.argsort(v[:, 0], kind="stable")] for k, v in group_tracks(tracks).items()}
     gt_by_id = None if gt is None else group_tracks(gt)
+    frames = [f if f.dtype == np.uint8 else
+              (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8) for f in frames]
     pairs = zip(frames, np.asarray(frame_times_ns))
     return [render_frame(f, float(t) * 1e-9, by_id, gt_by_id, style)
             for f, t in tqdm(pairs, total=len(frames), desc="rendering", unit="frame",

@@ -1,0 +1,47 @@
+"""The tracking pipeline as the benchmark runner's TrackerFn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from blinktrack_ros.tracking.build import build_pipeline
+from blinktrack_ros.tracking.offline import interleave, run_offline
+from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
+from blinktrack_ros.tracking.seeding import Seeds
+
+
+def seeds_from_rows(rows: np.ndarray) -> Seeds:
+    """(N, 4) rows `id t0 x y` -> Seeds."""
+    rows = np.asarray(rows, np.float64).reshape(-1, 4)
+    return Seeds(ids=rows[:, 0].astype(np.uint32), t_s=rows[:, 1], positions_px=rows[:, 2:4],
+                 visibility=np.ones(rows.shape[0]))
+
+
+def as_float_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """uint8 or float frames -> float32 in [0, 1]."""
+    return [f.astype(np.float32) / 255.0 if f.dtype == np.uint8 else f.astype(np.float32)
+            for f in frames]
+
+
+def pipeline_tracker(event_weights: str | Path | None = None,
+                     image_weights: str | Path | None = None, untrained: bool = False,
+                     device: str = "cpu", progress: bool = False):
+    """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline."""
+
+    def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
+        config = PipelineConfig(mode=Mode(mode), event_window_ms=window_ns * 1e-6,
+                                reseed=False, max_pending_windows=1 << 30)
+        pipe = build_pipeline(config, event_weights=event_weights, image_weights=image_weights,
+                              device=device, untrained=untrained)
+        seed_rows = np.asarray(seeds, np.float64).copy()
+        # a seed is born at the first frame at or after its time: allow for clock rounding
+        seed_rows[:, 1] = np.maximum(seed_rows[:, 1] - 1e-6, 0.0)
+        pipe.set_seeds(seeds_from_rows(seed_rows))
+        frames = as_float_frames(seq.frames)
+        inputs = interleave(np.asarray(frames), np.asarray(seq.frame_times_ns), seq.events)
+        log = run_offline(pipe, inputs, progress=progress)
+        return log.as_rows(pipe.external_ids)[:, :4]
+
+    return track
