@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "blinktrack_ros.bag.commands",
+    "blinktrack_ros.bag.replay",
     "blinktrack_ros.events.commands",
     "blinktrack_ros.tracking.commands",
     "blinktrack_ros.models.commands",
