@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import platform
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

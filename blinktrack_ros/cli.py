@@ -8,9 +8,9 @@ dependencies (torch, rosbags) inside the command functions, so `blinktrack --hel
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import importlib
 import sys
-from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "blinktrack_ros.bag.commands",
@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `blinktrack info BAG | head`
+        sys.stderr.close()
+        return 0
     return int(result or 0)
 
 

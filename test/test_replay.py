@@ -1,4 +1,4 @@
-"""Offline replay (`blinktrack track`) and the benchmark runner on a synthetic bag with exact GT."""
+"""Offline replay (`blinktrack track`) and the benchmark runner on a synthetic bag with GT."""
 
 from __future__ import annotations
 

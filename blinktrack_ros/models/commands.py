@@ -28,6 +28,11 @@ def _convert(args: argparse.Namespace) -> int:
         from blinktrack_ros.models.event_convert import convert_event_checkpoint as convert
     else:
         from blinktrack_ros.models.image_convert import convert_image_checkpoint as convert
-    convert(src, args.out)
+    from blinktrack_ros.models.checkpoint import CheckpointError
+
+    try:
+        convert(src, args.out)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
     print(f"wrote {args.out}")
     return 0
