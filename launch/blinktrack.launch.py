@@ -1,4 +1,5 @@
-"""Launch blinktrack_ros: three nodes (event, image, fusion) or all three in one process.
+"""Launch blinktrack_ros: blinktrack_node (the whole tracker in one process), or the three
+nodes event_node, image_node and fusion_node (single_process:=false).
 
     ros2 launch blinktrack_ros blinktrack.launch.py events:=/dvs/events image:=/dvs/image_raw \
         event_msg_type:=dvs_msgs/EventArray use_sim_time:=true
@@ -27,7 +28,8 @@ ARGUMENTS = {
                                      "blinktrack.yaml"]), "parameters file"),
     "use_sim_time": ("false", "use /clock (bag replay with --clock)"),
     "single_process": ("true", "all three nodes in one process (lowest latency)"),
-    "weights": ("", "model checkpoint file or directory; empty = shipped lite weights"),
+    "event_weights": ("", "event network checkpoint; empty = the shipped lite weights"),
+    "image_weights": ("", "image network checkpoint; empty = the shipped lite weights"),
 }
 
 
@@ -36,7 +38,8 @@ def generate_launch_description() -> LaunchDescription:
     arg = LaunchConfiguration
     params = [arg("config"), {
         "node.event_msg_type": ParameterValue(arg("event_msg_type"), value_type=str),
-        "node.weights": ParameterValue(arg("weights"), value_type=str),
+        "node.event_weights": ParameterValue(arg("event_weights"), value_type=str),
+        "node.image_weights": ParameterValue(arg("image_weights"), value_type=str),
     }]
     single = IfCondition(arg("single_process"))
     split = UnlessCondition(arg("single_process"))

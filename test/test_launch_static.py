@@ -30,7 +30,7 @@ DOCUMENTED = {
     "launch_ros.substitutions": {"FindPackageShare"},
 }
 REQUIRED_ARGUMENTS = {"events", "image", "camera_info", "event_msg_type", "config",
-                      "use_sim_time", "single_process", "weights"}
+                      "use_sim_time", "single_process", "event_weights", "image_weights"}
 # Topic names each executable subscribes to (relative names, remappable).
 NODE_INPUTS = {
     "event_node": {"events", "image", "tracks"},
@@ -118,8 +118,5 @@ def test_node_inputs_match_the_code() -> None:
         module = re.search(r"from (blinktrack_ros\.nodes\.\w+) import main",
                            (REPO / "scripts" / exe).read_text()).group(1)
         text = (REPO / (module.replace(".", "/") + ".py")).read_text()
-        if exe == "blinktrack_node":
-            text = "".join((REPO / "blinktrack_ros" / "nodes" / f).read_text()
-                           for f in ("event.py", "image.py"))
         for topic in topics:
             assert f'"{topic}"' in text, (exe, topic)

@@ -1,16 +1,15 @@
 """Node glue with real rclpy in one process: event inputs (raw dvs CDR, EventPacket), resets on
-time going backwards, malformed input, and the single-process wiring of blinktrack_node.
-
-The networks are replaced by small recording modules that implement the module interfaces of
-nodes.base (the glue is under test here; fusion is the real EngineFusion).
+time going backwards, malformed input (event_node with a recording module that implements
+nodes.base.EventModule), and blinktrack_node around the core's real Pipeline, whose live output
+must equal the offline replay of the same inputs.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,9 +25,16 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud  # noqa: E402
 
-from blinktrack_ros.nodes.blinktrack import BlinktrackNodes  # noqa: E402
+from blinktrack_ros.events.batch import EventBatch  # noqa: E402
+from blinktrack_ros.events.dvs import serialize_dvs_event_array  # noqa: E402
+from blinktrack_ros.nodes import convert  # noqa: E402
+from blinktrack_ros.nodes.blinktrack import PipelineNode  # noqa: E402
 from blinktrack_ros.nodes.event import EventNode  # noqa: E402
+from blinktrack_ros.tracking.build import build_pipeline  # noqa: E402
 from blinktrack_ros.tracking.observation import Observations, Source  # noqa: E402
+from blinktrack_ros.tracking.offline import FrameInput, interleave, run_offline  # noqa: E402
+from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig  # noqa: E402
+from blinktrack_ros.tracking.seeding import SeedConfig  # noqa: E402
 
 
 class RecordingEventModule:
@@ -55,29 +61,6 @@ class RecordingEventModule:
 
     def reset(self):
         self.resets += 1
-
-
-class SeedingImageModule:
-    """Seeds three features on the first frame, then nothing."""
-
-    def __init__(self) -> None:
-        self.frames, self.tracks = 0, []
-
-    def on_image(self, t_ns, gray):
-        self.frames += 1
-        pos = np.array([[5.0, 5.0], [10.0, 20.0], [25.0, 8.0]])
-        cov = np.repeat(np.eye(2)[None], 3, 0)
-        if self.frames == 1:
-            return [Observations(Source.SEED, t_ns, np.zeros(3, np.uint32), pos, cov,
-                                 np.ones(3))]
-        return [Observations(Source.IMAGE, t_ns, self.tracks[-1].ids, pos + 1.0, cov,
-                             np.ones(3))]
-
-    def on_tracks(self, snap):
-        self.tracks.append(snap)
-
-    def reset(self):
-        pass
 
 
 @pytest.fixture
@@ -164,45 +147,89 @@ def test_event_node_packet_malformed_counted(ctx) -> None:
     ex.shutdown()
 
 
-def test_single_process_wiring(ctx) -> None:
-    """Image seeds -> fusion -> tracks back to the event module -> event observations fused."""
-    event, image = RecordingEventModule(), SeedingImageModule()
-    nodes = BlinktrackNodes(SimpleNamespace(event=event, image=image), context=ctx,
-                            parameter_overrides=_overrides("dvs_msgs/EventArray"))
+def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    tex = cv2.GaussianBlur(rng.uniform(0, 1, (h, w)).astype(np.float32), (0, 0), 2.0)
+    return (tex - tex.min()) / (tex.max() - tex.min())
+
+
+def _sequence(rng: np.random.Generator, n_frames: int = 4):
+    """Frames of a texture translating at (45, 21) px/s at 30 Hz, and random events."""
+    w, h, t0 = 96, 72, 5 * 10**9
+    big = _texture(rng, w + 40, h + 40)
+    times = t0 + np.arange(n_frames) * 33_333_333
+    frames = []
+    for t in times:
+        dx, dy = 45.0 * (t - t0) * 1e-9, 21.0 * (t - t0) * 1e-9
+        m = np.float32([[1, 0, 20 - dx], [0, 1, 20 - dy]])
+        frames.append(cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_LINEAR))
+    n = 4000
+    t = np.sort(rng.integers(t0, int(times[-1]) + 5_000_000, n)).astype(np.int64)
+    events = EventBatch(rng.integers(0, w, n).astype(np.uint16),
+                        rng.integers(0, h, n).astype(np.uint16), t,
+                        rng.integers(0, 2, n).astype(np.uint8), w, h)
+    return np.stack(frames), times, events
+
+
+def _rows(tracks: list) -> np.ndarray:
+    """(M, 5) id, t s, x, y, status of non-LOST entries, sorted like TrackLog.as_rows."""
+    out = []
+    for m in tracks:
+        st = np.asarray(m.status)
+        pos = np.asarray(m.positions).reshape(-1, 2)
+        t_s = convert.stamp_to_ns(m.header.stamp) * 1e-9
+        for i, tid in enumerate(m.ids):
+            if st[i] != 2:
+                out.append([tid, t_s, pos[i, 0], pos[i, 1], st[i]])
+    rows = np.array(out)
+    return rows[np.lexsort((rows[:, 1], rows[:, 0]))]
+
+
+@pytest.mark.parametrize("mode", ["e-klt"])
+def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None:
+    """The node around the real Pipeline (untrained lite event net + KLT) publishes the tracks
+    an offline replay of the same inputs logs; plus observations, feature cloud, debug image."""
+    cfg = PipelineConfig(mode=Mode(mode), event_window_ms=10.0)
+    seeding = SeedConfig(target_count=12)
+    frames, times, events = _sequence(rng)
+    inputs = list(interleave(frames, times, events, packet_ns=2_000_000))
+    offline = run_offline(build_pipeline(cfg, seeding=seeding, untrained=True), inputs)
+    node = PipelineNode(build_pipeline(cfg, seeding=seeding, untrained=True), context=ctx,
+                        parameter_overrides=_overrides("dvs_msgs/EventArray"))
     driver = rclpy.create_node("driver", context=ctx)
-    img_pub = driver.create_publisher(Image, "image", 10)
     ev_pub = driver.create_publisher(EventArray, "events", 10)
+    img_pub = driver.create_publisher(Image, "image", 10)
     info_pub = driver.create_publisher(CameraInfo, "camera_info", 10)
-    tracks, clouds, debug = [], [], []
-    driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 10)
+    tracks, obs, clouds, debug = [], [], [], []
+    driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
+    driver.create_subscription(bt_msg.ObservationArray, "/blinktrack/event_observations",
+                               obs.append, 100)
     driver.create_subscription(PointCloud, "/blinktrack/feature", clouds.append, 10)
     driver.create_subscription(Image, "/blinktrack/debug_image", debug.append, 10)
     ex = SingleThreadedExecutor(context=ctx)
-    for n in [*nodes.nodes, driver]:
+    for n in (node, driver):
         ex.add_node(n)
-    assert _spin_until(ex, lambda: img_pub.get_subscription_count() >= 2
-                       and ev_pub.get_subscription_count() >= 1
-                       and info_pub.get_subscription_count() >= 1)
-    info_pub.publish(CameraInfo(width=64, height=48, distortion_model="plumb_bob",
-                                k=[50.0, 0, 32, 0, 50.0, 24, 0, 0, 1], d=[0.0] * 5))
-    assert _spin_until(ex, lambda: nodes.fusion.cam is not None)
-    frame = Image(height=48, width=64, encoding="mono8", step=64, data=bytes(64 * 48))
-    frame.header.stamp.sec = 5
-    img_pub.publish(frame)
-    assert _spin_until(ex, lambda: len(tracks) == 1)
-    ids = list(tracks[0].ids)
-    assert len(ids) == 3 and list(tracks[0].last_source) == [Source.SEED] * 3
-    ev_pub.publish(_dvs_msg([10, 12], [9, 11], [5 * 10**9 + 10**6, 5 * 10**9 + 2 * 10**6],
-                            [1, 0]))
-    assert _spin_until(ex, lambda: len(tracks) == 2)
-    assert list(event.tracks[-1].ids) == ids  # the snapshot reached the event module first
-    assert list(tracks[1].ids) == ids and list(tracks[1].last_source) == [Source.EVENT] * 3
-    assert event.images and event.images[0][1] == (48, 64)
-    frame.header.stamp.nanosec = 33_000_000
-    img_pub.publish(frame)  # an IMAGE update: tracks, then the VINS feature cloud
-    assert _spin_until(ex, lambda: len(tracks) == 3 and len(clouds) == 1 and len(debug) >= 1)
-    assert list(tracks[2].last_source) == [Source.IMAGE] * 3 and len(tracks[2].undistorted) == 6
-    assert len(clouds[0].channels) == 9 and list(clouds[0].channels[0].values) == ids
-    assert debug[0].encoding == "bgr8" and debug[0].width == 64
+    assert _spin_until(ex, lambda: all(p.get_subscription_count() > 0
+                                       for p in (ev_pub, img_pub, info_pub)))
+    info_pub.publish(CameraInfo(width=96, height=72, distortion_model="plumb_bob",
+                                k=[80.0, 0, 48, 0, 80.0, 36, 0, 0, 1], d=[0.0] * 5))
+    assert _spin_until(ex, lambda: node.cam is not None)
+    for item in inputs:  # one at a time, in the offline order
+        if isinstance(item, FrameInput):
+            topic, before = "image", node.inputs["image"].received
+            msg = Image(height=72, width=96, encoding="mono8", step=96,
+                        data=np.clip(item.gray * 255 + 0.5, 0, 255).astype(np.uint8).tobytes())
+            convert.set_stamp(msg.header.stamp, item.t_ns)
+            img_pub.publish(msg)
+        else:
+            topic, before = "events", node.inputs["events"].received
+            ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
+        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1)
+    n_updates = sum(len(b) for b in offline.rows)
+    assert _spin_until(ex, lambda: sum(len(m.ids) for m in tracks) >= n_updates)
+    live, ref = _rows(tracks), offline.as_rows()
+    assert live.shape == ref.shape and len(ref) > 50
+    np.testing.assert_array_equal(live[:, [0, 4]], ref[:, [0, 4]])
+    np.testing.assert_allclose(live[:, 1:4], ref[:, 1:4], atol=2e-3)
+    assert obs and len(clouds) == len(frames) and debug
+    assert node.pipeline.stats.event_windows == len(obs)
     ex.shutdown()
-    nodes.destroy_node()

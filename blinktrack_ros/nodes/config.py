@@ -9,11 +9,15 @@ from blinktrack_ros.nodes.convert import EVENT_MSG_TYPES, EVENT_PACKET
 from blinktrack_ros.tracking.event_source import EventSourceConfig
 from blinktrack_ros.tracking.fusion_types import FusionConfig
 from blinktrack_ros.tracking.image_source import ImageSourceConfig
+from blinktrack_ros.tracking.klt import KltConfig
+from blinktrack_ros.tracking.pipeline import PipelineConfig
 from blinktrack_ros.tracking.seeding import SeedConfig
 
 RELIABILITIES = ("best_effort", "reliable")
 # Sections whose parameters may change while a node runs (the others are read_only).
 DYNAMIC_SECTIONS = frozenset({"fusion"})
+# Config fields that are not parameters of their own (set from another parameter).
+SKIP_FIELDS = frozenset({"event_source.device"})  # = node.device
 
 
 def _opt(default: Any, choices: tuple[str, ...] | None = None,
@@ -34,7 +38,9 @@ class NodeConfig:
         event_msg_type: message type of the event input topic.
         input_reliability: QoS reliability of the inputs (sensor-data profile otherwise).
         input_queue_depth: QoS history depth of the inputs.
-        weights: model checkpoint file or directory; empty = the shipped lite weights.
+        device: torch device of the networks (cpu, cuda, cuda:1, ...).
+        event_weights: event network checkpoint; empty = the shipped lite weights.
+        image_weights: image network checkpoint; empty = the shipped lite weights.
         camera_id: camera id written into the VINS-Fusion feature cloud.
         frame_id: frame_id of the outputs; empty = the input images' frame_id.
         debug_image_rate_hz: maximum rate of ~/debug_image; 0 = off.
@@ -45,7 +51,9 @@ class NodeConfig:
     event_msg_type: str = _opt(EVENT_PACKET, choices=EVENT_MSG_TYPES)
     input_reliability: str = _opt("best_effort", choices=RELIABILITIES)
     input_queue_depth: int = _opt(10, value_range=(1, 1000))
-    weights: str = _opt("")
+    device: str = _opt("cpu")
+    event_weights: str = _opt("")
+    image_weights: str = _opt("")
     camera_id: int = _opt(0, value_range=(0, 255))
     frame_id: str = _opt("")
     debug_image_rate_hz: float = _opt(5.0, value_range=(0.0, 100.0), dynamic=True)
@@ -64,5 +72,6 @@ class NodeConfig:
 
 def default_sections() -> dict[str, Any]:
     """Section name -> default config instance, in the order the parameters file lists them."""
-    return {"node": NodeConfig(), "fusion": FusionConfig(), "seeding": SeedConfig(),
-            "event_source": EventSourceConfig(), "image_source": ImageSourceConfig()}
+    return {"node": NodeConfig(), "pipeline": PipelineConfig(), "fusion": FusionConfig(),
+            "seeding": SeedConfig(), "event_source": EventSourceConfig(),
+            "image_source": ImageSourceConfig(), "klt": KltConfig()}

@@ -30,18 +30,10 @@ def event_msg_class(msg_type: str) -> Any:
 class EventNode(GlueNode):
     """Glue around an EventModule."""
 
-    def __init__(self, module: Any = None, name: str = "blinktrack_event",
-                 subscribe_tracks: bool = True, **kwargs: Any) -> None:
-        """Create the node; `module` defaults to the core's event module.
-
-        With subscribe_tracks False (blinktrack_node) fused tracks arrive by `pending_tracks`
-        and observations also go to `observation_sink`.
-        """
+    def __init__(self, module: Any = None, name: str = "blinktrack_event", **kwargs: Any) -> None:
+        """Create the node; `module` defaults to the core's event module."""
         super().__init__(name, default_sections(), **kwargs)
-        self.modules = None if module else build_modules(self.params.configs, self.cfg.weights)
-        self.module = module or self.modules.event
-        self.observation_sink: Any = None
-        self.pending_tracks: Any = None
+        self.module = module or build_modules(self.params.configs).event
         import sensor_msgs.msg
 
         import blinktrack_ros.msg
@@ -54,8 +46,7 @@ class EventNode(GlueNode):
         self.subscribe(event_msg_class(self.cfg.event_msg_type), "events", self.on_events,
                        raw=raw)
         self.subscribe(sensor_msgs.msg.Image, "image", self.on_image)
-        if subscribe_tracks:
-            self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
+        self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
 
     def on_events(self, msg: Any) -> None:
         """Decode, pass to the module, publish the observations of completed windows."""
@@ -63,22 +54,12 @@ class EventNode(GlueNode):
         if len(batch) and self.check_time(int(batch.t[0])):
             self.module.reset()
             self.events_in.reset()
-        self.take_pending_tracks()
         for obs in self.module.on_events(batch):
             self.obs_pub.publish(convert.observations_to_msg(obs, self.cfg.frame_id))
-            if self.observation_sink is not None:
-                self.observation_sink(obs)
             self.record_latency("events", obs.t_ns)
-
-    def take_pending_tracks(self) -> None:
-        """Hand the newest fused snapshot (set by another thread) to the module."""
-        snap, self.pending_tracks = self.pending_tracks, None
-        if snap is not None:
-            self.module.on_tracks(snap)
 
     def on_image(self, msg: Any) -> None:
         """Frames give the reference patches of new tracks."""
-        self.take_pending_tracks()
         self.module.on_image(convert.stamp_to_ns(msg.header.stamp), image_msg_to_gray(msg))
 
     def on_tracks(self, msg: Any) -> None:

@@ -58,22 +58,16 @@ class EngineFusion:
 class FusionNode(GlueNode):
     """Glue around a FusionModule (default EngineFusion)."""
 
-    def __init__(self, module: Any = None, name: str = "blinktrack",
-                 subscribe_observations: bool = True, **kwargs: Any) -> None:
-        """Create the node; `module` defaults to EngineFusion with the fusion parameters.
-
-        blinktrack_node passes subscribe_observations False and calls `fuse` directly;
-        `snapshot_listeners` then get every snapshot.
-        """
+    def __init__(self, module: Any = None, name: str = "blinktrack", **kwargs: Any) -> None:
+        """Create the node; `module` defaults to EngineFusion with the fusion parameters."""
         super().__init__(name, {"node": NodeConfig(), "fusion": FusionConfig()}, **kwargs)
-        self.snapshot_listeners: list[Any] = []
         self.module = module or EngineFusion(self.params.configs["fusion"])
         self.cam: camera.CameraModel | None = None
         self._lock = threading.Lock()
         self._last_debug_s = -np.inf
         self._latest_snap: TrackSnapshot | None = None
         self.init_outputs()
-        for topic in ("event_observations", "image_observations")[:2 * subscribe_observations]:
+        for topic in ("event_observations", "image_observations"):
             self.subscribe(self.msg.ObservationArray, topic, self.on_observation_msg)
         self.subscribe(self.sensor.CameraInfo, "camera_info", self.on_camera_info)
         self.subscribe(self.sensor.Image, "image", self.on_image)
@@ -105,7 +99,7 @@ class FusionNode(GlueNode):
         self.fuse(convert.msg_to_observations(msg), msg.header.frame_id)
 
     def fuse(self, obs: Observations, frame_id: str = "") -> TrackSnapshot | None:
-        """Fuse one array and publish the results (also called by blinktrack_node)."""
+        """Fuse one array and publish the results."""
         with self._lock:
             if self.check_time(obs.t_ns):
                 self.module.reset()
@@ -120,8 +114,6 @@ class FusionNode(GlueNode):
             self.feature_pub.publish(camera.feature_cloud(snap, self.cam, self.cfg.camera_id,
                                                           frame_id))
         self._latest_snap = snap
-        for listener in self.snapshot_listeners:
-            listener(snap)
         return snap
 
     def on_image(self, msg: Any) -> None:

@@ -27,13 +27,10 @@ SYNC_SLOP_S = 0.01
 class ImageNode(GlueNode):
     """Glue around an ImageModule."""
 
-    def __init__(self, module: Any = None, name: str = "blinktrack_image",
-                 subscribe_tracks: bool = True, **kwargs: Any) -> None:
-        """Create the node; `module` defaults to the core's image module (see EventNode)."""
+    def __init__(self, module: Any = None, name: str = "blinktrack_image", **kwargs: Any) -> None:
+        """Create the node; `module` defaults to the core's image module."""
         super().__init__(name, default_sections(), **kwargs)
-        self.module = module or build_modules(self.params.configs, self.cfg.weights).image
-        self.observation_sink: Any = None
-        self.pending_tracks: Any = None
+        self.module = module or build_modules(self.params.configs).image
         import sensor_msgs.msg
 
         import blinktrack_ros.msg
@@ -47,8 +44,7 @@ class ImageNode(GlueNode):
             self.subscribe(sensor_msgs.msg.CameraInfo, "camera_info", self.on_camera_info)
         else:
             self._sync = self.synchronise(sensor_msgs.msg)
-        if subscribe_tracks:
-            self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
+        self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
 
     def synchronise(self, sensor_msgs_msg: Any) -> Any:
         """Pair image and CameraInfo with message_filters (guarded like `subscribe`)."""
@@ -72,13 +68,8 @@ class ImageNode(GlueNode):
         if self.check_time(t_ns):
             self.module.reset()
         frame_id = self.cfg.frame_id or msg.header.frame_id
-        snap, self.pending_tracks = self.pending_tracks, None
-        if snap is not None:
-            self.module.on_tracks(snap)
         for obs in self.module.on_image(t_ns, image_msg_to_gray(msg)):
             self.obs_pub.publish(convert.observations_to_msg(obs, frame_id))
-            if self.observation_sink is not None:
-                self.observation_sink(obs, frame_id)
         self.record_latency("image", t_ns)
 
     def on_tracks(self, msg: Any) -> None:

@@ -1,24 +1,26 @@
-"""Building the ROS-free modules the nodes wrap (the pipeline factory is the core's)."""
+"""The per-role modules of the split (three-process) mode, from the core."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def build_modules(configs: dict[str, Any], weights: str) -> Any:
-    """The core's modules for these configs: an object with `.event` and `.image` attributes.
+def build_modules(configs: dict[str, Any]) -> Any:
+    """The core's event and image modules for these configs: an object with `.event`, `.image`.
 
-    Assumed interface (see nodes.base.EventModule / ImageModule):
-    `blinktrack_ros.tracking.pipeline.build_modules(configs, weights)`, with `configs` the
-    validated parameter sections (name -> config dataclass) and `weights` a checkpoint path or ""
-    for the shipped lite weights.
+    Assumed interface (nodes.base.EventModule / ImageModule):
+    `blinktrack_ros.tracking.pipeline.build_modules(configs)`, `configs` being the validated
+    parameter sections (name -> config dataclass). The core's Pipeline runs every role in one
+    object (blinktrack_node); until the core splits it by role this raises.
 
     Raises:
-        ValueError: the core's pipeline is not available (message says what is missing).
+        ValueError: the core does not provide per-role modules (the message says what to use).
     """
-    try:
-        from blinktrack_ros.tracking import pipeline
-    except ImportError as exc:
-        raise ValueError(f"the core pipeline (blinktrack_ros.tracking.pipeline) is not "
-                         f"available: {exc}") from None
-    return pipeline.build_modules(configs, weights)
+    from blinktrack_ros.tracking import pipeline
+
+    factory = getattr(pipeline, "build_modules", None)
+    if factory is None:
+        raise ValueError("the split mode (event_node, image_node) needs per-role modules that "
+                         "blinktrack_ros.tracking.pipeline does not provide yet: run "
+                         "blinktrack_node (launch argument single_process:=true)")
+    return factory(configs)

@@ -24,7 +24,7 @@ import types
 import typing
 from typing import Any
 
-from blinktrack_ros.nodes.config import NodeConfig, default_sections
+from blinktrack_ros.nodes.config import SKIP_FIELDS, NodeConfig, default_sections
 
 PARAM_TYPES = (bool, int, float, str)
 # Ranges (inclusive) of numeric fields; the dataclasses' own checks still apply on top.
@@ -41,6 +41,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "event_source.r_max": (0.0, 1.0e6), "event_source.thre": (0.0, 1.0),
     "image_source.r_max": (0.0, 1.0e6), "image_source.thre": (0.0, 1.0),
     "image_source.r_min": (0.0, 1.0e3),
+    "pipeline.event_window_ms": (0.1, 1000.0), "pipeline.max_pending_windows": (1, 1000),
+    "pipeline.time_reset_tolerance_ms": (0.0, 1.0e4),
 }
 
 
@@ -167,6 +169,8 @@ def param_specs(sections: Mapping[str, Any] | None = None,
         hints = typing.get_type_hints(type(cfg))
         docs = attribute_docs(type(cfg))
         for f in dataclasses.fields(cfg):
+            if f"{section}.{f.name}" in SKIP_FIELDS:
+                continue
             spec = _field_spec(section, cfg, f, hints[f.name], docs.get(f.name, ""),
                                section in dynamic)
             if spec is not None:
