@@ -43,7 +43,7 @@ def _wait(executor, predicate, timeout_s: float) -> bool:
 class Harness:
     """The fusion_node child process and a test node talking to it on a private domain."""
 
-    def __init__(self, extra_params: list[str]) -> None:
+    def __init__(self, extra_params: list[str], executable: str = "fusion_node") -> None:
         self.domain = 20 + (os.getpid() + 37) % 80
         env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -51,7 +51,7 @@ class Harness:
                 "-p", "node.input_reliability:=reliable", "-p", "node.diagnostics_period_s:=0.2"]
         for p in extra_params:
             args += ["-p", p]
-        self.child = subprocess.Popen([sys.executable, str(REPO / "scripts" / "fusion_node"),
+        self.child = subprocess.Popen([sys.executable, str(REPO / "scripts" / executable),
                                        *args], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)
         self.ctx = rclpy.Context()
@@ -160,3 +160,44 @@ def test_parameters_rejected_at_runtime_and_startup(harness) -> None:
     finally:
         out = bad.close()
     assert "visibility_ema_alpha" in out
+
+
+def test_blinktrack_node_process_klt(rng) -> None:
+    """blinktrack_node (KLT mode: no weights) follows a translating texture with stable ids;
+    a frame stamped back in time resets the tracks (counted in /diagnostics)."""
+    import cv2
+    from sensor_msgs.msg import Image
+
+    h = Harness(["pipeline.mode:=klt", "seeding.target_count:=10"], "blinktrack_node")
+    try:
+        pub = h.node.create_publisher(Image, "/image", 10)
+        assert _wait(h.ex, lambda: pub.get_subscription_count() > 0, 60.0), "node did not start"
+        tex = cv2.GaussianBlur(rng.uniform(0, 255, (112, 136)).astype(np.float32), (0, 0), 2.0)
+        tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+        v = np.array([-45.0, -21.0])  # image motion in px/s
+        for k in range(6):
+            t_ns = T0 + k * 33_333_333
+            d = v * (t_ns - T0) * 1e-9
+            m = np.float32([[1, 0, -20 + d[0]], [0, 1, -20 + d[1]]])
+            frame = cv2.warpAffine(tex, m, (96, 72)).astype(np.uint8)
+            msg = Image(height=72, width=96, encoding="mono8", step=96, data=frame.tobytes())
+            convert.set_stamp(msg.header.stamp, t_ns)
+            n = len(h.tracks)
+            pub.publish(msg)
+            assert _wait(h.ex, lambda n=n: len(h.tracks) > n, 20.0), f"no tracks for frame {k}"
+            if k == 0:
+                first = h.tracks[-1]
+        last = h.tracks[-1]
+        ids0 = list(first.ids)
+        assert len(ids0) >= 5 and set(ids0) <= set(last.ids)  # ids stable
+        p0 = np.asarray(first.positions).reshape(-1, 2)
+        p1 = np.asarray(last.positions).reshape(-1, 2)[[list(last.ids).index(i) for i in ids0]]
+        d = v * 5 * 33_333_333e-9
+        assert np.median(np.abs(p1 - p0 - d)) < 0.5
+        convert.set_stamp(msg.header.stamp, T0 - 10**9)  # a looped bag
+        pub.publish(msg)
+        assert _wait(h.ex, lambda: any(kv.key == "pipeline time_resets" and kv.value == "1"
+                                       for dd in h.diag for st in dd.status
+                                       for kv in st.values), 20.0)
+    finally:
+        h.close()
