@@ -146,7 +146,7 @@ def test_klt_mode_follows_synthetic_ground_truth():
     seeds = Seeds(ids=gt.ids[start].astype(np.uint32), t_s=np.full(start.sum(), t0 * 1e-9),
                   positions_px=gt.xy[k0, start], visibility=np.ones(start.sum()))
     pipe = build_pipeline(PipelineConfig(mode=Mode.KLT))
-    assert isinstance(pipe.klt, KltSource)
+    assert isinstance(pipe.image.klt, KltSource)
     pipe.set_seeds(seeds)
     rows = run_offline(pipe, interleave(seq.frames, seq.frame_times_ns, seq.events)).as_rows(
         pipe.external_ids)

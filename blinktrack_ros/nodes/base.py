@@ -1,7 +1,7 @@
 """What every blinktrack_ros node shares: parameters, QoS, guarded callbacks, diagnostics.
 
 The nodes are glue around ROS-free modules. The interfaces assumed of those modules (written in
-`blinktrack_ros.tracking`; `nodes.fusion.EngineFusion` implements the fusion one on the
+`blinktrack_ros.tracking.modules`: EventModule, ImageModule, FusionModule on the
 FusionEngine) are the Protocols below: each callback converts its message, calls one method and
 publishes what comes back.
 """

@@ -20,33 +20,19 @@ import numpy as np
 from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
-from blinktrack_ros.nodes.config import NodeConfig, default_sections
+from blinktrack_ros.nodes.config import default_sections
 from blinktrack_ros.nodes.event import event_msg_class
 from blinktrack_ros.tracking.observation import Source
 
 
 def make_pipeline(configs: dict[str, Any]) -> Any:
     """The core Pipeline for the parameter sections (weights and device from `node`)."""
-    from blinktrack_ros.tracking import build
-    from blinktrack_ros.tracking.klt import KltSource
-    from blinktrack_ros.tracking.pipeline import Pipeline
+    from blinktrack_ros.tracking.build import pipeline_from_configs
 
-    node: NodeConfig = configs["node"]
-    mode = configs["pipeline"].mode
-    event = image = klt = None
     try:
-        if mode.uses_events:
-            kwargs = {k: v for k, v in asdict(configs["event_source"]).items() if k != "device"}
-            event = build.make_event_source(node.event_weights, node.device, **kwargs)
-        if mode.uses_image_net:
-            image = build.make_image_source(node.image_weights, node.device,
-                                            **asdict(configs["image_source"]))
+        return pipeline_from_configs(configs)
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
-    if mode.uses_klt:
-        klt = KltSource(configs["klt"])
-    return Pipeline(configs["pipeline"], configs["fusion"], configs["seeding"], event, image,
-                    klt)
 
 
 class PipelineNode(GlueNode):

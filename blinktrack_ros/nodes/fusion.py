@@ -8,7 +8,6 @@ IMAGE array, when CameraInfo is known), `~/debug_image` (throttled) and /diagnos
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import threading
 import time
 from typing import Any
@@ -19,49 +18,18 @@ from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
 from blinktrack_ros.nodes.config import NodeConfig
-from blinktrack_ros.tracking.engine import FusionEngine
-from blinktrack_ros.tracking.fusion_types import FusionConfig, FusionResult, TrackSnapshot
+from blinktrack_ros.tracking.fusion_types import FusionConfig, TrackSnapshot
+from blinktrack_ros.tracking.modules import FusionModule
 from blinktrack_ros.tracking.observation import Observations, Source
 
 
-class EngineFusion:
-    """The FusionModule on FusionEngine: SEED observations start tracks, the others are fused."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        """An engine with no tracks."""
-        self.engine = FusionEngine(config)
-        self.result = FusionResult()
-
-    def on_observations(self, obs: Observations) -> TrackSnapshot:
-        """Fuse (or seed from) one array; the snapshot at its time."""
-        if obs.source == Source.SEED:
-            if len(obs):
-                std = np.sqrt(np.maximum(obs.covariances[:, 0, 0], 1e-12))
-                self.engine.add_tracks(obs.t_ns, obs.positions_px, std)
-        else:
-            self.result = self.result + self.engine.apply(obs)
-        return self.engine.snapshot(obs.t_ns)
-
-    def set_config(self, config: FusionConfig) -> None:
-        """Apply changed parameters from the next observation on."""
-        self.engine.config = config
-
-    def reset(self) -> None:
-        """Forget every track (ids keep counting)."""
-        self.engine.reset()
-
-    def stats(self) -> dict[str, int]:
-        """Counts of the fused, stale, gated, ... observations so far."""
-        return asdict(self.result)
-
-
 class FusionNode(GlueNode):
-    """Glue around a FusionModule (default EngineFusion)."""
+    """Glue around a FusionModule (default: the core's FusionModule)."""
 
     def __init__(self, module: Any = None, name: str = "blinktrack", **kwargs: Any) -> None:
-        """Create the node; `module` defaults to EngineFusion with the fusion parameters."""
+        """Create the node; `module` defaults to the core's FusionModule."""
         super().__init__(name, {"node": NodeConfig(), "fusion": FusionConfig()}, **kwargs)
-        self.module = module or EngineFusion(self.params.configs["fusion"])
+        self.module = module or FusionModule(self.params.configs["fusion"])
         self.cam: camera.CameraModel | None = None
         self._lock = threading.Lock()
         self._last_debug_s = -np.inf

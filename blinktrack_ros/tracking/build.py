@@ -75,3 +75,47 @@ def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
         else None
     klt = KltSource(klt_config) if mode.uses_klt else None
     return Pipeline(config, fusion, seeding, event_source=event, image_source=image, klt=klt)
+
+
+def sources_from_configs(configs: dict) -> tuple[object | None, object | None, object | None]:
+    """(event_source, image_source, klt) for validated parameter sections (the nodes' configs:
+    `node` with device / event_weights / image_weights, `pipeline`, `event_source`,
+    `image_source`, `klt`); only the sources the pipeline's mode uses."""
+    from dataclasses import asdict
+
+    from blinktrack_ros.tracking.klt import KltSource
+
+    node, mode = configs["node"], configs["pipeline"].mode
+    event = image = klt = None
+    if mode.uses_events:
+        kwargs = {k: v for k, v in asdict(configs["event_source"]).items() if k != "device"}
+        event = make_event_source(node.event_weights or None, node.device, **kwargs)
+    if mode.uses_image_net:
+        image = make_image_source(node.image_weights or None, node.device,
+                                  **asdict(configs["image_source"]))
+    if mode.uses_klt:
+        klt = KltSource(configs["klt"])
+    return event, image, klt
+
+
+def pipeline_from_configs(configs: dict) -> Pipeline:
+    """The whole tracker in one object (blinktrack_node) from the parameter sections."""
+    return Pipeline(configs["pipeline"], configs["fusion"], configs["seeding"],
+                    *sources_from_configs(configs))
+
+
+def modules_from_configs(configs: dict):
+    """The per-role modules of the three-node deployment: `.event` (None when the mode has no
+    events), `.image`, `.fusion` — the same classes the Pipeline wires in one process."""
+    from types import SimpleNamespace
+
+    from blinktrack_ros.tracking.modules import EventModule, FusionModule, ImageModule
+    from blinktrack_ros.tracking.pipeline import Backlog, fusion_config_for
+
+    cfg = configs["pipeline"]
+    event_source, image_source, klt = sources_from_configs(configs)
+    event = EventModule(event_source, cfg.event_window_ms, cfg.max_pending_windows,
+                        cfg.backlog is Backlog.MERGE) if event_source is not None else None
+    image = ImageModule(image_source, klt, configs["seeding"], cfg.reseed)
+    fusion = FusionModule(fusion_config_for(cfg.mode, configs["fusion"]))
+    return SimpleNamespace(event=event, image=image, fusion=fusion)

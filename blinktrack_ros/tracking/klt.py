@@ -124,12 +124,23 @@ class KltSource:
         self._prev_points[idx[known]] = positions_px[known]
         return int(known.sum())
 
-    def add_points(self, ids: np.ndarray, positions_px: np.ndarray) -> None:
-        """Register new tracks at (M, 2) pixel xy in the last observed frame (their birth)."""
+    def add_points(self, ids: np.ndarray, positions_px: np.ndarray,
+                   birth_gray: np.ndarray | None = None) -> None:
+        """Register new tracks at (M, 2) pixel xy of their birth frame.
+
+        When the birth frame is not the last observed one (the tracks were confirmed late, as
+        between separate nodes), the points are first tracked from birth_gray into it.
+        """
         ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
         pts = np.asarray(positions_px, dtype=np.float32).reshape(-1, 2)
         if pts.shape[0] != ids.shape[0]:
             raise ValueError(f"{ids.shape[0]} ids but {pts.shape[0]} positions")
+        if birth_gray is not None and self._prev_image is not None and pts.shape[0]:
+            birth = _to_uint8(birth_gray)
+            if birth.shape == self._prev_image.shape and not np.array_equal(birth,
+                                                                            self._prev_image):
+                moved, ok = self._lk(birth, self._prev_image, pts, pts)
+                pts = np.where(ok[:, None], moved, pts).astype(np.float32)
         keep = ~np.isin(self._prev_ids, ids)
         all_ids = np.concatenate([self._prev_ids[keep], ids])
         all_pts = np.concatenate([self._prev_points[keep], pts])

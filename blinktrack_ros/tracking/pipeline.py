@@ -26,8 +26,9 @@ import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import FusionConfig, FusionEngine, FusionMode, TrackSnapshot
+from blinktrack_ros.tracking.modules import EventModule, FusionModule, ImageModule
 from blinktrack_ros.tracking.observation import Observations, Source
-from blinktrack_ros.tracking.seeding import SeedConfig, Seeds, detect_seeds
+from blinktrack_ros.tracking.seeding import SeedConfig, Seeds
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 LOG = logging.getLogger(__name__)
@@ -113,20 +114,18 @@ class PipelineStats:
     event_windows: int = 0
     windows_merged: int = 0
     windows_skipped: int = 0
+    events_late: int = 0
     frames: int = 0
     tracks_born: int = 0
     tracks_lost: int = 0
     time_resets: int = 0
-    events_late: int = 0
     fusion: dict[str, int] = field(default_factory=dict)
-
-    def add_fusion(self, result: object) -> None:
-        for key, value in vars(result).items():
-            self.fusion[key] = self.fusion.get(key, 0) + int(value)
 
 
 class Pipeline:
-    """Events and frames in; event/frame observations and fused tracks out."""
+    """The three modules of the nodes wired in one process: every observation array is fused
+    at once and the resulting tracks go straight back to the modules (what the TrackArray
+    topic does between the nodes)."""
 
     def __init__(self, config: PipelineConfig, fusion: FusionConfig | None = None,
                  seeding: SeedConfig | None = None, event_source: object | None = None,
@@ -140,185 +139,102 @@ class Pipeline:
                                   (mode.uses_klt, klt, "klt")):
             if needed and src is None:
                 raise ValueError(f"mode {mode.value!r} needs {name}")
-        self.event_source = event_source if mode.uses_events else None
-        self.image_source = image_source if mode.uses_image_net else None
-        self.klt = klt if mode.uses_klt else None
-        self.engine = FusionEngine(fusion_config_for(mode, fusion or FusionConfig()))
-        self.seeding = seeding or SeedConfig()
-        self.stats = PipelineStats()
-        self.external_ids: dict[int, int] = {}
+        self.event = EventModule(event_source, config.event_window_ms,
+                                 config.max_pending_windows,
+                                 config.backlog is Backlog.MERGE) if mode.uses_events else None
+        self.image = ImageModule(image_source if mode.uses_image_net else None,
+                                 klt if mode.uses_klt else None, seeding, config.reseed)
+        self.fusion = FusionModule(fusion_config_for(mode, fusion or FusionConfig()))
         self._on_reset = on_reset
-        self._seeds: Seeds | None = None
-        self._seeds_used = np.zeros(0, bool)
-        self._window_ns = int(round(config.event_window_ms * 1e6))
-        self._clear_streams()
+        self._seeded = False
+        self._time_resets = 0
+        self._lost = 0
+        self._last_ns: dict[str, int] = {}
 
-    # ----------------------------------------------------------------- state
-    def _clear_streams(self) -> None:
-        self._events: list[EventBatch] = []
-        self._next_end_ns: int | None = None
-        self._last_event_ns: int | None = None
-        self._last_frame_ns: int | None = None
+    @property
+    def engine(self) -> FusionEngine:
+        """The fusion engine (track table)."""
+        return self.fusion.engine
 
-    def reset(self, reason: str = "reset") -> None:
-        """Drop every track and buffered input (ids keep counting; seeds are re-armed)."""
-        for ids in (self._alive_ids(),):
-            self._remove_from_sources(ids)
-        self.engine.reset()
-        if self.klt is not None:
-            self.klt.reset()
-        self._clear_streams()
-        self._seeds_used[:] = False
-        if self._on_reset is not None:
-            self._on_reset(reason)
+    @property
+    def event_source(self) -> object | None:
+        return self.event.source if self.event is not None else None
+
+    @property
+    def external_ids(self) -> dict[int, int]:
+        """Engine id -> given seed id (empty unless `set_seeds` was used)."""
+        return self.fusion.external_ids if self._seeded else {}
+
+    @property
+    def stats(self) -> PipelineStats:
+        """Counters of every module."""
+        ev = self.event.counts if self.event is not None else {}
+        return PipelineStats(
+            event_windows=ev.get("windows", 0), windows_merged=ev.get("windows_merged", 0),
+            windows_skipped=ev.get("windows_skipped", 0), events_late=ev.get("events_late", 0),
+            frames=self.image.counts["frames"], tracks_born=int(self.engine.tracks.next_id),
+            tracks_lost=self._lost, time_resets=self._time_resets,
+            fusion=dict(vars(self.fusion.result)))
 
     def set_seeds(self, seeds: Seeds) -> None:
         """Start tracks from given points (e.g. EC/EDS ground truth at t0) instead of corners.
 
-        Each seed is born at the first frame at or after its time; its external id is kept in
-        `external_ids` (engine id -> seed id) for writing tracks in the ground truth's ids.
+        Each seed is born at the first frame at or after its time; `external_ids` maps the
+        engine's ids back to the seeds' ids.
         """
-        self._seeds = seeds
-        self._seeds_used = np.zeros(len(seeds), bool)
+        self._seeded = True
+        self.image.set_seeds(seeds)
 
-    def _alive_ids(self) -> np.ndarray:
-        return self.engine.tracks.ids.copy()
+    def reset(self, reason: str = "reset") -> None:
+        """Drop every track and buffered input (ids keep counting; seeds are re-armed)."""
+        for module in (self.event, self.image, self.fusion):
+            if module is not None:
+                module.reset()
+        self._last_ns.clear()
+        if self._on_reset is not None:
+            self._on_reset(reason)
 
-    def _check_time(self, t_ns: int, last: int | None, stream: str) -> None:
-        tol = int(self.config.time_reset_tolerance_ms * 1e6)
-        if last is not None and t_ns < last - tol:
+    def _check_time(self, t_ns: int, stream: str) -> None:
+        last = self._last_ns.get(stream)
+        if last is not None and t_ns < last - int(self.config.time_reset_tolerance_ms * 1e6):
             LOG.warning("%s time went back by %.3f s: resetting the tracks", stream,
                         (last - t_ns) * 1e-9)
-            self.stats.time_resets += 1
+            self._time_resets += 1
             self.reset(f"{stream} time went backwards")
 
-    # ---------------------------------------------------------------- events
     def on_events(self, batch: EventBatch) -> list[Update]:
         """Buffer events; return one Update per complete event window (possibly none)."""
-        if len(batch) == 0 or self.event_source is None:
+        if len(batch) == 0 or self.event is None:
             return []
-        self._check_time(int(batch.t[0]), self._last_event_ns, "event")
-        if self._next_end_ns is not None and int(batch.t[-1]) <= self._next_end_ns - \
-                self._window_ns:
-            self.stats.events_late += len(batch)  # the window they belong to is done
-            return []
-        self._last_event_ns = int(batch.t[-1])
-        self._events.append(batch)
-        if self._next_end_ns is None:  # no track yet: keep one window's worth, bounded
-            events = EventBatch.concatenate(self._events)
-            self._events = [events.slice_time(self._last_event_ns - self._window_ns,
-                                              self._last_event_ns)]
-            return []
-        return self._run_windows()
+        self._check_time(int(batch.t[0]), "event")
+        self._last_ns["event"] = int(batch.t[-1])
+        return [self._fuse(obs) for obs in self.event.on_events(batch)]
 
-    def _run_windows(self) -> list[Update]:
-        # A window (t1 - dt, t1] is complete once an event later than t1 has arrived.
-        if self._last_event_ns is None or self._last_event_ns <= self._next_end_ns:
-            return []
-        n_complete = (self._last_event_ns - self._next_end_ns - 1) // self._window_ns + 1
-        ends = [self._next_end_ns + k * self._window_ns for k in range(n_complete)]
-        window = [self._window_ns] * n_complete
-        if n_complete > self.config.max_pending_windows:
-            if self.config.backlog is Backlog.MERGE:
-                self.stats.windows_merged += n_complete - 1
-                window, ends = [self._window_ns * n_complete], [ends[-1]]
-            else:
-                self.stats.windows_skipped += n_complete - 1
-                window, ends = [self._window_ns], [ends[-1]]
-        self._next_end_ns = ends[-1] + self._window_ns
-        events = EventBatch.concatenate(self._events)
-        updates = [self._event_step(events, t1, w) for t1, w in zip(ends, window)]
-        keep_from = self._next_end_ns - self._window_ns
-        self._events = [events.slice_time(keep_from, np.iinfo(np.int64).max)]
-        return [u for u in updates if u is not None]
-
-    def _event_step(self, events: EventBatch, t1_ns: int, window_ns: int) -> Update | None:
-        ids, pos = self.engine.predict_positions(t1_ns, self.event_source.track_ids)
-        born = self.engine.tracks.birth_ns[self.engine.tracks.rows_of(ids)[0]] < t1_ns
-        ids, pos = ids[born], pos[born]
-        if ids.size == 0:
-            return None
-        window = events.slice_time(t1_ns - window_ns, t1_ns)
-        obs = self.event_source.observe(window, t1_ns, window_ns, ids, pos)
-        self.stats.event_windows += 1
-        return self._fuse(obs)
-
-    # ---------------------------------------------------------------- frames
     def on_image(self, t_ns: int, gray: np.ndarray) -> list[Update]:
         """Observe the alive tracks in a frame, then seed; returns the frame's Update(s)."""
         t_ns = int(t_ns)
-        self._check_time(t_ns, self._last_frame_ns, "image")
-        self._last_frame_ns = t_ns
-        self.stats.frames += 1
-        if self.engine.config.image_size is None:  # out-of-image test needs the frame size
-            self.engine.config = replace(self.engine.config,
-                                         image_size=(gray.shape[1], gray.shape[0]))
-        updates: list[Update] = []
-        features = self.image_source.encode(gray) if self.image_source is not None else None
-        ids, pred = self.engine.predict_positions(t_ns)
-        if ids.size and (self.image_source is not None or self.klt is not None):
-            if self.image_source is not None:
-                obs = self.image_source.observe(t_ns, features, ids, pred)
-            else:
-                obs = self.klt.observe(t_ns, gray, ids, pred)
-            updates.append(self._fuse(obs))
-        elif self.klt is not None:
-            self.klt.observe(t_ns, gray, ids, pred)  # keeps the frame for the next one
-        if self.klt is not None:
-            self.klt.set_previous_points(*self.engine.predict_positions(t_ns))
-        born = self._seed(t_ns, gray, features)
-        if born.size or not updates:
-            updates.append(Update(None, self._snapshot(t_ns)))
+        self._check_time(t_ns, "image")
+        self._last_ns["image"] = t_ns
+        self.fusion.set_image_size(gray.shape[1], gray.shape[0])
+        if self.event is not None:
+            self.event.on_image(t_ns, gray)
+        updates = [self._fuse(obs) for obs in self.image.on_image(t_ns, gray)]
+        if not updates:
+            snap = self.engine.snapshot(t_ns)
+            self._broadcast(snap)
+            updates.append(Update(None, snap))
         return updates
 
-    def _seed(self, t_ns: int, gray: np.ndarray, features: object) -> np.ndarray:
-        if self._seeds is not None:
-            take = ~self._seeds_used & (self._seeds.t_s * 1e9 <= t_ns + 1)
-            self._seeds_used |= take
-            positions, external = self._seeds.positions_px[take], self._seeds.ids[take]
-        elif self.config.reseed or self.stats.tracks_born == 0:
-            _, alive = self.engine.predict_positions(t_ns)
-            positions, external = detect_seeds(gray, alive, self.seeding), None
-        else:
-            return np.zeros(0, np.uint32)
-        if len(positions) == 0:
-            return np.zeros(0, np.uint32)
-        ids = self.engine.add_tracks(t_ns, positions)
-        if external is not None:
-            self.external_ids.update(zip(ids.tolist(), np.asarray(external).tolist()))
-        self.stats.tracks_born += int(ids.size)
-        if self._next_end_ns is None and self.event_source is not None:
-            self._next_end_ns = t_ns + self._window_ns
-            self._events = [e.slice_time(t_ns, np.iinfo(np.int64).max) for e in self._events]
-        if self.event_source is not None:
-            self.event_source.add_tracks(ids, frame=gray, positions_px=positions)
-        if self.image_source is not None:
-            self.image_source.add_tracks(ids, features, positions)
-        if self.klt is not None:
-            self.klt.add_points(ids, positions)
-        return ids
-
-    # ---------------------------------------------------------------- fusion
     def _fuse(self, obs: Observations) -> Update:
-        self.stats.add_fusion(self.engine.apply(obs))
-        return Update(obs, self._snapshot(obs.t_ns))
+        snap = self.fusion.on_observations(obs)
+        self._broadcast(snap)
+        return Update(None if obs.source == Source.SEED else obs, snap)
 
-    def _snapshot(self, t_ns: int) -> TrackSnapshot:
-        snap = self.engine.snapshot(t_ns)
-        lost = snap.ids[snap.status == TrackStatus.LOST]
-        if lost.size:
-            self.stats.tracks_lost += int(lost.size)
-            self._remove_from_sources(lost)
-        return snap
-
-    def _remove_from_sources(self, ids: np.ndarray) -> None:
-        if ids.size == 0:
-            return
-        for source in (self.event_source, self.image_source):
-            if source is not None:
-                source.remove_tracks(ids)
-        if self.klt is not None:
-            self.klt.remove_points(ids)
+    def _broadcast(self, snap: TrackSnapshot) -> None:
+        self._lost += int((snap.status == TrackStatus.LOST).sum())
+        for module in (self.event, self.image):
+            if module is not None:
+                module.on_tracks(snap)
 
 
 def observed_sources(mode: Mode) -> tuple[Source, ...]:

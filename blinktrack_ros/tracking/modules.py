@@ -1,0 +1,295 @@
+"""The three roles of the tracker, as the three ROS nodes run them (and the Pipeline wires them).
+
+- EventModule (event_node): events -> EVENT observations per window, crop centres predicted from
+  the latest fused tracks; reference patches of new tracks from the frame of their birth.
+- ImageModule (image_node): frames -> IMAGE (network) or KLT observations of the known tracks,
+  plus SEED observations proposing new features (Shi-Tomasi top-up, or given seeds).
+- FusionModule (fusion_node): owns the track table; SEED arrays start tracks (ids assigned
+  here), the others are fused; every array gives the snapshot to publish.
+
+The modules talk only through Observations and TrackSnapshots (what the topics carry), so the
+split three-process deployment and the in-process Pipeline run the same code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+import logging
+
+import numpy as np
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.tracking.engine import FusionConfig, FusionEngine, FusionResult, TrackSnapshot
+from blinktrack_ros.tracking.observation import Observations, Source
+from blinktrack_ros.tracking.seeding import SeedConfig, Seeds, detect_seeds
+from blinktrack_ros.tracking.tracks import TrackStatus
+
+LOG = logging.getLogger(__name__)
+FRAMES_KEPT = 8  # frames (and their features) kept to give new tracks their references
+
+
+@dataclass
+class KnownTracks:
+    """The latest fused tracks as a module sees them (from a TrackSnapshot)."""
+
+    t_ns: int = 0
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    positions_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    velocities_px_s: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    birth_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def predict(self, t_ns: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (K, 2) positions) predicted to t_ns with the fused velocities."""
+        rows = np.arange(self.ids.size) if ids is None else np.flatnonzero(np.isin(self.ids, ids))
+        dt = max(int(t_ns) - self.t_ns, 0) * 1e-9
+        return self.ids[rows], self.positions_px[rows] + dt * self.velocities_px_s[rows]
+
+    def update(self, snap: TrackSnapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Take a snapshot; returns (born ids, their birth positions, dead ids)."""
+        alive = snap.status != TrackStatus.LOST
+        ids = snap.ids[alive]
+        born = ~np.isin(ids, self.ids)
+        dead = self.ids[~np.isin(self.ids, ids)]
+        age = np.asarray(snap.age_s)[alive]
+        birth_pos = snap.positions_px[alive] - age[:, None] * snap.velocities_px_s[alive]
+        self.t_ns, self.ids = int(snap.t_ns), ids.copy()
+        self.positions_px = snap.positions_px[alive].copy()
+        self.velocities_px_s = snap.velocities_px_s[alive].copy()
+        self.birth_ns = (int(snap.t_ns) - np.round(age * 1e9)).astype(np.int64)
+        return ids[born], birth_pos[born], dead
+
+
+class FrameMemory:
+    """The last few frames (or their encoded features) by timestamp."""
+
+    def __init__(self, size: int = FRAMES_KEPT) -> None:
+        self._items: deque[tuple[int, object]] = deque(maxlen=size)
+
+    def add(self, t_ns: int, item: object) -> None:
+        self._items.append((int(t_ns), item))
+
+    def at(self, t_ns: int) -> object | None:
+        """The item whose time is nearest to t_ns (None when empty)."""
+        if not self._items:
+            return None
+        return min(self._items, key=lambda ti: abs(ti[0] - int(t_ns)))[1]
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class EventModule:
+    """Event windows on a fixed grid -> EVENT observations from the event network."""
+
+    def __init__(self, source: object, window_ms: float, max_pending_windows: int = 4,
+                 merge_backlog: bool = True) -> None:
+        self.source = source
+        self.window_ns = int(round(window_ms * 1e6))
+        self.max_pending = int(max_pending_windows)
+        self.merge_backlog = merge_backlog
+        self.counts = {"windows": 0, "windows_merged": 0, "windows_skipped": 0,
+                       "events_late": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks, frames and buffered events."""
+        if len(self.source.track_ids):
+            self.source.remove_tracks(self.source.track_ids)
+        self.tracks = KnownTracks()
+        self.frames = FrameMemory()
+        self._events: list[EventBatch] = []
+        self._next_end_ns: int | None = None
+        self._last_event_ns: int | None = None
+
+    def on_image(self, t_ns: int, gray: np.ndarray) -> None:
+        """Keep the frame: new tracks take their reference patch from their birth frame."""
+        self.frames.add(t_ns, gray)
+
+    def on_tracks(self, snap: TrackSnapshot) -> None:
+        """New tracks get a state row (reference patch at birth); dead ones lose theirs."""
+        born, birth_pos, dead = self.tracks.update(snap)
+        if dead.size:
+            self.source.remove_tracks(dead)
+        if born.size:
+            birth_ns = self.tracks.birth_ns[np.isin(self.tracks.ids, born)]
+            frame = self.frames.at(int(birth_ns.min()))
+            if frame is None:
+                LOG.warning("no frame for the reference patches of %d new tracks", born.size)
+                return
+            self.source.add_tracks(born, frame=frame, positions_px=birth_pos)
+            if self._next_end_ns is None:  # the window grid starts at the first birth
+                self._next_end_ns = int(birth_ns.min()) + self.window_ns
+
+    def on_events(self, batch: EventBatch) -> list[Observations]:
+        """Buffer events; observations of every window complete (a later event has arrived)."""
+        if len(batch) == 0:
+            return []
+        if self._next_end_ns is not None and int(batch.t[-1]) <= self._next_end_ns - \
+                self.window_ns:
+            self.counts["events_late"] += len(batch)  # their window is done
+            return []
+        self._last_event_ns = int(batch.t[-1])
+        events = EventBatch.concatenate(self._events + [batch])
+        if self._next_end_ns is None or self._last_event_ns <= self._next_end_ns:
+            keep_from = self._last_event_ns - self.window_ns if self._next_end_ns is None \
+                else self._next_end_ns - self.window_ns
+            self._events = [events.slice_time(keep_from, self._last_event_ns)]
+            return []
+        ends, windows = self._due_windows()
+        observations = [self._observe(events, t1, w) for t1, w in zip(ends, windows)]
+        self._events = [events.slice_time(self._next_end_ns - self.window_ns,
+                                          self._last_event_ns)]
+        return [o for o in observations if o is not None]
+
+    def _due_windows(self) -> tuple[list[int], list[int]]:
+        n = (self._last_event_ns - self._next_end_ns - 1) // self.window_ns + 1
+        ends = [self._next_end_ns + k * self.window_ns for k in range(n)]
+        windows = [self.window_ns] * n
+        if n > self.max_pending:
+            key = "windows_merged" if self.merge_backlog else "windows_skipped"
+            self.counts[key] += n - 1
+            windows = [self.window_ns * (n if self.merge_backlog else 1)]
+            ends = ends[-1:]
+        self._next_end_ns = ends[-1] + self.window_ns
+        return ends, windows
+
+    def _observe(self, events: EventBatch, t1_ns: int, window_ns: int) -> Observations | None:
+        born_before = self.tracks.ids[self.tracks.birth_ns < t1_ns]
+        ids, pos = self.tracks.predict(t1_ns, np.intersect1d(born_before,
+                                                               self.source.track_ids))
+        if ids.size == 0:
+            return None
+        self.counts["windows"] += 1
+        return self.source.observe(events.slice_time(t1_ns - window_ns, t1_ns), t1_ns,
+                                   window_ns, ids, pos)
+
+
+class ImageModule:
+    """Frames -> IMAGE/KLT observations of the known tracks, and SEED proposals."""
+
+    def __init__(self, image_source: object | None = None, klt: object | None = None,
+                 seeding: SeedConfig | None = None, reseed: bool = True) -> None:
+        self.image_source, self.klt = image_source, klt
+        self.seeding = seeding or SeedConfig()
+        self.reseed = reseed
+        self.seeds: Seeds | None = None
+        self.counts = {"frames": 0, "seeds_proposed": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks and frames (given seeds are proposed again)."""
+        if self.image_source is not None and len(self.image_source.track_ids):
+            self.image_source.remove_tracks(self.image_source.track_ids)
+        if self.klt is not None:
+            self.klt.reset()
+        self.tracks = KnownTracks()
+        self.features = FrameMemory()  # encoded frames (image network)
+        self.frames_gray = FrameMemory()
+        self._seeded_once = False
+        self._seeds_used = np.zeros(len(self.seeds) if self.seeds else 0, bool)
+
+    def set_seeds(self, seeds: Seeds) -> None:
+        """Propose these points (e.g. ground truth at t0) instead of detected corners."""
+        self.seeds = seeds
+        self._seeds_used = np.zeros(len(seeds), bool)
+
+    def on_image(self, t_ns: int, gray: np.ndarray) -> list[Observations]:
+        """Observe the known tracks in this frame, then propose seeds (SEED array, ids are
+        the given seeds' ids or 0..K-1)."""
+        self.counts["frames"] += 1
+        out = []
+        ids, pred = self.tracks.predict(t_ns)
+        self.frames_gray.add(t_ns, gray)
+        if self.image_source is not None:
+            features = self.image_source.encode(gray)
+            self.features.add(t_ns, features)
+            known = np.isin(ids, self.image_source.track_ids)
+            if known.any():
+                out.append(self.image_source.observe(t_ns, features, ids[known], pred[known]))
+        if self.klt is not None:
+            obs = self.klt.observe(t_ns, gray, ids, pred)
+            if len(obs):
+                out.append(obs)
+        seeds = self._propose(t_ns, gray, pred)
+        if seeds is not None:
+            out.append(seeds)
+        return out
+
+    def _propose(self, t_ns: int, gray: np.ndarray, alive_px: np.ndarray) -> Observations | None:
+        if self.seeds is not None:
+            take = ~self._seeds_used & (self.seeds.t_s * 1e9 <= t_ns + 1)
+            self._seeds_used |= take
+            positions, ids = self.seeds.positions_px[take], self.seeds.ids[take]
+        elif self.reseed or not self._seeded_once:
+            positions = detect_seeds(gray, alive_px, self.seeding)
+            ids = np.arange(len(positions), dtype=np.uint32)
+        else:
+            return None
+        if len(positions) == 0:
+            return None
+        self._seeded_once = True
+        self.counts["seeds_proposed"] += len(positions)
+        n = len(positions)
+        return Observations(Source.SEED, int(t_ns), np.asarray(ids, np.uint32),
+                            np.asarray(positions, np.float64), np.tile(np.eye(2), (n, 1, 1)),
+                            np.ones(n))
+
+    def on_tracks(self, snap: TrackSnapshot) -> None:
+        """New tracks get their references; dead ones are forgotten; KLT restarts from the
+        fused positions of its last frame."""
+        born, birth_pos, dead = self.tracks.update(snap)
+        if dead.size and self.image_source is not None:
+            self.image_source.remove_tracks(dead)
+        if dead.size and self.klt is not None:
+            self.klt.remove_points(dead)
+        if born.size:
+            birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
+            frame = self.features.at(birth_ns)
+            if self.image_source is not None and frame is not None:
+                self.image_source.add_tracks(born, frame, birth_pos)
+            if self.klt is not None:
+                self.klt.add_points(born, birth_pos, self.frames_gray.at(birth_ns))
+        if self.klt is not None and snap.t_ns == self._last_frame_ns():
+            self.klt.set_previous_points(self.tracks.ids, self.tracks.positions_px)
+
+    def _last_frame_ns(self) -> int | None:
+        items = self.frames_gray._items
+        return items[-1][0] if items else None
+
+
+class FusionModule:
+    """The track table: SEED arrays start tracks, other arrays are fused."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        self.engine = FusionEngine(config)
+        self.result = FusionResult()
+        self.external_ids: dict[int, int] = {}
+
+    def on_observations(self, obs: Observations) -> TrackSnapshot:
+        """Fuse (or start tracks from) one array; the snapshot at its time."""
+        if obs.source == Source.SEED:
+            if len(obs):
+                std = np.sqrt(np.maximum(obs.covariances[:, 0, 0], 1e-12))
+                ids = self.engine.add_tracks(obs.t_ns, obs.positions_px, std)
+                self.external_ids.update(zip(ids.tolist(), obs.ids.tolist()))
+        else:
+            self.result = self.result + self.engine.apply(obs)
+        return self.engine.snapshot(obs.t_ns)
+
+    def set_config(self, config: FusionConfig) -> None:
+        """Apply changed parameters from the next observation on."""
+        self.engine.config = config
+
+    def set_image_size(self, width: int, height: int) -> None:
+        """The out-of-image test needs the frame size (set once, from the first frame)."""
+        if self.engine.config.image_size is None:
+            self.engine.config = replace(self.engine.config, image_size=(width, height))
+
+    def reset(self) -> None:
+        """Forget every track (ids keep counting)."""
+        self.engine.reset()
+
+    def stats(self) -> dict[str, int]:
+        """Counts of the fused, stale, gated, ... observations so far."""
+        return dict(vars(self.result))

@@ -1,0 +1,101 @@
+"""The split deployment: image_node (KLT) and fusion_node as two processes, wired by topics as
+the launch file wires them (single_process:=false); a test process publishes frames of a
+translating texture and receives the fused tracks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run bash tools/build_msgs.sh .venv")
+bt_msg = pytest.importorskip(
+    "blinktrack_ros.msg", reason="messages not built: run bash tools/build_msgs.sh .venv")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from blinktrack_ros.nodes import convert  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+T0 = 2_000_000_000_000
+
+
+def _wait(executor, predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return bool(predicate())
+
+
+def _start(executable: str, name: str, remaps: list[str], env: dict) -> subprocess.Popen:
+    args = ["--ros-args", "-r", f"__node:={name}", "--params-file",
+            str(REPO / "config" / "blinktrack.yaml"), "-p", "pipeline.mode:=klt",
+            "-p", "seeding.target_count:=10", "-p", "node.input_reliability:=reliable"]
+    for r in remaps:
+        args += ["-r", r]
+    return subprocess.Popen([sys.executable, str(REPO / "scripts" / executable), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_image_node_and_fusion_node_track_together(rng):
+    import cv2
+
+    domain = 20 + (os.getpid() + 53) % 80
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    children = [
+        _start("image_node", "blinktrack_image",
+               ["image:=/cam/image", "tracks:=/blinktrack/tracks"], env),
+        _start("fusion_node", "blinktrack",
+               ["image_observations:=/blinktrack_image/observations", "image:=/cam/image"], env),
+    ]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        node = rclpy.create_node("split_driver", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        tracks: list = []
+        node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
+        pub = node.create_publisher(Image, "/cam/image", 10)
+        assert _wait(ex, lambda: pub.get_subscription_count() >= 2 and
+                     node.count_publishers("/blinktrack/tracks") > 0, 60.0), "nodes not up"
+        tex = cv2.GaussianBlur(rng.uniform(0, 255, (112, 136)).astype(np.float32), (0, 0), 2.0)
+        tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+        v = np.array([30.0, -15.0])  # px/s
+        for k in range(6):
+            t_ns = T0 + k * 33_333_333
+            d = v * (t_ns - T0) * 1e-9
+            m = np.float32([[1, 0, -20 + d[0]], [0, 1, -20 + d[1]]])
+            frame = cv2.warpAffine(tex, m, (96, 72)).astype(np.uint8)
+            msg = Image(height=72, width=96, encoding="mono8", step=96, data=frame.tobytes())
+            convert.set_stamp(msg.header.stamp, t_ns)
+            pub.publish(msg)
+            # the frame's seeds or observations come back as tracks stamped with its time
+            assert _wait(ex, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
+                                                for m in tracks), 20.0), f"no tracks, frame {k}"
+            # frames at 30 Hz: the next one comes a frame period later
+            _wait(ex, lambda: False, 0.033)
+        first = next(m for m in tracks if len(m.ids))
+        last = tracks[-1]
+        common = [i for i in first.ids if i in set(last.ids)]
+        assert len(common) >= 5  # stable ids across frames and processes
+        p0 = np.asarray(first.positions).reshape(-1, 2)[[list(first.ids).index(i)
+                                                        for i in common]]
+        p1 = np.asarray(last.positions).reshape(-1, 2)[[list(last.ids).index(i)
+                                                       for i in common]]
+        dt = (convert.stamp_to_ns(last.header.stamp) - convert.stamp_to_ns(first.header.stamp))
+        assert np.median(np.abs(p1 - p0 - v * dt * 1e-9)) < 0.5
+    finally:
+        rclpy.shutdown(context=ctx)
+        for child in children:
+            child.terminate()
+        outs = [c.communicate(timeout=10)[0] for c in children]
+        for c, out in zip(children, outs):
+            assert c.returncode in (0, -15), out
