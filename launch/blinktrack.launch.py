@@ -8,7 +8,6 @@ Outputs: /blinktrack/tracks (TrackArray), /blinktrack/feature (VINS-Fusion Point
 /blinktrack/debug_image, the modules' ObservationArrays, and /diagnostics.
 Uses only documented launch / launch_ros API (checked by test/test_launch_static.py).
 """
-# ruff: noqa: I001  (ruff takes `launch` for our launch/ folder; this is ament's order)
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument

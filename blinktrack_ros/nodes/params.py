@@ -36,7 +36,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "fusion.seed_position_std_px": (0.001, 1000.0),
     "fusion.seed_velocity_std_px_s": (0.001, 1.0e5),
     "seeding.target_count": (0, 4096), "seeding.min_distance_px": (0.0, 1000.0),
-    "seeding.quality_level": (0.0, 1.0), "seeding.block_size": (1, 63),
+    "seeding.quality_level": (0.0, 1.0), "seeding.block_size": (3, 63),
     "seeding.border_px": (0, 1000),
     "event_source.r_max": (0.0, 1.0e6), "event_source.thre": (0.0, 1.0),
     "image_source.r_max": (0.0, 1.0e6), "image_source.thre": (0.0, 1.0),
