@@ -114,7 +114,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from blinktrack_ros.tracking.pipeline import Mode
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    known = {m.value for m in Mode}
+    known = {m.value for m in Mode} | {"dv"}  # dv: dv-processing's tracker (baselines extra)
     bad = [m for m in modes if m not in known]
     if bad or not modes:
         raise UsageError(f"unknown modes {bad}; choose from {sorted(known)} (default "
@@ -122,6 +122,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     n, sequences = load_benchmark_sequences(args.data)
     tracker = pipeline_tracker(args.event_weights, args.image_weights, args.untrained,
                                args.device)
+    if "dv" in modes:
+        from blinktrack_ros.eval.dv_baseline import with_dv
+
+        tracker = with_dv(tracker)
     config = BenchmarkConfig(modes=modes, corrected=args.corrected, render=not args.no_render,
                              event_window_s=args.window_ms * 1e-3 if args.window_ms else None)
     try:
@@ -143,7 +147,8 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
                     "(or a folder of them). Tracks start from the ground truth at t0.")
     p.add_argument("data", help="dataset folder")
     p.add_argument("--modes", default="e,i,ei,ei-naive,klt",
-                   help="comma-separated modes: e, i, ei, ei-naive, klt, e-klt")
+                   help="comma-separated modes: e, i, ei, ei-naive, klt, e-klt, dv "
+                        "(dv-processing's event+frame LK tracker: pip install dv-processing)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--window-ms", type=float, default=None,
                    help="event window (default 10 ms, 5 ms for EDS)")
