@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.eval.commands",
     "blinktrack_ros.train.commands",
     "blinktrack_ros.demo",
+    "blinktrack_ros.benchpipeline",
 )
 
 

@@ -1,0 +1,194 @@
+"""Figures of `blinktrack bench pipeline` without ROS: the offline replay's real-time factor.
+
+Two measurements on one synthetic sequence (frames at `frame_hz`, events in 1 ms packets):
+- in memory: the Pipeline alone, fed by `tracking.offline.interleave` (no bag, no decode);
+- the whole replay: the sequence written as an mcap bag, then read, decoded, tracked and the
+  tracks and observations written to another mcap bag, as `blinktrack track` does.
+
+The real-time factor is data seconds / wall seconds (>= 1 keeps up with the sensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+import time
+from typing import Any
+
+import numpy as np
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.tracking.pipeline import Pipeline, Update
+
+
+@dataclass(frozen=True)
+class BenchSetup:
+    """What `blinktrack bench pipeline` measures.
+
+    Attributes:
+        width, height: sensor size of the synthetic sequence, pixels.
+        duration_s: length of the sequence.
+        frame_hz: frame rate (the preset's rate is overridden).
+        window_ms: event window of the pipeline.
+        target_count: tracks seeded (Shi-Tomasi top-up on every frame).
+        mode: pipeline mode value (`ei` = event + image networks, Kalman fusion).
+        preset: synthetic preset name.
+        seed: sequence seed.
+        event_weights, image_weights: checkpoints; None = the shipped lite weights.
+    """
+
+    width: int = 240
+    height: int = 180
+    duration_s: float = 2.0
+    frame_hz: float = 30.0
+    window_ms: float = 5.0
+    target_count: int = 64
+    mode: str = "ei"
+    preset: str = "benchmark"
+    seed: int = 0
+    event_weights: str | None = None
+    image_weights: str | None = None
+
+
+def bench_sequence(setup: BenchSetup, progress: bool = False) -> Any:
+    """The synthetic Sequence of the setup (preset resized, frames at setup.frame_hz)."""
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+
+    config = replace(preset(setup.preset, setup.width, setup.height, setup.duration_s),
+                     frame_hz=setup.frame_hz)
+    return generate_sequence(config, setup.seed, progress=progress)
+
+
+def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
+                   untrained: bool | None = None) -> tuple[Pipeline, str]:
+    """(Pipeline, weights note): lite weights when available, else random lite weights.
+
+    untrained None tries the weights first; the speed of random weights is the same.
+    """
+    from blinktrack_ros.tracking.build import build_pipeline
+    from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
+    from blinktrack_ros.tracking.seeding import SeedConfig
+
+    config = PipelineConfig(mode=Mode(setup.mode), event_window_ms=setup.window_ms,
+                            max_pending_windows=max_pending_windows)
+    kwargs = dict(seeding=SeedConfig(target_count=setup.target_count),
+                  event_weights=setup.event_weights, image_weights=setup.image_weights)
+    if not untrained:
+        try:
+            return build_pipeline(config, **kwargs), "lite weights"
+        except FileNotFoundError as exc:
+            if untrained is False:
+                raise
+            note = f"untrained lite networks ({exc})"
+    else:
+        note = "untrained lite networks"
+    return build_pipeline(config, untrained=True, **kwargs), note
+
+
+@dataclass
+class CallTimes:
+    """Wall times (s) of the pipeline calls: those that completed event windows, and frames."""
+
+    window_s: list[float] = field(default_factory=list)
+    frame_s: list[float] = field(default_factory=list)
+    other_s: list[float] = field(default_factory=list)  # event packets completing no window
+
+    def run(self, pipe: Pipeline, item: EventBatch | tuple[int, np.ndarray]) -> list[Update]:
+        """Feed one input (an EventBatch or (t_ns, gray)) and time the call."""
+        t0 = time.perf_counter()
+        if isinstance(item, EventBatch):
+            updates = pipe.on_events(item)
+            (self.window_s if updates else self.other_s).append(time.perf_counter() - t0)
+        else:
+            updates = pipe.on_image(*item)
+            self.frame_s.append(time.perf_counter() - t0)
+        return updates
+
+    def figures(self) -> dict[str, float]:
+        """Median and p99 in ms of windows and frames, and the counts."""
+        out: dict[str, float] = {}
+        for name, values in (("window", self.window_s), ("frame", self.frame_s)):
+            ms = np.asarray(values) * 1e3
+            out[f"{name}_calls"] = int(ms.size)
+            out[f"{name}_ms_median"] = float(np.median(ms)) if ms.size else float("nan")
+            out[f"{name}_ms_p99"] = float(np.percentile(ms, 99)) if ms.size else float("nan")
+        out["event_packet_no_window_ms_median"] = float(np.median(self.other_s) * 1e3) \
+            if self.other_s else float("nan")
+        return out
+
+
+def _core_inputs(seq: Any) -> Iterator[EventBatch | tuple[int, np.ndarray]]:
+    from blinktrack_ros.tracking.offline import EventInput, interleave
+
+    for item in interleave(seq.frames, seq.frame_times_ns, seq.events):
+        yield item.batch if isinstance(item, EventInput) else (item.t_ns, item.gray)
+
+
+def _drive(pipe: Pipeline, inputs: Iterable, times: CallTimes, total: int | None,
+           progress: bool, desc: str, on_updates: Any = None) -> float:
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    for item in tqdm(inputs, total=total, unit="msg", desc=desc, disable=not progress,
+                     leave=False):
+        updates = times.run(pipe, item)
+        if on_updates is not None:
+            on_updates(updates)
+    return time.perf_counter() - t0
+
+
+def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[str, float]:
+    """The Pipeline alone on the in-memory sequence: real-time factor and per-call times."""
+    inputs = list(_core_inputs(seq))
+    times = CallTimes()
+    wall = _drive(pipe, inputs, times, len(inputs), progress, "pipeline")
+    data_s = seq.config.duration_s
+    return {"pipeline_realtime_factor": data_s / wall, "pipeline_wall_s": wall,
+            **times.figures(), "tracks_alive_final": int(pipe.engine.snapshot(0).ids.size),
+            "tracks_born": int(pipe.stats.tracks_born)}
+
+
+def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
+                   progress: bool = False) -> dict[str, float]:
+    """The whole replay (bag read + decode + pipeline + bag write) of the sequence's bag."""
+    from blinktrack_ros.bag.core import GrayFrame, iter_core
+    from blinktrack_ros.bag.replay import (
+        OBSERVATION_TOPIC,
+        TRACKS_TOPIC,
+        observation_array,
+        track_array,
+    )
+    from blinktrack_ros.bag.types import OBSERVATION_ARRAY, TRACK_ARRAY, typestore
+    from blinktrack_ros.bag.writer import BagWriter
+    from blinktrack_ros.synth.bagout import DVS_TOPIC, IMAGE_TOPIC, write_sequence_bag
+
+    bag_in, bag_out = Path(workdir) / "input", Path(workdir) / "output"
+    counts = write_sequence_bag(seq, bag_in)
+    total = counts.get(DVS_TOPIC, 0) + counts.get(IMAGE_TOPIC, 0)
+    store, times = typestore(), CallTimes()
+
+    def core_items():
+        for m in iter_core(bag_in, topics=[DVS_TOPIC, IMAGE_TOPIC]):
+            if isinstance(m.value, EventBatch):
+                yield m.value
+            elif isinstance(m.value, GrayFrame):
+                yield (m.value.t_ns, m.value.gray)
+
+    with BagWriter(bag_out) as writer:
+        def write(updates: list[Update]) -> None:
+            for u in updates:
+                writer.write(TRACKS_TOPIC, TRACK_ARRAY, u.tracks.t_ns,
+                             track_array(store, u.tracks, "camera"))
+                if u.observations is not None:
+                    topic = OBSERVATION_TOPIC.format(source=u.observations.source.name.lower())
+                    writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns,
+                                 observation_array(store, u.observations, "camera"))
+
+        t0 = time.perf_counter()
+        _drive(pipe, core_items(), times, total, progress, "replay", write)
+    wall = time.perf_counter() - t0  # closing the writer (flush) included
+    pipeline_s = sum(times.window_s) + sum(times.frame_s) + sum(times.other_s)
+    return {"replay_realtime_factor": seq.config.duration_s / wall, "replay_wall_s": wall,
+            "replay_pipeline_share": pipeline_s / wall, "replay_messages_in": int(total)}

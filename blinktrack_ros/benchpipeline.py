@@ -1,0 +1,116 @@
+"""`blinktrack bench pipeline`: real-time factor of the offline replay and live latency.
+
+On one synthetic sequence (N = `--target-count` tracks, `--window-ms` event windows, frames at
+`--frame-hz`): the Pipeline alone in memory, the whole bag replay (read + decode + pipeline +
+write), and with the real rclpy (unless `--no-live`) blinktrack_node in a child process fed at
+real-time pace, latency from the packet completing an event window to its tracks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    """Add `blinktrack bench pipeline [--json] [--size WxH] [--no-live] ...`."""
+    p = bench_sub.add_parser(
+        "pipeline", help="replay real-time factor and live window-to-tracks latency",
+        description=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--size", default="240x180", help="sensor size WxH (default 240x180)")
+    p.add_argument("--duration-s", type=float, default=2.0, help="sequence length (s)")
+    p.add_argument("--mode", default="ei", choices=["e", "i", "ei", "ei-naive", "klt", "e-klt"])
+    p.add_argument("--window-ms", type=float, default=5.0, help="event window (ms)")
+    p.add_argument("--frame-hz", type=float, default=30.0, help="frame rate (Hz)")
+    p.add_argument("--target-count", type=int, default=64, help="tracks seeded (N)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (here and in the node process)")
+    p.add_argument("--seed", type=int, default=0, help="sequence seed")
+    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    p.add_argument("--no-live", action="store_true", help="skip the live rclpy latency run")
+    p.add_argument("--no-replay", action="store_true", help="skip the bag replay")
+    p.add_argument("--node-log", help="write the node process output to this file")
+    p.set_defaults(func=_bench_pipeline)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from blinktrack_ros.cli import UsageError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: give WxH, e.g. 240x180") from None
+    if w < 32 or h < 32:
+        raise UsageError(f"--size {text!r}: at least 32x32")
+    return w, h
+
+
+def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
+                           threads: int = 1, node_log: str | None = None,
+                           progress: bool = False) -> dict[str, Any]:
+    """All figures of `blinktrack bench pipeline` for a bag.bench.BenchSetup."""
+    import tempfile
+
+    import torch
+
+    from blinktrack_ros.bag.bench import (
+        bench_pipeline,
+        bench_sequence,
+        pipeline_figures,
+        replay_figures,
+    )
+
+    torch.set_num_threads(threads)
+    seq = bench_sequence(setup, progress)
+    pipe, note = bench_pipeline(setup)
+    figures: dict[str, Any] = {
+        "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
+        "target_count": setup.target_count, "event_window_ms": setup.window_ms,
+        "frame_hz": setup.frame_hz, "data_s": setup.duration_s,
+        "events_per_s": len(seq.events) / setup.duration_s, "torch_threads": threads}
+    figures.update(pipeline_figures(seq, pipe, progress))
+    if replay:
+        with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress))
+    if live:
+        from pathlib import Path
+
+        from blinktrack_ros.nodes.latency import LiveSetup, measure_latency
+
+        figures.update(measure_latency(seq, LiveSetup(
+            mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
+            event_weights=setup.event_weights, image_weights=setup.image_weights,
+            threads=threads), Path(node_log) if node_log else None))
+    return figures
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from blinktrack_ros.bag.bench import BenchSetup
+    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.cli import UsageError
+
+    w, h = _size(args.size)
+    if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 or args.threads < 1:
+        raise UsageError("--duration-s, --frame-hz, --target-count and --threads must be > 0")
+    live = not args.no_live
+    if live:
+        try:
+            import rclpy  # noqa: F401
+
+            import blinktrack_ros.msg  # noqa: F401
+        except ImportError as exc:
+            raise UsageError(f"live run needs rclpy and the built messages ({exc}): run "
+                             "`bash tools/build_msgs.sh .venv`, or pass --no-live") from None
+    setup = BenchSetup(width=w, height=h, duration_s=args.duration_s, frame_hz=args.frame_hz,
+                       window_ms=args.window_ms, target_count=args.target_count,
+                       mode=args.mode, seed=args.seed, event_weights=args.event_weights,
+                       image_weights=args.image_weights)
+    try:
+        figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
+                                         args.node_log, progress=not args.json)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    report("pipeline", figures, args.json)
+    return 0
