@@ -31,6 +31,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--no-live", action="store_true", help="skip the live rclpy latency run")
     p.add_argument("--no-replay", action="store_true", help="skip the bag replay")
+    p.add_argument("--pace", type=float, default=1.0,
+                   help="live data seconds per wall second (below 1: latency without backlog)")
     p.add_argument("--node-log", help="write the node process output to this file")
     p.set_defaults(func=_bench_pipeline)
 
@@ -48,7 +50,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
-                           threads: int = 1, node_log: str | None = None,
+                           threads: int = 1, node_log: str | None = None, pace: float = 1.0,
                            progress: bool = False) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bag.bench.BenchSetup."""
     import tempfile
@@ -82,7 +84,7 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         figures.update(measure_latency(seq, LiveSetup(
             mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
-            threads=threads), Path(node_log) if node_log else None))
+            threads=threads, pace=pace), Path(node_log) if node_log else None))
     return figures
 
 
@@ -92,8 +94,10 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     from blinktrack_ros.cli import UsageError
 
     w, h = _size(args.size)
-    if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 or args.threads < 1:
-        raise UsageError("--duration-s, --frame-hz, --target-count and --threads must be > 0")
+    if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 or args.threads < 1 \
+            or args.pace <= 0:
+        raise UsageError("--duration-s, --frame-hz, --target-count, --threads and --pace must "
+                         "be > 0")
     live = not args.no_live
     if live:
         try:
@@ -109,7 +113,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
                        image_weights=args.image_weights)
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
-                                         args.node_log, progress=not args.json)
+                                         args.node_log, args.pace, progress=not args.json)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     report("pipeline", figures, args.json)

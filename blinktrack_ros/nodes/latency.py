@@ -37,6 +37,8 @@ class LiveSetup:
         warmup_s: windows ending in the first warmup_s of data are not counted.
         threads: torch threads of the node process (OMP_NUM_THREADS too).
         debug_image_rate_hz: the node's debug image rate (its default costs some time).
+        pace: data seconds per wall second of the driver (1 = real time; below 1 shows the
+            latency without the queueing of a node that cannot keep up).
     """
 
     mode: str = "ei"
@@ -48,6 +50,7 @@ class LiveSetup:
     warmup_s: float = 0.5
     threads: int = 1
     debug_image_rate_hz: float = 5.0
+    pace: float = 1.0
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
@@ -134,12 +137,12 @@ class Driver:
         return (self.ev_pub.get_subscription_count() > 0 and self.img_pub.get_subscription_count()
                 > 0 and self.tracks_sub.get_publisher_count() > 0)
 
-    def play(self, messages: list[tuple[int, bool, Any]]) -> np.ndarray:
-        """Publish at real-time pace; returns (M,) monotonic ns of each publish call."""
+    def play(self, messages: list[tuple[int, bool, Any]], pace: float = 1.0) -> np.ndarray:
+        """Publish at `pace` x real time; returns (M,) monotonic ns of each publish call."""
         walls = np.zeros(len(messages), np.int64)
         t_data0, start = messages[0][0], time.monotonic_ns() + 50_000_000
         for i, (t_ns, is_event, msg) in enumerate(messages):
-            delay = (start + (t_ns - t_data0) - time.monotonic_ns()) * 1e-9
+            delay = (start + (t_ns - t_data0) / pace - time.monotonic_ns()) * 1e-9
             if delay > 0:
                 time.sleep(delay)
             walls[i] = time.monotonic_ns()
@@ -188,8 +191,8 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("blinktrack_node did not come up" + _tail(out))
             time.sleep(0.05)
-        walls = driver.play(messages)
-        n_windows = len(seq.events) and int(seq.config.duration_s * 1e3 / setup.window_ms)
+        walls = driver.play(messages, setup.pace)
+        n_windows = int(seq.config.duration_s * 1e3 / setup.window_ms)
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and (not driver.windows or driver.tracks[-1][0]
                                                < messages[-1][0] - 50_000_000):
@@ -207,14 +210,15 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
         out.close()
     if lat.size == 0:
         raise RuntimeError("no event window was received from blinktrack_node")
-    late = (walls - (walls[0] + np.array([m[0] - messages[0][0] for m in messages]))) * 1e-6
+    late = (walls - walls[0] - np.array([m[0] - messages[0][0] for m in messages]) / setup.pace) \
+        * 1e-6
     return {"latency_ms_median": float(np.median(lat)),
             "latency_ms_p99": float(np.percentile(lat, 99)),
             "latency_ms_max": float(lat.max()), "latency_windows": int(lat.size),
             "live_event_updates": len(set(driver.windows)), "data_windows": n_windows,
             "live_track_arrays": len(driver.tracks),
             "driver_publish_lag_ms_p99": float(np.percentile(late, 99)),
-            "node_torch_threads": setup.threads}
+            "node_torch_threads": setup.threads, "live_pace": setup.pace}
 
 
 def _tail(out: Any) -> str:
