@@ -46,6 +46,7 @@ def test_dv_tracks_follow_ground_truth(synth_fast):
     pred = tracker(seq, "dv", seeds, 10_000_000)
     assert tracker.stats["seeds"] == seeds.shape[0]
     assert tracker.stats["matched"] >= 0.9 * seeds.shape[0]
+    assert tracker.stats["events_dropped_out_of_order"] == 0
     # every track starts exactly at its seed
     first = pred[np.lexsort((pred[:, 1], pred[:, 0]))]
     _, idx = np.unique(first[:, 0], return_index=True)
@@ -80,3 +81,16 @@ def test_benchmark_accepts_mode_dv(tmp_path):
     assert set(results) == {"dv", "klt"}
     assert results["dv"]["mean"]["feature_age"] > 0.8
     assert (out / "dv" / "slow_0003.txt").is_file()
+
+
+def test_out_of_order_events_are_dropped_and_counted():
+    pytest.importorskip("dv_processing")
+    from blinktrack_ros.eval.dv_baseline import _event_store
+
+    ev = SimpleNamespace(t=np.array([3000, 1000, 5000, 5000], np.int64),
+                         x=np.array([1, 2, 3, 4], np.uint16), y=np.array([5, 6, 7, 8], np.uint16),
+                         p=np.array([1, 0, 1, 0], np.uint8))
+    store, dropped = _event_store(ev, 0, 4)
+    assert dropped == 1 and store.size() == 3
+    assert store.timestamps().tolist() == [3, 5, 5]  # microseconds
+    assert store.coordinates().tolist() == [[1, 5], [3, 7], [4, 8]]

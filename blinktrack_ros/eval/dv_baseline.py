@@ -42,21 +42,23 @@ class DvConfig:
     num_intermediate_frames: int = 3
 
 
-def _event_store(events: Any, lo: int, hi: int) -> Any:
-    """Events [lo, hi) of an EventBatch -> dv_processing.EventStore (times in microseconds)."""
+def _event_store(events: Any, lo: int, hi: int) -> tuple[Any, int]:
+    """Events [lo, hi) of an EventBatch -> (dv_processing.EventStore with times in
+    microseconds, number of events dropped because their time went back)."""
     import dv_processing as dv
 
     store = dv.EventStore()
     t_us = (np.asarray(events.t[lo:hi], np.int64) // 1000).tolist()
     xs, ys = events.x[lo:hi].tolist(), events.y[lo:hi].tolist()
     ps = (np.asarray(events.p[lo:hi]) > 0).tolist()
-    last = None
+    last, dropped = None, 0
     for t, x, y, p in zip(t_us, xs, ys, ps):
         if last is not None and t < last:  # dv needs non-decreasing times
+            dropped += 1
             continue
         store.push_back(t, x, y, p)
         last = t
-    return store
+    return store, dropped
 
 
 def _as_uint8(frame: np.ndarray) -> np.ndarray:
@@ -67,8 +69,12 @@ def _as_uint8(frame: np.ndarray) -> np.ndarray:
 
 
 def run_dv_tracker(frames: list[np.ndarray], frame_times_ns: np.ndarray, events: Any,
-                   config: DvConfig = DvConfig()) -> list[dict[int, tuple[float, float]]]:
-    """dv's tracks at every frame: per frame, {dv track id: (x, y) pixel position}.
+                   config: DvConfig = DvConfig()
+                   ) -> tuple[list[dict[int, tuple[float, float]]], int]:
+    """dv's tracks at every frame, and the number of events dropped as out of order.
+
+    Returns:
+        (per frame {dv track id: (x, y) pixel position}, dropped event count).
 
     Args:
         frames: F frames (H, W), uint8 or float in [0, 1].
@@ -84,19 +90,21 @@ def run_dv_tracker(frames: list[np.ndarray], frame_times_ns: np.ndarray, events:
     tracker.setNumIntermediateFrames(int(config.num_intermediate_frames))
     times = np.asarray(frame_times_ns, np.int64)
     out: list[dict[int, tuple[float, float]]] = []
-    lo = 0
+    lo = dropped = 0
     for k, frame in enumerate(frames):
         # dv wants events reaching past the frame it tracks: feed up to the next frame
         upto = times[k + 1] if k + 1 < len(times) else np.iinfo(np.int64).max
         hi = int(np.searchsorted(events.t, upto, side="right"))
         if hi > lo:
-            tracker.accept(_event_store(events, lo, hi))
+            store, n_bad = _event_store(events, lo, hi)
+            dropped += n_bad
+            tracker.accept(store)
         lo = max(lo, hi)
         tracker.accept(dv.Frame(int(times[k] // 1000), _as_uint8(frame)))
         result = tracker.runTracking()
         kps = [] if result is None else result.keypoints
         out.append({int(kp.class_id): (float(kp.pt[0]), float(kp.pt[1])) for kp in kps})
-    return out
+    return out, dropped
 
 
 def match_seeds(seed_xy: np.ndarray, dv_tracks: dict[int, tuple[float, float]],
@@ -124,7 +132,8 @@ class DvTracker:
     """The benchmark's TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y`.
 
     `mode` and `window_ns` are ignored (dv chooses its own event accumulation). After each
-    call, `stats` holds `seeds`, `matched` and `unmatched` counts of that sequence.
+    call, `stats` holds the `seeds`, `matched` and `unmatched` counts of that sequence and
+    `events_dropped_out_of_order` (events whose microsecond time went back; dv needs order).
     """
 
     config: DvConfig = DvConfig()
@@ -133,7 +142,7 @@ class DvTracker:
     def __call__(self, seq: Any, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
         """Track `seq` with dv and attach the (N, 4) seed rows `id t0 x y` to its tracks."""
         times = np.asarray(seq.frame_times_ns, np.int64)
-        per_frame = run_dv_tracker(list(seq.frames), times, seq.events, self.config)
+        per_frame, dropped = run_dv_tracker(list(seq.frames), times, seq.events, self.config)
         seeds = np.asarray(seeds, np.float64).reshape(-1, 4)
         start = np.searchsorted(times, np.round(seeds[:, 1] * 1e9).astype(np.int64) - 1000)
         rows: list[np.ndarray] = []
@@ -150,7 +159,8 @@ class DvTracker:
                     taken.add(dv_id)
                     matched += 1
         self.stats = {"seeds": int(seeds.shape[0]), "matched": matched,
-                      "unmatched": int(seeds.shape[0]) - matched}
+                      "unmatched": int(seeds.shape[0]) - matched,
+                      "events_dropped_out_of_order": dropped}
         return np.concatenate(rows) if rows else np.zeros((0, 4))
 
     @staticmethod
@@ -199,8 +209,10 @@ def with_dv(tracker: Callable[..., np.ndarray], config: DvConfig = DvConfig(),
             return tracker(seq, mode, seeds, window_ns)
         rows = dv(seq, mode, seeds, window_ns)
         if log is not None:
-            log(f"dv on {seq.name}: {dv.stats['matched']}/{dv.stats['seeds']} seeds matched a "
-                f"dv track within {config.match_radius_px:g} px (the rest reported static)")
+            st = dv.stats
+            log(f"dv on {seq.name}: {st['matched']}/{st['seeds']} seeds matched a dv track "
+                f"within {config.match_radius_px:g} px (the rest reported static); "
+                f"{st['events_dropped_out_of_order']} events dropped as out of order")
         return rows
 
     return track
