@@ -94,3 +94,19 @@ def test_out_of_order_events_are_dropped_and_counted():
     assert dropped == 1 and store.size() == 3
     assert store.timestamps().tolist() == [3, 5, 5]  # microseconds
     assert store.coordinates().tolist() == [[1, 5], [3, 7], [4, 8]]
+
+
+def test_rows_shift_onto_the_seed_and_hold_after_loss():
+    from blinktrack_ros.eval.dv_baseline import DvTracker
+
+    times = np.arange(5) * 10_000_000  # 5 frames, 10 ms apart
+    per_frame = [{5: (10.0, 20.0)}, {5: (12.0, 20.0)}, {5: (14.0, 21.0)}, {}, {}]
+    seed = np.array([7, 0.0, 11.0, 20.0])  # 1 px right of dv track 5
+    held = DvTracker._rows(seed, 5, per_frame, times, 0, hold=True)
+    np.testing.assert_allclose(held[:, 1], times * 1e-9)
+    np.testing.assert_allclose(held[:, 2:], [[11, 20], [13, 20], [15, 21], [15, 21], [15, 21]])
+    ended = DvTracker._rows(seed, 5, per_frame, times, 0, hold=False)
+    np.testing.assert_allclose(ended, held[:3])
+    static = DvTracker._rows(seed, None, per_frame, times, 0, hold=True)
+    np.testing.assert_allclose(static[:, 2:], np.tile([11.0, 20.0], (5, 1)))
+    assert (static[:, 0] == 7).all()

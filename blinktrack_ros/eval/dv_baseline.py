@@ -8,11 +8,15 @@ priors. It cannot start from given points, so the benchmark's seeds are attached
 * at the first frame at or after a seed's time, the seed takes the nearest unclaimed dv track
   within `match_radius_px` (greedy, closest pairs first);
 * the seed's track is the dv track shifted by (seed - dv position at that frame), so it starts
-  exactly at the seed, and it ends when dv drops the track (the metrics extrapolate from there);
-* a seed with no dv track nearby is reported as not moving (its position at two frame times),
-  so it is counted by the metrics instead of silently skipped. `DvTracker.stats` says how many.
+  exactly at the seed;
+* a seed with no dv track nearby is reported as not moving, so it is counted by the metrics
+  instead of silently skipped. `DvTracker.stats` says how many.
 
-Positions are reported at frame times only (the tracker outputs nothing between frames).
+With `hold_after_loss` (default) a track stays at its last position from the frame dv drops it
+to the last frame, as does an unmatched seed: the reference protocol crops the ground truth to
+each predicted track's time span, so a track that simply ended would be scored only over the
+part dv managed to follow. Positions are reported at frame times only (dv outputs nothing
+between frames).
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ class DvConfig:
             seeds find a dv track nearby.
         match_radius_px: a seed takes a dv track at most this far away at its start frame.
         num_intermediate_frames: event-accumulated frames tracked between two frames.
+        hold_after_loss: report lost and unmatched tracks at their last position until the
+            last frame (else they end where dv drops them).
     """
 
     max_tracks: int = 1000
     match_radius_px: float = 3.0
     num_intermediate_frames: int = 3
+    hold_after_loss: bool = True
 
 
 def _event_store(events: Any, lo: int, hi: int) -> tuple[Any, int]:
@@ -154,7 +161,8 @@ class DvTracker:
             pairs = match_seeds(seeds[group, 2:4], per_frame[k_eff], taken,
                                 self.config.match_radius_px)
             for s, dv_id in zip(group, pairs):
-                rows.append(self._rows(seeds[s], dv_id, per_frame, times, k_eff))
+                rows.append(self._rows(seeds[s], dv_id, per_frame, times, k_eff,
+                                       self.config.hold_after_loss))
                 if dv_id is not None:
                     taken.add(dv_id)
                     matched += 1
@@ -165,21 +173,20 @@ class DvTracker:
 
     @staticmethod
     def _rows(seed: np.ndarray, dv_id: int | None, per_frame: list[dict], times: np.ndarray,
-              k0: int) -> np.ndarray:
-        """Rows `id t x y` of one seed from frame k0 until dv drops its track."""
-        sid, t0, xy0 = seed[0], seed[1], seed[2:4]
-        if dv_id is None:  # reported as not moving
-            t1 = times[min(k0 + 1, len(times) - 1)] * 1e-9
-            return np.array([[sid, t0, *xy0], [sid, max(t1, t0 + 1e-3), *xy0]])
-        offset = xy0 - np.asarray(per_frame[k0][dv_id])
-        out = [[sid, t0, *xy0]]
-        for k in range(k0 + 1, len(times)):
-            if dv_id not in per_frame[k]:
-                break
-            x, y = np.asarray(per_frame[k][dv_id]) + offset
-            out.append([sid, times[k] * 1e-9, x, y])
-        if len(out) == 1:
-            out.append([sid, t0 + 1e-3, *xy0])
+              k0: int, hold: bool) -> np.ndarray:
+        """Rows `id t x y` of one seed from frame k0 (see the module docstring)."""
+        sid, t0, xy = seed[0], seed[1], np.asarray(seed[2:4], np.float64)
+        offset = xy - np.asarray(per_frame[k0][dv_id]) if dv_id is not None else None
+        out = [[sid, t0, *xy]]
+        k = k0 + 1
+        while k < len(times) and offset is not None and dv_id in per_frame[k]:
+            xy = np.asarray(per_frame[k][dv_id]) + offset
+            out.append([sid, times[k] * 1e-9, *xy])
+            k += 1
+        if hold:
+            out += [[sid, times[m] * 1e-9, *xy] for m in range(k, len(times))]
+        if len(out) == 1:  # a track needs two rows to be evaluated
+            out.append([sid, t0 + 1e-3, *xy])
         return np.array(out)
 
 
