@@ -110,3 +110,16 @@ def test_rows_shift_onto_the_seed_and_hold_after_loss():
     static = DvTracker._rows(seed, None, per_frame, times, 0, hold=True)
     np.testing.assert_allclose(static[:, 2:], np.tile([11.0, 20.0], (5, 1)))
     assert (static[:, 0] == 7).all()
+
+
+def test_mode_dv_without_dv_processing_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from blinktrack_ros.cli import main
+
+    seq = tmp_path / "seq_0_10"
+    (seq / "images_corrected").mkdir(parents=True)
+    (seq / "images.txt").write_text("0.0 images_corrected/0.png\n")
+    monkeypatch.setitem(sys.modules, "dv_processing", None)  # import fails as if absent
+    assert main(["benchmark", str(seq), "--modes", "klt,dv", "--out", str(tmp_path / "o")]) == 2
+    assert "pip install dv-processing" in capsys.readouterr().err
