@@ -62,11 +62,13 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         bench_sequence,
         pipeline_figures,
         replay_figures,
+        warm_up,
     )
 
     torch.set_num_threads(threads)
     seq = bench_sequence(setup, progress)
     pipe, note = bench_pipeline(setup)
+    warm_up(seq, bench_pipeline(setup)[0])
     figures: dict[str, Any] = {
         "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
         "target_count": setup.target_count, "event_window_ms": setup.window_ms,

@@ -34,6 +34,7 @@ def test_bench_pipeline_offline_figures(capsys) -> None:
     # Windows (t1 - 5 ms, t1] from the first frame (t = 0): complete once a later event comes.
     assert 0.25 / 0.005 - 2 <= fig["window_calls"] <= 0.25 / 0.005
     for key in ("pipeline_realtime_factor", "replay_realtime_factor", "window_ms_median",
+                "pipeline_realtime_factor_cpu", "replay_realtime_factor_cpu",
                 "frame_ms_median"):
         assert fig[key] > 0, key
     assert fig["window_ms_median"] <= fig["window_ms_p99"]
