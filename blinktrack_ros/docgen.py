@@ -227,6 +227,17 @@ def render_topics() -> str:
     return "\n".join(out) + "\n"
 
 
+def render_feature_cloud() -> str:
+    """Markdown: the channels of the VINS-Fusion cloud, from `nodes.camera.FEATURE_CHANNELS`."""
+    from blinktrack_ros.nodes.camera import FEATURE_CHANNELS
+
+    names = ", ".join(f"{i} `{name}`" for i, name in enumerate(FEATURE_CHANNELS))
+    return "\n".join([
+        "### `~/feature` (`sensor_msgs/PointCloud`, VINS-Fusion feature format)", "",
+        "One point per TRACKED track: undistorted normalised (x/z, y/z, 1). Channels: "
+        f"{names}. Details: [vins_fusion.md](vins_fusion.md).", ""])
+
+
 def render_parameters() -> str:
     """Markdown: the parameter table generated from the config dataclasses."""
     from blinktrack_ros.nodes.config import DYNAMIC_SECTIONS
@@ -251,7 +262,8 @@ def render() -> str:
              "the node sources), messages from `msg/*.msg`, launch arguments from "
              "`launch/blinktrack.launch.py`, parameters from the config dataclasses. How to run "
              "the nodes: [ros.md](ros.md).", ""]
-    return "\n".join(intro + [render_topics(), render_msgs(), render_parameters()])
+    return "\n".join(intro + [render_topics(), render_msgs() + render_feature_cloud(),
+                               render_parameters()])
 
 
 def main(argv: list[str] | None = None) -> int:
