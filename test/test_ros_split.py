@@ -34,10 +34,17 @@ def _wait(executor, predicate, timeout_s: float) -> bool:
     return bool(predicate())
 
 
-def _start(executable: str, name: str, remaps: list[str], env: dict) -> subprocess.Popen:
+def _linked(node, topics: dict[str, int]) -> bool:
+    """Every topic has a publisher and at least the given number of subscribers (graph view)."""
+    return all(node.count_publishers(t) > 0 and node.count_subscribers(t) >= n
+               for t, n in topics.items())
+
+
+def _start(executable: str, name: str, remaps: list[str], env: dict,
+           params: list[str] | None = None) -> subprocess.Popen:
     args = ["--ros-args", "-r", f"__node:={name}", "--params-file",
-            str(REPO / "config" / "blinktrack.yaml"), "-p", "pipeline.mode:=klt",
-            "-p", "seeding.target_count:=10", "-p", "node.input_reliability:=reliable"]
+            str(REPO / "config" / "blinktrack.yaml"), "-p", "node.input_reliability:=reliable",
+            *(params or ["-p", "pipeline.mode:=klt", "-p", "seeding.target_count:=10"])]
     for r in remaps:
         args += ["-r", r]
     return subprocess.Popen([sys.executable, str(REPO / "scripts" / executable), *args],
@@ -64,8 +71,8 @@ def test_image_node_and_fusion_node_track_together(rng):
         tracks: list = []
         node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
         pub = node.create_publisher(Image, "/cam/image", 10)
-        assert _wait(ex, lambda: pub.get_subscription_count() >= 2 and
-                     node.count_publishers("/blinktrack/tracks") > 0, 60.0), "nodes not up"
+        assert _wait(ex, lambda: pub.get_subscription_count() >= 2 and _linked(
+            node, {"/blinktrack_image/observations": 1, "/blinktrack/tracks": 2}), 60.0)
         tex = cv2.GaussianBlur(rng.uniform(0, 255, (112, 136)).astype(np.float32), (0, 0), 2.0)
         tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
         v = np.array([30.0, -15.0])  # px/s
@@ -97,5 +104,90 @@ def test_image_node_and_fusion_node_track_together(rng):
         for child in children:
             child.terminate()
         outs = [c.communicate(timeout=10)[0] for c in children]
+        for c, out in zip(children, outs):
+            assert c.returncode in (0, -15), out
+
+
+def test_three_nodes_fuse_events_and_frames(rng, tmp_path):
+    """event_node + image_node (KLT) + fusion_node, events as raw dvs_msgs/EventArray: event
+    observations arrive at every window end and are fused into the same tracks (stable ids).
+    The event network is untrained (a checkpoint written here): this checks the wiring."""
+    import torch
+
+    from blinktrack_ros.events.dvs import serialize_dvs_event_array
+    from blinktrack_ros.models.event_config import EventNetConfig
+    from blinktrack_ros.models.event_net import EventNet, save_event_net
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+    from blinktrack_ros.tracking.offline import EventInput, interleave
+
+    torch.manual_seed(0)
+    weights = tmp_path / "event_untrained.pt"
+    save_event_net(weights, EventNet(EventNetConfig.lite()))
+    seq = generate_sequence(preset("slow", duration_s=0.2), seed=5)
+    domain = 20 + (os.getpid() + 71) % 80
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    common = ["-p", "pipeline.mode:=e-klt", "-p", "seeding.target_count:=16", "-p",
+              f"node.event_weights:={weights}", "-p", "node.event_msg_type:=dvs_msgs/EventArray"]
+    children = [
+        _start("event_node", "blinktrack_event",
+               ["events:=/cam/events", "image:=/cam/image", "tracks:=/blinktrack/tracks"], env,
+               common),
+        _start("image_node", "blinktrack_image",
+               ["image:=/cam/image", "tracks:=/blinktrack/tracks"], env, common),
+        _start("fusion_node", "blinktrack",
+               ["image_observations:=/blinktrack_image/observations",
+                "event_observations:=/blinktrack_event/observations", "image:=/cam/image"],
+               env, common),
+    ]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        from dvs_msgs.msg import EventArray
+
+        node = rclpy.create_node("split_driver3", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        tracks: list = []
+        event_obs: list = []
+        node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 1000)
+        node.create_subscription(bt_msg.ObservationArray, "/blinktrack_event/observations",
+                                 event_obs.append, 1000)
+        img_pub = node.create_publisher(Image, "/cam/image", 10)
+        ev_pub = node.create_publisher(EventArray, "/cam/events", 1000)
+        assert _wait(ex, lambda: img_pub.get_subscription_count() >= 3 and
+                     ev_pub.get_subscription_count() >= 1 and _linked(
+                         node, {"/blinktrack_image/observations": 1,
+                                "/blinktrack_event/observations": 2, "/blinktrack/tracks": 3}),
+                     90.0), "nodes not up"
+        frames = (np.clip(seq.frames, 0, 1) * 255).astype(np.uint8)
+        for item in interleave(frames, seq.frame_times_ns, seq.events, 2_000_000):
+            if isinstance(item, EventInput):
+                ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
+                _wait(ex, lambda: False, 0.002)
+                continue
+            h, w = item.gray.shape
+            msg = Image(height=h, width=w, encoding="mono8", step=w, data=item.gray.tobytes())
+            convert.set_stamp(msg.header.stamp, item.t_ns)
+            img_pub.publish(msg)
+            assert _wait(ex, lambda t=item.t_ns: any(
+                convert.stamp_to_ns(m.header.stamp) == t for m in tracks), 30.0)
+        if not _wait(ex, lambda: len(event_obs) >= 5, 30.0):
+            children[0].terminate()
+            raise AssertionError("no event observations: " + children[0].communicate(10)[0])
+        first_birth = min(convert.stamp_to_ns(m.header.stamp) for m in tracks if len(m.ids))
+        ends = sorted({convert.stamp_to_ns(m.header.stamp) for m in event_obs})
+        # event windows tile time from the first birth: every stamp is a 10 ms multiple after it
+        assert all((t - first_birth) % 10_000_000 == 0 and t > first_birth for t in ends)
+        track_ids = set().union(*(set(m.ids) for m in tracks))
+        assert set().union(*(set(m.ids) for m in event_obs)) <= track_ids
+        event_stamped = [m for m in tracks if convert.stamp_to_ns(m.header.stamp) in set(ends)]
+        assert event_stamped, "event observations were not fused into tracks"
+        assert all(np.isfinite(np.asarray(m.positions)).all() for m in tracks)
+    finally:
+        rclpy.shutdown(context=ctx)
+        for child in children:
+            child.terminate()
+        outs = [c.communicate(timeout=20)[0] for c in children]
         for c, out in zip(children, outs):
             assert c.returncode in (0, -15), out

@@ -84,7 +84,7 @@ class GlueNode(Node):
         self.inputs: dict[str, InputStats] = {}
         self.malformed = ThrottledCounter(self.cfg.malformed_log_period_s)
         self.resets = 0
-        self._newest_ns: int | None = None
+        self._newest_by_stream: dict[str, int] = {}
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -134,16 +134,21 @@ class GlueNode(Node):
         latency_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
         self.inputs.setdefault(topic, InputStats()).add_latency(time.monotonic(), latency_s)
 
-    def check_time(self, t_ns: int) -> bool:
-        """True (after a warning) when t_ns jumped back: the caller resets its module."""
-        if self._newest_ns is not None and t_ns < self._newest_ns - BACKWARDS_TOLERANCE_NS:
+    def check_time(self, t_ns: int, stream: str = "") -> bool:
+        """True (after a warning) when t_ns jumped back: the caller resets its module.
+
+        Each input stream is checked against itself: streams from different modules may lag
+        each other (an event network behind the frames) without any of them going back.
+        """
+        newest = self._newest_by_stream.get(stream)
+        if newest is not None and t_ns < newest - BACKWARDS_TOLERANCE_NS:
             self.get_logger().warning(
-                f"time went backwards by {(self._newest_ns - t_ns) * 1e-9:.3f} s "
+                f"{stream or 'input'} time went backwards by {(newest - t_ns) * 1e-9:.3f} s "
                 "(looped bag?): resetting the tracks")
-            self._newest_ns = t_ns
+            self._newest_by_stream = {stream: t_ns}
             self.resets += 1
             return True
-        self._newest_ns = t_ns if self._newest_ns is None else max(self._newest_ns, t_ns)
+        self._newest_by_stream[stream] = t_ns if newest is None else max(newest, t_ns)
         return False
 
     def extra_diagnostics(self) -> dict[str, str]:

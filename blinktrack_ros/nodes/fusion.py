@@ -69,7 +69,7 @@ class FusionNode(GlueNode):
     def fuse(self, obs: Observations, frame_id: str = "") -> TrackSnapshot | None:
         """Fuse one array and publish the results."""
         with self._lock:
-            if self.check_time(obs.t_ns):
+            if self.check_time(obs.t_ns, obs.source.name):
                 self.module.reset()
             snap = self.module.on_observations(obs)
         self.record_latency("observations", obs.t_ns)

@@ -27,6 +27,9 @@ from blinktrack_ros.tracking.tracks import TrackStatus
 
 LOG = logging.getLogger(__name__)
 FRAMES_KEPT = 8  # frames (and their features) kept to give new tracks their references
+# A new track's reference comes from its birth frame; between nodes the TrackArray announcing
+# the birth may arrive before that frame: the birth then waits for it (or its time) to arrive.
+BIRTH_FRAME_TOLERANCE_NS = 1_000_000
 
 
 @dataclass
@@ -59,6 +62,13 @@ class KnownTracks:
         self.birth_ns = (int(snap.t_ns) - np.round(age * 1e9)).astype(np.int64)
         return ids[born], birth_pos[born], dead
 
+    def forget(self, ids: np.ndarray) -> None:
+        """Drop ids so that the next snapshot reports them as born again (births waiting for
+        their frame)."""
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.positions_px = self.ids[keep], self.positions_px[keep]
+        self.velocities_px_s, self.birth_ns = self.velocities_px_s[keep], self.birth_ns[keep]
+
 
 class FrameMemory:
     """The last few frames (or their encoded features) by timestamp."""
@@ -69,11 +79,14 @@ class FrameMemory:
     def add(self, t_ns: int, item: object) -> None:
         self._items.append((int(t_ns), item))
 
-    def at(self, t_ns: int) -> object | None:
-        """The item whose time is nearest to t_ns (None when empty)."""
+    def at(self, t_ns: int, tolerance_ns: int | None = None) -> object | None:
+        """The item whose time is nearest to t_ns (None when empty, or none within tolerance)."""
         if not self._items:
             return None
-        return min(self._items, key=lambda ti: abs(ti[0] - int(t_ns)))[1]
+        t, item = min(self._items, key=lambda ti: abs(ti[0] - int(t_ns)))
+        if tolerance_ns is not None and abs(t - int(t_ns)) > tolerance_ns:
+            return None
+        return item
 
     def clear(self) -> None:
         self._items.clear()
@@ -89,7 +102,7 @@ class EventModule:
         self.max_pending = int(max_pending_windows)
         self.merge_backlog = merge_backlog
         self.counts = {"windows": 0, "windows_merged": 0, "windows_skipped": 0,
-                       "events_late": 0}
+                       "events_late": 0, "births_waiting": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -112,14 +125,15 @@ class EventModule:
         if dead.size:
             self.source.remove_tracks(dead)
         if born.size:
-            birth_ns = self.tracks.birth_ns[np.isin(self.tracks.ids, born)]
-            frame = self.frames.at(int(birth_ns.min()))
-            if frame is None:
-                LOG.warning("no frame for the reference patches of %d new tracks", born.size)
+            birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
+            frame = self.frames.at(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
+            if frame is None:  # the birth frame has not arrived yet: wait for it
+                self.tracks.forget(born)
+                self.counts["births_waiting"] += int(born.size)
                 return
             self.source.add_tracks(born, frame=frame, positions_px=birth_pos)
             if self._next_end_ns is None:  # the window grid starts at the first birth
-                self._next_end_ns = int(birth_ns.min()) + self.window_ns
+                self._next_end_ns = birth_ns + self.window_ns
 
     def on_events(self, batch: EventBatch) -> list[Observations]:
         """Buffer events; observations of every window complete (a later event has arrived)."""
@@ -245,11 +259,14 @@ class ImageModule:
             self.klt.remove_points(dead)
         if born.size:
             birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
-            frame = self.features.at(birth_ns)
-            if self.image_source is not None and frame is not None:
-                self.image_source.add_tracks(born, frame, birth_pos)
+            gray = self.frames_gray.at(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
+            if gray is None:  # the birth frame has not arrived yet: wait for it
+                self.tracks.forget(born)
+                return
+            if self.image_source is not None:
+                self.image_source.add_tracks(born, self.features.at(birth_ns), birth_pos)
             if self.klt is not None:
-                self.klt.add_points(born, birth_pos, self.frames_gray.at(birth_ns))
+                self.klt.add_points(born, birth_pos, gray)
         if self.klt is not None and snap.t_ns == self._last_frame_ns():
             self.klt.set_previous_points(self.tracks.ids, self.tracks.positions_px)
 
