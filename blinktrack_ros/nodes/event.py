@@ -34,6 +34,10 @@ class EventNode(GlueNode):
         """Create the node; `module` defaults to the core's event module."""
         super().__init__(name, default_sections(), **kwargs)
         self.module = module or build_modules(self.params.configs).event
+        if self.module is None:
+            mode = self.params.configs["pipeline"].mode.value
+            raise ValueError(f"pipeline.mode {mode!r} uses no events: do not start event_node "
+                             "(modes with events: e, ei, ei-naive, e-klt)")
         import sensor_msgs.msg
 
         import blinktrack_ros.msg
