@@ -141,6 +141,7 @@ class Driver:
         """Publish at `pace` x real time; returns (M,) monotonic ns of each publish call."""
         walls = np.zeros(len(messages), np.int64)
         t_data0, start = messages[0][0], time.monotonic_ns() + 50_000_000
+        self.start_ns = start
         for i, (t_ns, is_event, msg) in enumerate(messages):
             delay = (start + (t_ns - t_data0) / pace - time.monotonic_ns()) * 1e-9
             if delay > 0:
@@ -191,6 +192,7 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("blinktrack_node did not come up" + _tail(out))
             time.sleep(0.05)
+        cpu0 = _cpu_s(child.pid)
         walls = driver.play(messages, setup.pace)
         n_windows = int(seq.config.duration_s * 1e3 / setup.window_ms)
         deadline = time.monotonic() + 10.0
@@ -198,6 +200,7 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
                                                < messages[-1][0] - 50_000_000):
             time.sleep(0.05)
         time.sleep(0.5)
+        node_cpu = _cpu_s(child.pid) - cpu0
         lat = window_latencies_ms(messages, walls, list(driver.windows), list(driver.tracks),
                                   messages[0][0] + int(setup.warmup_s * 1e9))
     finally:
@@ -210,15 +213,25 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
         out.close()
     if lat.size == 0:
         raise RuntimeError("no event window was received from blinktrack_node")
-    late = (walls - walls[0] - np.array([m[0] - messages[0][0] for m in messages]) / setup.pace) \
-        * 1e-6
+    late = (walls - driver.start_ns - np.array([m[0] - messages[0][0] for m in messages])
+            / setup.pace) * 1e-6  # publish calls behind the schedule
     return {"latency_ms_median": float(np.median(lat)),
             "latency_ms_p99": float(np.percentile(lat, 99)),
             "latency_ms_max": float(lat.max()), "latency_windows": int(lat.size),
             "live_event_updates": len(set(driver.windows)), "data_windows": n_windows,
             "live_track_arrays": len(driver.tracks),
+            "node_cpu_s_per_data_s": node_cpu / seq.config.duration_s,
             "driver_publish_lag_ms_p99": float(np.percentile(late, 99)),
             "node_torch_threads": setup.threads, "live_pace": setup.pace}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; nan elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _tail(out: Any) -> str:
