@@ -46,10 +46,13 @@ def test_bench_pipeline_offline_figures(capsys) -> None:
     assert "latency_ms_median" not in fig
 
 
-def test_bench_pipeline_rejects_bad_size(capsys) -> None:
-    """A malformed --size is a usage error (exit 2) naming the fix."""
+def test_bench_pipeline_usage_errors(capsys, tmp_path) -> None:
+    """A malformed --size or a missing weights file is a usage error (exit 2) naming it."""
     assert main(["bench", "pipeline", "--size", "96by72", "--no-live"]) == 2
     assert "WxH" in capsys.readouterr().err
+    missing = str(tmp_path / "nope.pt")
+    assert main(["bench", "pipeline", *SMALL, "--no-live", "--event-weights", missing]) == 2
+    assert "nope.pt" in capsys.readouterr().err
 
 
 def test_window_latencies_from_schedule() -> None:

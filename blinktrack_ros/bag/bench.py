@@ -67,8 +67,11 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
                    untrained: bool | None = None) -> tuple[Pipeline, str]:
     """(Pipeline, weights note): lite weights when available, else random lite weights.
 
-    untrained None tries the weights first; the speed of random weights is the same.
+    untrained None tries the shipped weights first (random weights have the same speed);
+    weights given in the setup must load.
     """
+    if untrained is None and (setup.event_weights or setup.image_weights):
+        untrained = False
     from blinktrack_ros.tracking.build import build_pipeline
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.seeding import SeedConfig

@@ -271,6 +271,8 @@ def serve(argv: list[str] | None = None) -> int:
     try:
         pipe = build_pipeline(config, **kwargs)
     except FileNotFoundError as exc:
+        if args.event_weights or args.image_weights:
+            raise
         print(f"note: {exc}: random lite weights (same speed)", flush=True)
         pipe = build_pipeline(config, untrained=True, **kwargs)
     overrides = [Parameter("node.event_msg_type", value="dvs_msgs/EventArray"),
