@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _write_seeds(sequence.gt, seeds)
     stats = replay(SimpleNamespace(
         bag=str(bag), out=str(out / "tracks.mcap"), tracks_txt=None, mode=main_mode,
-        seeds=str(seeds), event_topic=None, image_topic=None, window_ms=10.0,
+        seeds=str(seeds), target_count=64, event_topic=None, image_topic=None, window_ms=10.0,
         event_weights=None, image_weights=None, untrained=False, device="cpu",
         frame_id="camera", quiet=True))
     for mode in modes:

@@ -22,6 +22,7 @@ from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations
 from blinktrack_ros.tracking.offline import TrackLog
+from blinktrack_ros.tracking.seeding import SeedConfig
 
 TRACKS_TOPIC = "/blinktrack/tracks"
 OBSERVATION_TOPIC = "/blinktrack/observations/{source}"
@@ -67,7 +68,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     from blinktrack_ros.bag.writer import BagWriter
     from blinktrack_ros.tracking.build import build_pipeline
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
-    from blinktrack_ros.tracking.seeding import load_seeds
+    from blinktrack_ros.tracking.seeding import SeedConfig, load_seeds
 
     ev_topic, im_topic = pick_topics(args.bag, args.event_topic, args.image_topic)
     if im_topic is None:
@@ -79,7 +80,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                          "event topic; use --mode klt or i")
     config = PipelineConfig(mode=mode, event_window_ms=args.window_ms, reseed=args.seeds is None,
                             max_pending_windows=1 << 30)
-    pipe = build_pipeline(config, event_weights=args.event_weights,
+    seeding = SeedConfig(target_count=args.target_count)
+    pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
                           untrained=args.untrained)
     if args.seeds:
@@ -156,6 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--event-topic", help="event topic (default: the bag's only one)")
     p.add_argument("--image-topic", help="image topic (default: the bag's only one)")
     p.add_argument("--window-ms", type=float, default=10.0, help="event window (ms)")
+    p.add_argument("--target-count", type=int, default=SeedConfig().target_count,
+                   help="features kept alive by Shi-Tomasi seeding (without --seeds)")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--untrained", action="store_true", help="random network weights")
