@@ -1,0 +1,133 @@
+"""`blinktrack train event|image|evaluate`: staged training and per-network evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import time
+
+DEFAULT_CACHE = Path.home() / ".cache" / "blinktrack" / "train"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the train command and its event / image / evaluate sub-commands."""
+    p = sub.add_parser("train", help="train the event or image network on synthetic data")
+    tsub = p.add_subparsers(dest="train_what", metavar="WHAT")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    for module in ("event", "image"):
+        q = tsub.add_parser(module, help=f"train the {module} network")
+        _common(q, module)
+        q.set_defaults(func=_train, module=module)
+    e = tsub.add_parser("evaluate", help="trained vs untrained rollouts on held-out sequences")
+    e.add_argument("--event", type=Path, help="event weights to evaluate")
+    e.add_argument("--image", type=Path, help="image weights to evaluate")
+    e.add_argument("--preset", default="benchmark")
+    e.add_argument("--seeds", default="0-3", help="seed range a-b (inclusive)")
+    e.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+
+def _common(q: argparse.ArgumentParser, module: str) -> None:
+    q.add_argument("--run-dir", type=Path, required=True, help="checkpoints and CSV logs")
+    q.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="sequence cache")
+    q.add_argument("--config", default="lite", choices=("lite", "paper"))
+    q.add_argument("--stage", type=int, default=1, choices=(1, 2) if module == "event" else (1,))
+    q.add_argument("--steps", type=int, default=2000)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--snippets", type=int, default=4, help="snippets per batch")
+    q.add_argument("--tracks", type=int, default=16, help="tracks per snippet")
+    q.add_argument("--unroll", default="0:4,0.3:8,0.6:16",
+                   help="unroll schedule frac:length,... (image: frames per snippet - 1)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--train-seeds", default="1000-1023", help="sequence seeds a-b")
+    q.add_argument("--preset", default="train", help="synth preset (never benchmark)")
+    q.add_argument("--duration", type=float, default=0.5, help="sequence length in seconds")
+    q.add_argument("--val-every", type=int, default=250)
+    q.add_argument("--ckpt-every", type=int, default=100)
+    q.add_argument("--fresh-every", type=int, default=50)
+    q.add_argument("--init", type=Path, help="start from these weights (stage 2: stage 1's)")
+    q.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
+    q.add_argument("--export", type=Path, help="write the final weights here")
+    if module == "event":
+        q.add_argument("--kalman-in-loop", action="store_true",
+                       help="stage 1: centre patches on the Kalman prediction (inference path)")
+    q.add_argument("--max-minutes", type=float, help="stop early after this wall time")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+
+
+def seed_range(text: str) -> tuple[int, ...]:
+    """'a-b' -> (a, ..., b); 'a,b,c' -> (a, b, c)."""
+    from blinktrack_ros.cli import UsageError
+
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-"))
+            return tuple(range(a, b + 1))
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"bad seed list {text!r}: use a-b or a,b,c") from None
+
+
+def _unroll(text: str) -> tuple[tuple[float, int], ...]:
+    from blinktrack_ros.cli import UsageError
+
+    try:
+        out = tuple((float(f), int(n)) for f, n in (p.split(":") for p in text.split(",")))
+    except ValueError:
+        raise UsageError(f"bad --unroll {text!r}: use frac:length,... e.g. 0:4,0.5:8") from None
+    if not out or out[0][0] != 0 or min(n for _, n in out) < 1:
+        raise UsageError("--unroll must start at fraction 0 with lengths >= 1")
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from blinktrack_ros.cli import UsageError
+    from blinktrack_ros.train.data import DataSpec
+    from blinktrack_ros.train.trainer import TrainConfig, Trainer
+
+    if args.preset == "benchmark":
+        raise UsageError("the benchmark preset is the test split: train on --preset train")
+    if args.stage == 2 and args.init is None and not args.resume:
+        raise UsageError("stage 2 starts from stage-1 weights: give --init FILE")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(args.module, args.stage, args.config, args.steps, args.lr, args.snippets,
+                      args.tracks, _unroll(args.unroll), args.seed, args.val_every,
+                      args.ckpt_every, args.fresh_every,
+                      kalman_in_loop=getattr(args, "kalman_in_loop", False))
+    spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
+    t0 = time.time()
+    tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, args.device)
+    if args.resume:
+        tr.resume()
+    deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
+    val = tr.run(deadline)
+    wall = time.time() - t0
+    print(json.dumps({"step": tr.step, "wall_s": round(wall, 1), **val}))
+    if args.export:
+        from blinktrack_ros.train.trainer import save_net
+
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        save_net(cfg, tr.net.cpu(), args.export,
+                 {"train_config": repr(cfg), "steps_done": tr.step, "wall_s": wall,
+                  "validation": val})
+        print(f"wrote {args.export}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from blinktrack_ros.train.evaluate import evaluate_weights
+
+    figures = evaluate_weights(args.event, args.image, args.preset, seed_range(args.seeds),
+                               args.cache_dir)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, row in figures.items():
+            print(name, " ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    return 0

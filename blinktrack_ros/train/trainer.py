@@ -1,0 +1,299 @@
+"""The training loop: Adam + one-cycle schedule, seeded, resumable, CSV logs, validation.
+
+One `TrainConfig` describes one run (event stage 1, event stage 2, or the image module). The run
+directory holds `last.pt` (everything needed to resume exactly: weights, optimiser, scheduler,
+step, data random state, torch random state), `train.csv` (one row per step) and `val.csv`
+(validation figures from `blinktrack_ros.eval.metrics` on held-out seeds).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from blinktrack_ros.models.event_config import EventNetConfig
+from blinktrack_ros.models.event_net import EventNet, load_event_net, save_event_net
+from blinktrack_ros.models.image_config import config_by_name
+from blinktrack_ros.models.image_net import ImageNet, load_image_net, save_image_net
+from blinktrack_ros.train.data import (
+    Augment,
+    CachedSequence,
+    DataSpec,
+    load_or_generate,
+    sample_snippets,
+)
+from blinktrack_ros.train.event_rollout import WINDOW_NS, RolloutResult, event_rollout
+from blinktrack_ros.train.image_rollout import image_rollout
+from blinktrack_ros.train.validate import rollout_metrics
+
+VAL_SEEDS = tuple(range(500, 504))  # held out: never in a training DataSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        module: "event" or "image".
+        stage: event module stage (1: displacement, 2: uncertainty head); 1 for image.
+        config: network size name ("lite" or "paper").
+        steps: optimiser steps.
+        lr: peak learning rate of the one-cycle schedule.
+        snippets: snippets per batch; tracks: tracks per snippet.
+        unroll: ((fraction of steps, unroll length), ...) schedule, fractions ascending from 0.
+        seed: seeds the data draws and the initialisation.
+        val_every, ckpt_every: steps between validations / checkpoints (0: only at the end).
+        fresh_every: steps between replacing one training sequence by a new one (0: never).
+        val_snippets: validation snippets (fixed, no augmentation).
+        val_unroll: validation steps per snippet.
+        kalman_in_loop: event stage 1 centres the patches on the Kalman prediction (as at
+            inference) instead of on the last observation (self-rollout); stage 2 always does.
+    """
+
+    module: str = "event"
+    stage: int = 1
+    config: str = "lite"
+    steps: int = 2000
+    lr: float = 1e-3
+    snippets: int = 4
+    tracks: int = 16
+    unroll: tuple[tuple[float, int], ...] = ((0.0, 4), (0.3, 8), (0.6, 16))
+    seed: int = 0
+    val_every: int = 250
+    ckpt_every: int = 100
+    fresh_every: int = 50
+    val_snippets: int = 8
+    val_unroll: int = 16
+    kalman_in_loop: bool = False
+
+    def unroll_at(self, step: int) -> int:
+        """Unroll length at this step."""
+        length = self.unroll[0][1]
+        for frac, n in self.unroll:
+            if step >= frac * self.steps:
+                length = n
+        return length
+
+
+def new_net(cfg: TrainConfig) -> EventNet | ImageNet:
+    """An untrained network of the run's module and size."""
+    if cfg.module == "event":
+        return EventNet({"lite": EventNetConfig.lite, "paper": EventNetConfig.paper}[cfg.config]())
+    return ImageNet(config_by_name(cfg.config))
+
+
+def load_net(cfg: TrainConfig, path: str | Path) -> EventNet | ImageNet:
+    """Network weights from an exported file (e.g. stage 1 for stage 2)."""
+    return load_event_net(path) if cfg.module == "event" else load_image_net(path)
+
+
+def save_net(cfg: TrainConfig, net: EventNet | ImageNet, path: str | Path,
+             extra: dict | None = None) -> None:
+    """Export the weights as a checkpoint loadable by load_event_net / load_image_net."""
+    (save_event_net if cfg.module == "event" else save_image_net)(path, net, extra)
+
+
+def trainable(cfg: TrainConfig, net: EventNet | ImageNet) -> list[torch.nn.Parameter]:
+    """Parameters optimised in this run (stage 2: the visibility head only)."""
+    if cfg.module == "event" and cfg.stage == 2:
+        for p in net.parameters():
+            p.requires_grad_(False)
+        for p in net.visibility.parameters():
+            p.requires_grad_(True)
+        return list(net.visibility.parameters())
+    return list(net.parameters())
+
+
+def set_mode(cfg: TrainConfig, net: EventNet | ImageNet) -> None:
+    """train() mode, with frozen parts in eval() (BatchNorm statistics stay fixed)."""
+    if cfg.module == "event" and cfg.stage == 2:
+        net.eval()
+        net.visibility.train()
+    else:
+        net.train()
+
+
+def draw(cfg: TrainConfig, seqs: list[CachedSequence], rng: np.random.Generator, n_steps: int,
+         n_snippets: int, aug: Augment, tracks: int) -> list:
+    """Snippets for the run's module: 10 ms event windows, or consecutive frames."""
+    if cfg.module == "event":
+        return sample_snippets(seqs, rng, n_snippets, n_tracks=tracks, n_steps=n_steps,
+                               step_ns=WINDOW_NS, aug=aug, with_events=True)
+    period = int(seqs[0].frame_times_ns[1] - seqs[0].frame_times_ns[0])
+    return sample_snippets(seqs, rng, n_snippets, n_tracks=tracks, n_steps=n_steps,
+                           step_ns=period, aug=aug, with_events=False, n_frames=n_steps + 1)
+
+
+def rollout(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list) -> RolloutResult:
+    """Event rollout (filter in the loop from stage 2 on) or image rollout (always)."""
+    if cfg.module == "event":
+        return event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop)
+    return image_rollout(net, snippets)
+
+
+def loss_of(cfg: TrainConfig, r: RolloutResult) -> torch.Tensor:
+    """The optimised loss: stage 1 displacement, stage 2 visibility, image both."""
+    if cfg.module == "event":
+        return r.loss_disp if cfg.stage == 1 else r.loss_vis
+    return r.loss_disp + r.loss_vis
+
+
+def validate(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list, width: int,
+             height: int) -> dict[str, float]:
+    """Metrics of an inference-mode rollout (Kalman filter in the loop) on fixed snippets."""
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        if cfg.module == "event":
+            r = event_rollout(net, snippets, kalman_in_loop=True)
+        else:
+            r = image_rollout(net, snippets)
+    net.train(was)
+    out = rollout_metrics(r, width, height)
+    out.update(loss_disp=float(r.loss_disp), loss_vis=float(r.loss_vis))
+    return out
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+class Trainer:
+    """Holds the network, optimiser, schedule and data state of one run."""
+
+    def __init__(self, cfg: TrainConfig, train_spec: DataSpec, run_dir: str | Path,
+                 cache_dir: str | Path | None, init: str | Path | None = None,
+                 device: str = "cpu", progress: bool = True):
+        self.cfg, self.spec, self.device, self.progress = cfg, train_spec, device, progress
+        if train_spec.preset == "benchmark":
+            raise ValueError("never train on the benchmark preset")
+        if set(train_spec.seeds) & set(VAL_SEEDS):
+            raise ValueError(f"training seeds overlap the validation seeds {VAL_SEEDS}")
+        self.run_dir, self.cache_dir = Path(run_dir), cache_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.net = (load_net(cfg, init) if init else new_net(cfg)).to(device)
+        self.params = trainable(cfg, self.net)
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        self.seq_seeds = list(train_spec.seeds)
+        self.next_fresh = 100_000 + 1000 * cfg.seed
+        self.seqs = load_or_generate(train_spec, cache_dir, progress)
+        self._val = None
+
+    def _val_data(self) -> tuple[list, int, int]:
+        if self._val is None:
+            spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
+                            self.spec.duration_s, VAL_SEEDS)
+            seqs = load_or_generate(spec, self.cache_dir, self.progress)
+            rng = np.random.default_rng(12345)
+            n_steps = self.cfg.val_unroll if self.cfg.module == "event" else 8
+            snippets = draw(self.cfg, seqs, rng, n_steps, self.cfg.val_snippets,
+                            Augment.none(), 32)
+            self._val = (snippets, *seqs[0].size)
+        return self._val
+
+    def state(self) -> dict:
+        """Everything needed to resume exactly."""
+        return {"cfg": asdict(self.cfg), "step": self.step, "net": self.net.state_dict(),
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "seq_seeds": self.seq_seeds, "next_fresh": self.next_fresh}
+
+    def save(self) -> Path:
+        """Write run_dir/last.pt atomically."""
+        path = self.run_dir / "last.pt"
+        torch.save(self.state(), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Restore the state saved by `save` (default run_dir/last.pt)."""
+        st = torch.load(path or self.run_dir / "last.pt", map_location=self.device,
+                        weights_only=False)
+        if st["cfg"] != asdict(self.cfg):
+            raise ValueError("checkpoint was written by a different TrainConfig")
+        self.net.load_state_dict(st["net"])
+        self.opt.load_state_dict(st["opt"])
+        self.sched.load_state_dict(st["sched"])
+        self.rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        self.step, self.next_fresh = st["step"], st["next_fresh"]
+        if st["seq_seeds"] != self.seq_seeds:
+            self.seq_seeds = list(st["seq_seeds"])
+            spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
+                            self.spec.duration_s, tuple(self.seq_seeds))
+            self.seqs = load_or_generate(spec, self.cache_dir, self.progress)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on a freshly drawn batch; returns the logged figures."""
+        cfg = self.cfg
+        set_mode(cfg, self.net)
+        n_steps = cfg.unroll_at(self.step)
+        snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets, Augment(), cfg.tracks)
+        r = rollout(cfg, self.net, snippets)
+        loss = loss_of(cfg, r)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return {"step": self.step, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
+                "loss": loss.item(), "loss_disp": r.loss_disp.item(),
+                "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
+
+    def _refresh(self) -> None:
+        """On-the-fly variety: replace one training sequence by a newly generated one."""
+        i = int(self.rng.integers(len(self.seqs)))
+        seed = self.next_fresh
+        self.next_fresh += 1
+        spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
+                        self.spec.duration_s, (seed,))
+        self.seqs[i] = load_or_generate(spec, self.cache_dir, progress=False)[0]
+        self.seq_seeds[i] = seed
+
+    def run(self, deadline: float | None = None) -> dict[str, float]:
+        """Train to cfg.steps (or until the time.time() deadline); returns the last validation."""
+        cfg, val = self.cfg, {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.module}",
+                   disable=not self.progress)
+        while self.step < cfg.steps:
+            t = time.time()
+            row = self.train_step()
+            row["seconds"] = time.time() - t
+            _append_csv(self.run_dir / "train.csv", row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", unroll=row["unroll"])
+            if cfg.fresh_every and self.step % cfg.fresh_every == 0:
+                self._refresh()
+            if cfg.val_every and self.step % cfg.val_every == 0:
+                val = self.validate_now()
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                self.save()
+            if deadline is not None and time.time() > deadline:
+                break
+        bar.close()
+        self.save()
+        return val if val.get("step") == self.step else self.validate_now()
+
+    def validate_now(self) -> dict[str, float]:
+        """Validate, append the figures to val.csv and return them."""
+        snippets, w, h = self._val_data()
+        val = {"step": self.step, **validate(self.cfg, self.net, snippets, w, h)}
+        _append_csv(self.run_dir / "val.csv", val)
+        return val

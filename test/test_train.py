@@ -1,0 +1,140 @@
+"""Training pipeline: losses, masks, patch convention, one step learns, exact resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.events.sbt import sbt_max_patches
+from blinktrack_ros.models.event_config import EventNetConfig
+from blinktrack_ros.models.event_net import EventNet
+from blinktrack_ros.models.image_config import LITE
+from blinktrack_ros.models.image_net import ImageNet
+from blinktrack_ros.train.data import Augment, DataSpec, load_or_generate, sample_snippets
+from blinktrack_ros.train.event_rollout import (
+    WINDOW_NS,
+    displacement_loss,
+    event_rollout,
+    geometric_centre,
+    visibility_loss,
+)
+from blinktrack_ros.train.image_rollout import image_rollout, iteration_loss
+from blinktrack_ros.train.trainer import TrainConfig, Trainer
+
+SPEC = DataSpec("clean", width=96, height=72, duration_s=0.2, seeds=(3, 4))
+
+
+@pytest.fixture(scope="module")
+def seqs(tmp_path_factory):
+    return load_or_generate(SPEC, tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def test_displacement_loss_masks_outside_patch_and_invisible():
+    disp = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, 0.0], [0.0, 0.0]])
+    target = torch.tensor([[0.0, 0.0], [10.5, 0.0], [0.0, 0.0], [0.0, -9.0]])
+    visible = torch.tensor([True, True, False, True])
+    loss, keep = displacement_loss(disp, target, visible, half_patch=10.0)
+    assert keep.tolist() == [True, False, False, True]  # |t|_inf 10.5 > 10; row 2 occluded
+    assert loss.item() == pytest.approx((3.0 + 9.0) / 2)  # L1 summed over x, y, mean of kept
+    none, _ = displacement_loss(disp, target, torch.zeros(4, dtype=torch.bool), 10.0)
+    assert none.item() == 0.0
+
+
+def test_visibility_and_iteration_losses_follow_their_masks():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0], [5.0, 0.0]])
+    label = torch.tensor([True, False, True])
+    counted = torch.tensor([True, True, False])
+    ce = torch.nn.functional.cross_entropy(logits[:2], label[:2].long())
+    assert visibility_loss(logits, label, counted).item() == pytest.approx(ce.item())
+    gt = torch.zeros(2, 2)
+    its = [(torch.tensor([[1.0, 0.0], [50.0, 0.0]]), None),
+           (torch.tensor([[0.0, 2.0], [50.0, 0.0]]), None)]
+    keep = torch.tensor([True, False])
+    assert iteration_loss(its, gt, keep, gamma=0.5).item() == pytest.approx(0.5 * 1 + 2)
+
+
+def test_patch_convention_matches_sbt_layout():
+    """An event at pixel (x0, y0) sits at geometric centre + its patch offset."""
+    size, x0, y0 = 20, 37, 21
+    events = EventBatch(np.array([x0], np.uint16), np.array([y0], np.uint16),
+                        np.array([5], np.int64), np.array([1], np.uint8), 64, 48)
+    pos = np.array([[33.3, 25.6]])
+    ci = np.floor(pos + 0.5)
+    patch = sbt_max_patches(events, 10, 10, ci, size=size, bins=5)[0].max(0)
+    row, col = np.argwhere(patch > 0)[0]
+    gc = geometric_centre(ci, size)[0]
+    assert gc[0] + col - (size - 1) / 2 == x0 and gc[1] + row - (size - 1) / 2 == y0
+
+
+def test_snippets_respect_ground_truth_and_augmentation(seqs, rng):
+    s = sample_snippets(seqs, rng, 1, n_tracks=8, n_steps=4, step_ns=WINDOW_NS,
+                        aug=Augment.none(), with_events=True)[0]
+    seq = next(q for q in seqs if q.frames.shape[1:] == s.frames.shape[1:])
+    assert np.all(s.vis[0] == 1) and np.allclose(s.start_xy, s.xy[0])
+    assert s.events.t.min() > s.times_ns[0] and s.events.t.max() <= s.times_ns[-1]
+    aug = sample_snippets(seqs, rng, 1, n_tracks=8, n_steps=4, step_ns=WINDOW_NS,
+                          aug=Augment(), with_events=True)[0]
+    assert np.abs(aug.start_xy - aug.xy[0]).max() <= 3.0
+    assert seq.events.width == aug.events.width
+
+
+def test_event_step_reduces_loss_on_fixed_batch(seqs):
+    torch.manual_seed(0)
+    snippets = sample_snippets(seqs, np.random.default_rng(1), 2, n_tracks=8, n_steps=3,
+                               step_ns=WINDOW_NS, aug=Augment.none(), with_events=True)
+    net = EventNet(EventNetConfig.lite()).train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = event_rollout(net, snippets, kalman_in_loop=False).loss_disp
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_image_step_reduces_loss_on_fixed_batch(seqs):
+    torch.manual_seed(0)
+    period = int(seqs[0].frame_times_ns[1] - seqs[0].frame_times_ns[0])
+    snippets = sample_snippets(seqs, np.random.default_rng(2), 1, n_tracks=8, n_steps=2,
+                               step_ns=period, aug=Augment.none(), with_events=False,
+                               n_frames=3)
+    net = ImageNet(LITE).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(10):
+        r = image_rollout(net, snippets)
+        loss = r.loss_disp + r.loss_vis
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_resume_restores_the_exact_state(tmp_path):
+    cfg = TrainConfig(module="event", steps=4, snippets=1, tracks=4, unroll=((0.0, 2),),
+                      val_every=0, ckpt_every=0, fresh_every=2)
+    spec = replace(SPEC, seeds=(5,))
+    straight = Trainer(cfg, spec, tmp_path / "a", tmp_path / "cache", progress=False)
+    for _ in range(2):
+        straight.train_step()
+    straight.save()
+    straight._refresh()  # the sequence swap of run() at step 2
+    for _ in range(2):
+        straight.train_step()
+    resumed = Trainer(cfg, spec, tmp_path / "b", tmp_path / "cache", progress=False)
+    resumed.resume(tmp_path / "a" / "last.pt")
+    assert resumed.step == 2
+    resumed._refresh()
+    for _ in range(2):
+        resumed.train_step()
+    for (name, a), b in zip(straight.net.state_dict().items(),
+                            resumed.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.opt.state_dict()["state"][0]["step"] == 4
