@@ -103,8 +103,10 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     live = not args.no_live
     if live:
         try:
-            import rclpy  # noqa: F401
+            import importlib.util
 
+            if importlib.util.find_spec("rclpy") is None:  # rclpy is imported in nodes/ only
+                raise ImportError("No module named 'rclpy'")
             import blinktrack_ros.msg  # noqa: F401
         except ImportError as exc:
             raise UsageError(f"live run needs rclpy and the built messages ({exc}): run "
