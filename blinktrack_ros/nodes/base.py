@@ -174,7 +174,12 @@ class GlueNode(Node):
 
 def run(make_node: Callable[..., Node], args: list[str] | None = None,
         multithreaded: bool = False) -> int:
-    """`main()` of a node executable: init, build (invalid parameters: exit 2), spin, shut down."""
+    """`main()` of a node executable: init, build (invalid parameters: exit 2), spin, shut down.
+
+    SIGINT/SIGTERM (rclpy's handlers shut the context down) end the process with 0 whenever they
+    arrive: while the node is being built, while it spins, or in the race where the executor
+    builds its wait set on a context that was just shut down (rclpy raises RCLError there).
+    """
     import rclpy
     from rclpy.exceptions import InvalidParameterValueException
     from rclpy.executors import (
@@ -184,20 +189,30 @@ def run(make_node: Callable[..., Node], args: list[str] | None = None,
     )
 
     rclpy.init(args=args)
+    node = None
     try:
-        node = make_node()
-    except (ValueError, InvalidParameterValueException) as exc:
-        rclpy.logging.get_logger("blinktrack_ros").fatal(f"invalid parameters: {exc}")
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
-    for each in getattr(node, "nodes", [node]):
-        executor.add_node(each)
-    try:
+        try:
+            node = make_node()
+        except (ValueError, InvalidParameterValueException) as exc:
+            if not rclpy.ok():
+                return 0
+            rclpy.logging.get_logger("blinktrack_ros").fatal(f"invalid parameters: {exc}")
+            return 2
+        executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
+        for each in getattr(node, "nodes", [node]):
+            executor.add_node(each)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real error, not the shutdown racing the build or the spin
+            raise
     finally:
-        node.destroy_node()
+        if node is not None:
+            try:
+                node.destroy_node()
+            except Exception:  # destroying after shutdown can fail; the process ends anyway
+                if rclpy.ok():
+                    raise
         rclpy.try_shutdown()
     return 0

@@ -81,12 +81,17 @@ class FrameMemory:
 
     def at(self, t_ns: int, tolerance_ns: int | None = None) -> object | None:
         """The item whose time is nearest to t_ns (None when empty, or none within tolerance)."""
+        found = self.nearest(t_ns, tolerance_ns)
+        return None if found is None else found[1]
+
+    def nearest(self, t_ns: int, tolerance_ns: int | None = None) -> tuple[int, object] | None:
+        """(time, item) nearest to t_ns (None when empty, or none within tolerance)."""
         if not self._items:
             return None
         t, item = min(self._items, key=lambda ti: abs(ti[0] - int(t_ns)))
         if tolerance_ns is not None and abs(t - int(t_ns)) > tolerance_ns:
             return None
-        return item
+        return t, item
 
     def clear(self) -> None:
         self._items.clear()
@@ -126,14 +131,17 @@ class EventModule:
             self.source.remove_tracks(dead)
         if born.size:
             birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
-            frame = self.frames.at(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
-            if frame is None:  # the birth frame has not arrived yet: wait for it
+            found = self.frames.nearest(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
+            if found is None:  # the birth frame has not arrived yet: wait for it
                 self.tracks.forget(born)
                 self.counts["births_waiting"] += int(born.size)
                 return
+            frame_ns, frame = found
             self.source.add_tracks(born, frame=frame, positions_px=birth_pos)
-            if self._next_end_ns is None:  # the window grid starts at the first birth
-                self._next_end_ns = birth_ns + self.window_ns
+            # The window grid starts at the first birth frame's own stamp: a birth time derived
+            # from a snapshot's float32 age (a track first seen late) is off by up to ~100 ns.
+            if self._next_end_ns is None:
+                self._next_end_ns = int(frame_ns) + self.window_ns
 
     def on_events(self, batch: EventBatch) -> list[Observations]:
         """Buffer events; observations of every window complete (a later event has arrived)."""
