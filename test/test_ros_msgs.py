@@ -26,6 +26,7 @@ bt_msg = pytest.importorskip(
     "blinktrack_ros.msg", reason="messages not built: run bash tools/build_msgs.sh .venv")
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
+from rosutil import spin_until  # noqa: E402
 
 from blinktrack_ros.tracking.observation import Source  # noqa: E402
 
@@ -197,16 +198,6 @@ ECHO_CHILD = textwrap.dedent("""
 """)
 
 
-def _wait_for(predicate, executor, timeout_s: float) -> bool:
-    """Spin `executor` until predicate() is true or the timeout passes (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        executor.spin_once(timeout_sec=0.05)
-    return predicate()
-
-
 def test_two_process_pubsub(monkeypatch) -> None:
     """A child process echoes ObservationArray -> TrackArray; the parent gets its ids back."""
     from rclpy.executors import SingleThreadedExecutor
@@ -226,14 +217,14 @@ def test_two_process_pubsub(monkeypatch) -> None:
         node.create_subscription(bt_msg.TrackArray, "out", got.append, 10)
         pub = node.create_publisher(bt_msg.ObservationArray, "in", 10)
         assert child.stdout.readline().strip() == "ready"
-        assert _wait_for(lambda: pub.get_subscription_count() > 0, executor, 20.0)
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 20.0)
         msg = bt_msg.ObservationArray(ids=[3, 1, 4], positions=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
         msg.header.stamp.sec = 42
         # Publish until the echo arrives: the child's publisher may still be matching ours.
         deadline = time.monotonic() + 20.0
         while not got and time.monotonic() < deadline:
             pub.publish(msg)
-            _wait_for(lambda: bool(got), executor, 0.5)
+            spin_until(executor, lambda: bool(got), 0.5)
         assert got, "no TrackArray came back from the child process"
         assert list(got[0].ids) == [3, 1, 4] and got[0].header.stamp.sec == 42
         np.testing.assert_allclose(got[0].positions, [1, 2, 3, 4, 5, 6])

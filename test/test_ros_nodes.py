@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,19 +24,13 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rosutil import spin_until, texture, translated  # noqa: E402
 
 from blinktrack_ros.nodes import convert  # noqa: E402
 from blinktrack_ros.tracking.observation import Observations, Source  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_000_000_000_000  # 1000 s
-
-
-def _wait(executor, predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    return bool(predicate())
 
 
 class Harness:
@@ -75,7 +68,7 @@ class Harness:
         """Publish and wait for the TrackArray stamped with this observation time."""
         n = len(self.tracks)
         self.pubs[source or obs.source].publish(convert.observations_to_msg(obs, "cam0"))
-        ok = _wait(self.ex, lambda: any(convert.stamp_to_ns(m.header.stamp) == obs.t_ns
+        ok = spin_until(self.ex, lambda: any(convert.stamp_to_ns(m.header.stamp) == obs.t_ns
                                         for m in self.tracks[n:]), 10.0)
         assert ok, f"no TrackArray for t={obs.t_ns}"
         return self.tracks[-1]
@@ -95,7 +88,7 @@ class Harness:
 @pytest.fixture
 def harness():
     h = Harness(["fusion.lost_after_s:=5.0"])
-    assert _wait(h.ex, h.connected, 30.0), "fusion_node did not come up"
+    assert spin_until(h.ex, h.connected, 30.0), "fusion_node did not come up"
     yield h
     h.close()
 
@@ -134,7 +127,7 @@ def test_malformed_input_counted_node_alive(harness) -> None:
     bad = bt_msg.ObservationArray(ids=[1, 2], positions=[1.0])
     harness.pubs[Source.EVENT].publish(bad)
     key = "event_observations malformed"
-    assert _wait(harness.ex, lambda: any(
+    assert spin_until(harness.ex, lambda: any(
         kv.key == key and kv.value == "1" for d in harness.diag for s in d.status
         for kv in s.values), 10.0)
     msg = harness.send(_obs(Source.EVENT, T0 + 5_000_000, seeded.ids, [[11.0, 10.0]], 0.5))
@@ -150,7 +143,7 @@ def test_parameters_rejected_at_runtime_and_startup(harness) -> None:
         Parameter("fusion.visibility_ema_alpha", value=0.0).to_parameter_msg(),
         Parameter("fusion.lost_after_s", value=2.0).to_parameter_msg()])
     future = client.call_async(req)
-    assert _wait(harness.ex, future.done, 10.0)
+    assert spin_until(harness.ex, future.done, 10.0)
     results = future.result().results
     assert [r.successful for r in results] == [False, False, True]
     assert all(r.reason for r in results[:2])
@@ -165,26 +158,24 @@ def test_parameters_rejected_at_runtime_and_startup(harness) -> None:
 def test_blinktrack_node_process_klt(rng) -> None:
     """blinktrack_node (KLT mode: no weights) follows a translating texture with stable ids;
     a frame stamped back in time resets the tracks (counted in /diagnostics)."""
-    import cv2
     from sensor_msgs.msg import Image
 
     h = Harness(["pipeline.mode:=klt", "seeding.target_count:=10"], "blinktrack_node")
     try:
         pub = h.node.create_publisher(Image, "/image", 10)
-        assert _wait(h.ex, lambda: pub.get_subscription_count() > 0, 60.0), "node did not start"
-        tex = cv2.GaussianBlur(rng.uniform(0, 255, (112, 136)).astype(np.float32), (0, 0), 2.0)
-        tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+        assert spin_until(h.ex, lambda: pub.get_subscription_count() > 0, 60.0), \
+            "node did not start"
+        tex = texture(rng)
         v = np.array([-45.0, -21.0])  # image motion in px/s
         for k in range(6):
             t_ns = T0 + k * 33_333_333
-            d = v * (t_ns - T0) * 1e-9
-            m = np.float32([[1, 0, -20 + d[0]], [0, 1, -20 + d[1]]])
-            frame = cv2.warpAffine(tex, m, (96, 72)).astype(np.uint8)
+            frame = translated(tex, v * (t_ns - T0) * 1e-9)
             msg = Image(height=72, width=96, encoding="mono8", step=96, data=frame.tobytes())
             convert.set_stamp(msg.header.stamp, t_ns)
             n = len(h.tracks)
             pub.publish(msg)
-            assert _wait(h.ex, lambda n=n: len(h.tracks) > n, 20.0), f"no tracks for frame {k}"
+            assert spin_until(h.ex, lambda n=n: len(h.tracks) > n, 20.0), \
+                f"no tracks for frame {k}"
             if k == 0:
                 first = h.tracks[-1]
         last = h.tracks[-1]
@@ -196,7 +187,7 @@ def test_blinktrack_node_process_klt(rng) -> None:
         assert np.median(np.abs(p1 - p0 - d)) < 0.5
         convert.set_stamp(msg.header.stamp, T0 - 10**9)  # a looped bag
         pub.publish(msg)
-        assert _wait(h.ex, lambda: any(kv.key == "pipeline time_resets" and kv.value == "1"
+        assert spin_until(h.ex, lambda: any(kv.key == "pipeline time_resets" and kv.value == "1"
                                        for dd in h.diag for st in dd.status
                                        for kv in st.values), 20.0)
     finally:

@@ -20,19 +20,13 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run bash tools/build
 bt_msg = pytest.importorskip(
     "blinktrack_ros.msg", reason="messages not built: run bash tools/build_msgs.sh .venv")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rosutil import spin_until, texture, translated  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from blinktrack_ros.nodes import convert  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 2_000_000_000_000
-
-
-def _wait(executor, predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    return bool(predicate())
 
 
 def _linked(node, topics: dict[str, int]) -> bool:
@@ -56,7 +50,7 @@ def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list) -> 
         msg = Image(height=h, width=w, encoding="mono8", step=w, data=gray.tobytes())
         convert.set_stamp(msg.header.stamp, t_ns)
         pub.publish(msg)
-        if _wait(executor, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
+        if spin_until(executor, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
                                               for m in tracks), 0.5):
             return t_ns
     raise AssertionError("no tracks came back for any warm-up frame")
@@ -91,7 +85,6 @@ def _start(executable: str, name: str, remaps: list[str], env: dict,
 
 
 def test_image_node_and_fusion_node_track_together(rng):
-    import cv2
 
     domain = 20 + (os.getpid() + 53) % 80
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -110,26 +103,22 @@ def test_image_node_and_fusion_node_track_together(rng):
         tracks: list = []
         node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
         pub = node.create_publisher(Image, "/cam/image", 10)
-        assert _wait(ex, lambda: pub.get_subscription_count() >= 2 and _linked(
+        assert spin_until(ex, lambda: pub.get_subscription_count() >= 2 and _linked(
             node, {"/blinktrack_image/observations": 1, "/blinktrack/tracks": 2}), 60.0)
-        tex = cv2.GaussianBlur(rng.uniform(0, 255, (112, 136)).astype(np.float32), (0, 0), 2.0)
-        tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+        tex = texture(rng)
         v = np.array([30.0, -15.0])  # px/s
-        frame0 = cv2.warpAffine(tex, np.float32([[1, 0, -20], [0, 1, -20]]), (96, 72))
-        _warm_up(ex, pub, frame0.astype(np.uint8), T0, tracks)
+        _warm_up(ex, pub, translated(tex, np.zeros(2)), T0, tracks)
         for k in range(6):
             t_ns = T0 + k * 33_333_333
-            d = v * (t_ns - T0) * 1e-9
-            m = np.float32([[1, 0, -20 + d[0]], [0, 1, -20 + d[1]]])
-            frame = cv2.warpAffine(tex, m, (96, 72)).astype(np.uint8)
+            frame = translated(tex, v * (t_ns - T0) * 1e-9)
             msg = Image(height=72, width=96, encoding="mono8", step=96, data=frame.tobytes())
             convert.set_stamp(msg.header.stamp, t_ns)
             pub.publish(msg)
             # the frame's seeds or observations come back as tracks stamped with its time
-            assert _wait(ex, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
+            assert spin_until(ex, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
                                                 for m in tracks), 20.0), f"no tracks, frame {k}"
             # frames at 30 Hz: the next one comes a frame period later
-            _wait(ex, lambda: False, 0.033)
+            spin_until(ex, lambda: False, 0.033)
         first = next(m for m in tracks
                      if len(m.ids) and convert.stamp_to_ns(m.header.stamp) == T0)
         last = tracks[-1]
@@ -193,7 +182,7 @@ def test_three_nodes_fuse_events_and_frames(rng, tmp_path):
                                  event_obs.append, 1000)
         img_pub = node.create_publisher(Image, "/cam/image", 10)
         ev_pub = node.create_publisher(EventArray, "/cam/events", 1000)
-        assert _wait(ex, lambda: img_pub.get_subscription_count() >= 3 and
+        assert spin_until(ex, lambda: img_pub.get_subscription_count() >= 3 and
                      ev_pub.get_subscription_count() >= 1 and _linked(
                          node, {"/blinktrack_image/observations": 1,
                                 "/blinktrack_event/observations": 2, "/blinktrack/tracks": 3}),
@@ -205,15 +194,15 @@ def test_three_nodes_fuse_events_and_frames(rng, tmp_path):
         for item in interleave(frames, seq.frame_times_ns + shift, events, 2_000_000):
             if isinstance(item, EventInput):
                 ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
-                _wait(ex, lambda: False, 0.002)
+                spin_until(ex, lambda: False, 0.002)
                 continue
             h, w = item.gray.shape
             msg = Image(height=h, width=w, encoding="mono8", step=w, data=item.gray.tobytes())
             convert.set_stamp(msg.header.stamp, item.t_ns)
             img_pub.publish(msg)
-            assert _wait(ex, lambda t=item.t_ns: any(
+            assert spin_until(ex, lambda t=item.t_ns: any(
                 convert.stamp_to_ns(m.header.stamp) == t for m in tracks), 30.0)
-        if not _wait(ex, lambda: len(event_obs) >= 5, 30.0):
+        if not spin_until(ex, lambda: len(event_obs) >= 5, 30.0):
             children[0].terminate()
             raise AssertionError("no event observations: " + children[0].communicate(10)[0])
         first_birth = min(convert.stamp_to_ns(m.header.stamp) for m in tracks if len(m.ids))
