@@ -9,6 +9,7 @@ publishes what comes back.
 from __future__ import annotations
 
 from collections.abc import Callable
+import sys
 import time
 from typing import Any, Protocol
 
@@ -172,6 +173,28 @@ class GlueNode(Node):
             values, self.get_clock().now().to_msg()))
 
 
+EXIT_GRACE_S = 5.0
+
+
+def _exit_watchdog() -> Any:
+    """A started timer that ends the process if teardown takes longer than EXIT_GRACE_S; cancel
+    it when teardown is done. DDS teardown occasionally hangs (a known class of upstream bugs,
+    e.g. ros2/system_tests#486); a stopped node must not keep a launch file waiting."""
+    import os
+    import threading
+
+    def _exit() -> None:
+        sys.stderr.write(f"blinktrack_ros: shutdown did not finish within {EXIT_GRACE_S} s "
+                         "(DDS teardown); exiting\n")
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(EXIT_GRACE_S, _exit)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run(make_node: Callable[..., Node], args: list[str] | None = None,
         multithreaded: bool = False) -> int:
     """`main()` of a node executable: init, build (invalid parameters: exit 2), spin, shut down.
@@ -208,11 +231,15 @@ def run(make_node: Callable[..., Node], args: list[str] | None = None,
         if rclpy.ok():  # a real error, not the shutdown racing the build or the spin
             raise
     finally:
-        if node is not None:
-            try:
-                node.destroy_node()
-            except Exception:  # destroying after shutdown can fail; the process ends anyway
-                if rclpy.ok():
-                    raise
-        rclpy.try_shutdown()
+        watchdog = _exit_watchdog()
+        try:
+            if node is not None:
+                try:
+                    node.destroy_node()
+                except Exception:  # destroying after shutdown can fail; the process ends anyway
+                    if rclpy.ok():
+                        raise
+            rclpy.try_shutdown()
+        finally:
+            watchdog.cancel()
     return 0
