@@ -150,6 +150,30 @@ def test_unknown_parameters_are_reported(official) -> None:
         EventNet().load_state_dict(map_event_state_dict(missing), strict=True)
 
 
+class RunsCode:
+    """Unpickling this with a plain pickle would call os.system."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickled_code_never_runs(official, tmp_path) -> None:
+    """Only weights_only=True loads: a pickled call of os.system is refused with a clear error
+    and never runs; other classes' objects become placeholders (test above)."""
+    from blinktrack_ros.models.event_convert import read_lightning_state_dict
+
+    src, marker = tmp_path / "evil.ckpt", tmp_path / "ran"
+    torch.save({"state_dict": official, "hyper_parameters": RunsCode(str(marker))}, src)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_lightning_state_dict(src)
+    assert not marker.exists()
+
+
 def test_not_a_checkpoint(tmp_path) -> None:
     src = tmp_path / "x.ckpt"
     torch.save({"weights": {}}, src)

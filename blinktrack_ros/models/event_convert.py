@@ -8,7 +8,6 @@ stride-2 conv at j = 3n. The mapping below only renames; shapes are checked by a
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 import pickle
 import re
@@ -97,7 +96,8 @@ def map_event_state_dict(theirs: dict[str, torch.Tensor],
 
 
 class _Placeholder:
-    """Stands in for any non-tensor object of a checkpoint (hyper-parameters, configs)."""
+    """Stands in for any non-tensor object of a checkpoint (hyper-parameters, configs): it is
+    built, called or given a state without running anything from the file."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
@@ -106,36 +106,30 @@ class _Placeholder:
         pass
 
 
-class _TensorOnlyUnpickler(pickle.Unpickler):
-    """Resolves only tensor-rebuilding globals; everything else becomes a _Placeholder."""
-
-    def find_class(self, module: str, name: str) -> object:
-        if module == "collections" and name == "OrderedDict":
-            return super().find_class(module, name)
-        if module == "torch._utils" and name.startswith("_rebuild_"):
-            return super().find_class(module, name)
-        if module == "torch" and (name.endswith("Storage") or name in ("Size", "device")
-                                  or isinstance(getattr(torch, name, None), torch.dtype)):
-            return super().find_class(module, name)
-        return _Placeholder
-
-
-class _TensorOnlyPickle:
-    """A `pickle_module` for torch.load that never runs code from the file."""
-
-    Unpickler = _TensorOnlyUnpickler
-    load = staticmethod(lambda f, **kw: _TensorOnlyUnpickler(f, **kw).load())
-    loads = staticmethod(lambda b, **kw: _TensorOnlyUnpickler(io.BytesIO(b), **kw).load())
+def _load_with_placeholders(src: Path) -> object:
+    """torch.load(weights_only=True) with every global the file names that torch's safe
+    unpickler does not know allow-listed as a _Placeholder under that name."""
+    ser = torch.serialization
+    if not hasattr(ser, "get_unsafe_globals_in_checkpoint"):  # torch < 2.5
+        raise CheckpointError(f"{src}: pickles non-tensor objects (hyper-parameters); reading "
+                              "it without running its code needs torch >= 2.5: upgrade torch")
+    names = ser.get_unsafe_globals_in_checkpoint(str(src))
+    stand_ins = [(type("_Placeholder", (_Placeholder,), {}), name) for name in names]
+    with ser.safe_globals(stand_ins):
+        return torch.load(str(src), map_location="cpu", weights_only=True)
 
 
 def read_lightning_state_dict(src: Path) -> dict[str, torch.Tensor]:
-    """The `state_dict` of a Lightning checkpoint, without executing pickled code."""
+    """The `state_dict` of a Lightning checkpoint, without executing pickled code: always
+    `weights_only=True`; hyper-parameters of other classes (hydra/omegaconf) become
+    placeholders, never imported."""
     try:
-        payload = torch.load(str(src), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # hyper-parameters of other classes (hydra/omegaconf) are skipped, not imported
-        payload = torch.load(str(src), map_location="cpu", weights_only=False,
-                             pickle_module=_TensorOnlyPickle)
+        try:
+            payload = torch.load(str(src), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            payload = _load_with_placeholders(src)
+    except CheckpointError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any other failure: not a checkpoint
         raise CheckpointError(f"{src}: not a readable checkpoint ({exc})") from exc
     state = payload.get("state_dict") if isinstance(payload, dict) else None
