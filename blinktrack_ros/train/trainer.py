@@ -224,7 +224,7 @@ class Trainer:
     def resume(self, path: str | Path | None = None) -> None:
         """Restore the state saved by `save` (default run_dir/last.pt)."""
         st = torch.load(path or self.run_dir / "last.pt", map_location=self.device,
-                        weights_only=False)
+                        weights_only=True)
         if st["cfg"] != asdict(self.cfg):
             raise ValueError("checkpoint was written by a different TrainConfig")
         self.net.load_state_dict(st["net"])
