@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 import importlib
+import os
+import pickle
 import sys
 
 COMMAND_MODULES = (
@@ -60,17 +62,72 @@ def _missing_sub(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+TRACEBACK_ENV = "BLINKTRACK_TRACEBACK"  # set to 1 to see the traceback behind an error message
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """`bench events`, `train event`, `track`, ...: the words the user typed."""
+    words = [args.command]
+    for attr in ("bench_what", "train_what"):
+        if getattr(args, attr, None):
+            words.append(getattr(args, attr))
+    return " ".join(words)
+
+
+def _error_message(exc: Exception, command: str) -> str:
+    """One line for an exception a command let through: what went wrong and the fix."""
+    from blinktrack_ros.models.checkpoint import CheckpointError
+
+    help_hint = f"see `blinktrack {command} --help`"
+    text = _first_line(str(exc))
+    if isinstance(exc, FileNotFoundError):
+        name = exc.filename or str(exc)
+        return f"no such file or folder: {name} (fix: check the path; {help_hint})"
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError, PermissionError)):
+        return f"cannot use {exc.filename}: {exc.strerror} (fix: check the path; {help_hint})"
+    if isinstance(exc, CheckpointError):
+        return (f"{text} (fix: give a checkpoint written by `blinktrack train ... --export` or "
+                "`blinktrack convert-official`, or omit the option to use the shipped weights)")
+    if isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True): not a checkpoint
+        return (f"not a readable checkpoint ({text}) (fix: give a file written by `blinktrack "
+                "train ... --export` or `blinktrack convert-official`)")
+    return f"{text} (fix: check the arguments; {help_hint})"
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    """The first line of an exception text, shortened (torch.load's are pages long)."""
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else "unknown error"
+    more = len(lines) > 1 or len(line) > limit
+    return line[:limit].rstrip() + (" ..." if more else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `blinktrack` console script."""
+    """Entry point of the `blinktrack` console script.
+
+    A command's user mistakes (UsageError) are printed as one line, exit status 2. A missing
+    file, an unusable checkpoint or a bad value that a command did not turn into a UsageError
+    (FileNotFoundError, other OSErrors about a path, ValueError incl. CheckpointError,
+    pickle.UnpicklingError from torch.load) is printed the same way with a fix; set
+    BLINKTRACK_TRACEBACK=1 to get the traceback instead. Anything else is a bug and keeps its
+    traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
+    command = _command_name(args)
     try:
         result = args.func(args)
     except UsageError as exc:
-        print(f"blinktrack {args.command}: error: {exc}", file=sys.stderr)
+        print(f"blinktrack {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+            ValueError, pickle.UnpicklingError) as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"blinktrack {command}: error: {_error_message(exc, command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -81,4 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m blinktrack_ros.cli`: run the imported module's main, so that the UsageError the
+    # commands raise (blinktrack_ros.cli.UsageError) is the class caught there, not __main__'s.
+    from blinktrack_ros.cli import main as _main
+
+    sys.exit(_main())
