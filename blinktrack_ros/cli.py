@@ -109,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     file, an unusable checkpoint or a bad value that a command did not turn into a UsageError
     (FileNotFoundError, other OSErrors about a path, ValueError incl. CheckpointError,
     pickle.UnpicklingError from torch.load) is printed the same way with a fix; set
-    BLINKTRACK_TRACEBACK=1 to get the traceback instead. Anything else is a bug and keeps its
-    traceback.
+    BLINKTRACK_TRACEBACK=1 to get the traceback instead. So is an error of the rosbags reader (an
+    unreadable input bag). Anything else is a bug and keeps its traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -121,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UsageError as exc:
-        print(f"blinktrack {command}: error: {exc}", file=sys.stderr)
+        text = str(exc)  # one line: a wrapped library message (torch.load's) can be a page
+        if "\n" in text:
+            text = _first_line(text, 200)
+        print(f"blinktrack {command}: error: {text}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
             ValueError, pickle.UnpicklingError) as exc:
@@ -134,6 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `blinktrack info BAG | head`
         sys.stderr.close()
         return 0
+    except Exception as exc:
+        # rosbags' errors (AnyReaderError, ReaderError, WriterError) concern the user's bags
+        if os.environ.get(TRACEBACK_ENV) or not type(exc).__module__.startswith("rosbags"):
+            raise
+        if "Writer" in type(exc).__name__:
+            print(f"blinktrack {command}: error: cannot write {getattr(args, 'out', 'the bag')}: "
+                  f"{_first_line(str(exc))} (fix: choose a new output path)", file=sys.stderr)
+            return 2
+        bag = getattr(args, "bag", None) or getattr(args, "data", None) or "the bag"
+        print(f"blinktrack {command}: error: cannot read {bag}: {_first_line(str(exc))} (fix: "
+              "give a ROS 2 bag folder, an .mcap or .db3 file, or a ROS 1 .bag; check it with "
+              "`blinktrack info BAG`)", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
