@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.models.image_commands",
     "blinktrack_ros.synth.commands",
     "blinktrack_ros.eval.commands",
+    "blinktrack_ros.eval.realcheck",
     "blinktrack_ros.train.commands",
     "blinktrack_ros.demo",
     "blinktrack_ros.benchpipeline",
