@@ -106,7 +106,8 @@ def _first_line(text: str, limit: int = 160) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `blinktrack` console script.
 
-    A command's user mistakes (UsageError) are printed as one line, exit status 2. A missing
+    Wrong usage (argparse) prints the usage and returns 2, --help returns 0. A command's user
+    mistakes (UsageError) are printed as one line, exit status 2. A missing
     file, an unusable checkpoint or a bad value that a command did not turn into a UsageError
     (FileNotFoundError, other OSErrors about a path, ValueError incl. CheckpointError,
     pickle.UnpicklingError from torch.load) is printed the same way with a fix; set
@@ -114,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unreadable input bag). Anything else is a bug and keeps its traceback.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed usage + error (2) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2

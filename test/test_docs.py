@@ -63,12 +63,7 @@ def test_split_mode_inputs_are_wired_to_outputs_by_the_launch_file():
     assert all(v in outputs for v in internal.values()), internal
 
 
-# Pages other engineers are writing; linked from the docs index already.
-PENDING = {"training.md"}
-
-
 def test_relative_links_in_docs_exist():
     for page in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
-            if target not in PENDING:
-                assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"

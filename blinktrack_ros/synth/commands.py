@@ -20,14 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--sequences", type=int, default=1, help="number of sequences")
     p.add_argument("--seed", type=int, default=0, help="base seed (same seed, same bytes)")
-    p.add_argument("--preset", default="train",
-                   help="train, benchmark, occlusion, slow, fast or clean")
+    p.add_argument("--preset", default="train", choices=_preset_names(),
+                   help="scene and motion preset")
     p.add_argument("--textures", type=Path, help="folder of images (default: scikit-image's)")
     p.add_argument("--size", type=_size, help="WxH (default: the preset's, 240x180)")
     p.add_argument("--duration", type=float, help="seconds per sequence (default 1)")
     p.add_argument("--event-msg", choices=("dvs", "evt3", "mono"), default="dvs",
                    help="dvs_msgs/EventArray, or event_camera_msgs/EventPacket evt3 / mono")
     p.set_defaults(func=_synth)
+
+
+def _preset_names() -> list[str]:
+    from blinktrack_ros.synth.config import PRESETS
+
+    return list(PRESETS)
 
 
 def sequence_seed(seed: int, index: int, preset_name: str) -> int:
@@ -89,7 +95,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="WxH sizes to time")
     p.add_argument("--duration", type=float, default=0.5, help="seconds of sequence per run")
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--preset", default="benchmark")
+    p.add_argument("--preset", default="benchmark", choices=_preset_names())
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
 
