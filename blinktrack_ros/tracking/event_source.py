@@ -24,6 +24,7 @@ from blinktrack_ros.models.event_net import (
     prepare_for_inference,
     put_rows,
     select_rows,
+    trace_for_inference,
 )
 from blinktrack_ros.models.uncertainty import logits_to_covariance
 from blinktrack_ros.tracking.observation import Observations, Source
@@ -105,8 +106,14 @@ class EventSource:
         self.config = config or EventSourceConfig()
         model = model.to(self.config.device).eval()
         self.net = prepare_for_inference(model) if self.config.fast_inference else model
-        self._step_net = torch.compile(self.net, dynamic=True) if self.config.compile \
-            else self.net
+        if self.config.compile:
+            self._step_net = torch.compile(self.net, dynamic=True)
+        elif self.config.fast_inference and not self.config.bf16:
+            # a frozen TorchScript trace, checked against the eager copy (which is kept when
+            # the trace fails or differs): 1.4-1.8x faster for lite at N = 64 on one thread
+            self._step_net = trace_for_inference(self.net) or self.net
+        else:
+            self._step_net = self.net
         self.net_config = model.config
         self._patch_fn = patch_fn
         self._state: EventNetState | None = None
