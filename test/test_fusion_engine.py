@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from filterpy.common import Q_continuous_white_noise
 from filterpy.kalman import KalmanFilter
 import numpy as np
@@ -13,6 +15,7 @@ from blinktrack_ros.tracking.observation import Observations, Source
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 MS = 1_000_000
+RAW = FusionConfig(calibrated_noise=False)  # fuse the R the observations carry
 
 
 def _obs(source: Source, t_ns: int, ids, positions, r: float = 1.0, vis=1.0) -> Observations:
@@ -23,7 +26,7 @@ def _obs(source: Source, t_ns: int, ids, positions, r: float = 1.0, vis=1.0) -> 
 
 
 def test_interleaved_sources_match_filterpy_on_merged_sequence(rng: np.random.Generator) -> None:
-    cfg = FusionConfig(q=500.0, seed_position_std_px=1.5, seed_velocity_std_px_s=40.0)
+    cfg = replace(RAW, q=500.0, seed_position_std_px=1.5, seed_velocity_std_px_s=40.0)
     eng = FusionEngine(cfg)
     start = rng.uniform(20, 200, (3, 2))
     ids = eng.add_tracks(0, start)
@@ -59,7 +62,7 @@ def test_interleaved_sources_match_filterpy_on_merged_sequence(rng: np.random.Ge
 
 
 def test_counts_unknown_stale_invalid_and_duplicates() -> None:
-    eng = FusionEngine()
+    eng = FusionEngine(RAW)
     ids = eng.add_tracks(10 * MS, [[50, 50], [60, 60], [70, 70]])
     assert eng.apply(_obs(Source.EVENT, 20 * MS, ids[:2], [[51, 50], [61, 60]])).applied == 2
     state = eng.tracks.x.copy()
@@ -83,7 +86,7 @@ def test_counts_unknown_stale_invalid_and_duplicates() -> None:
 def test_reorder_window_equals_sorted_application(rng: np.random.Generator) -> None:
     arrivals = [_obs(Source.EVENT if k % 2 else Source.IMAGE, t * MS, [0, 1],
                      rng.normal(100, 2, (2, 2))) for k, t in enumerate([5, 3, 9, 7, 12, 11, 20])]
-    sorted_eng, buffered, plain = (FusionEngine(FusionConfig(reorder_window_ms=w))
+    sorted_eng, buffered, plain = (FusionEngine(replace(RAW, reorder_window_ms=w))
                                    for w in (0, 4, 0))
     for eng in (sorted_eng, buffered, plain):
         eng.add_tracks(0, [[100, 100], [100, 100]])
@@ -98,7 +101,7 @@ def test_reorder_window_equals_sorted_application(rng: np.random.Generator) -> N
 
 
 def test_gate_rejects_outlier_as_a_miss() -> None:
-    eng = FusionEngine(FusionConfig(gate_threshold=kalman.chi2_threshold_2dof(0.999)))
+    eng = FusionEngine(replace(RAW, gate_threshold=kalman.chi2_threshold_2dof(0.999)))
     ids = eng.add_tracks(0, [[100, 100], [50, 50]])
     before = eng.tracks.x.copy()
     res = eng.apply(_obs(Source.EVENT, 5 * MS, ids, [[100.5, 100], [90, 50]]))
@@ -108,20 +111,20 @@ def test_gate_rejects_outlier_as_a_miss() -> None:
 
 
 def test_naive_and_single_source_modes() -> None:
-    naive = FusionEngine(FusionConfig(mode=FusionMode.NAIVE))
+    naive = FusionEngine(replace(RAW, mode=FusionMode.NAIVE))
     ids = naive.add_tracks(0, [[10, 10]])
     naive.apply(_obs(Source.EVENT, 5 * MS, ids, [[13, 11]], r=9.0))
     snap = naive.snapshot(5 * MS)
     np.testing.assert_array_equal(snap.positions_px, [[13, 11]])
     np.testing.assert_array_equal(snap.covariances, [9 * np.eye(2)])
-    single = FusionEngine(FusionConfig(mode=FusionMode.SINGLE_SOURCE, source=Source.IMAGE))
+    single = FusionEngine(replace(RAW, mode=FusionMode.SINGLE_SOURCE, source=Source.IMAGE))
     ids = single.add_tracks(0, [[10, 10]])
     assert single.apply(_obs(Source.EVENT, 5 * MS, ids, [[13, 11]])).ignored_source == 1
     assert single.apply(_obs(Source.IMAGE, 6 * MS, ids, [[13, 11]])).applied == 1
 
 
 def test_constant_velocity_prediction_follows_a_moving_point() -> None:
-    eng = FusionEngine(FusionConfig(q=10.0))
+    eng = FusionEngine(replace(RAW, q=10.0))
     ids = eng.add_tracks(0, [[20, 30]])
     velocity = np.array([200.0, -100.0])  # px/s
     for k in range(1, 41):
@@ -136,7 +139,7 @@ def test_constant_velocity_prediction_follows_a_moving_point() -> None:
 
 
 def test_lifecycle_occlusion_loss_and_border() -> None:
-    cfg = FusionConfig(lost_after_s=0.1, image_size=(240, 180), out_of_image_margin_px=5,
+    cfg = replace(RAW, lost_after_s=0.1, image_size=(240, 180), out_of_image_margin_px=5,
                        occlusion_visibility=0.5, visibility_ema_alpha=0.5)
     eng = FusionEngine(cfg)
     ids = eng.add_tracks(0, [[100, 100], [120, 90], [236, 90]])
@@ -158,7 +161,7 @@ def test_lifecycle_occlusion_loss_and_border() -> None:
 
 def test_ids_never_reused_and_runs_are_deterministic(rng: np.random.Generator) -> None:
     def run() -> FusionEngine:
-        eng = FusionEngine(FusionConfig(lost_after_s=0.02))
+        eng = FusionEngine(replace(RAW, lost_after_s=0.02))
         a = eng.add_tracks(0, [[1, 1], [2, 2]])
         eng.snapshot(50 * MS)  # both lost and removed
         b = eng.add_tracks(50 * MS, [[3, 3]])
@@ -173,7 +176,7 @@ def test_ids_never_reused_and_runs_are_deterministic(rng: np.random.Generator) -
 
 
 def test_empty_table_and_empty_queries() -> None:
-    eng = FusionEngine()
+    eng = FusionEngine(RAW)
     res = eng.apply(_obs(Source.EVENT, 5 * MS, [1, 2], [[1, 1], [np.nan, 2]]))
     assert (res.unknown_ids, res.invalid, res.applied) == (1, 1, 0)
     assert len(eng.snapshot()) == 0 and len(eng.snapshot(10 * MS)) == 0
@@ -182,3 +185,29 @@ def test_empty_table_and_empty_queries() -> None:
     with pytest.raises(ValueError, match="finite"):
         eng.add_tracks(0, [[np.inf, 0]])
     assert eng.add_tracks(0, np.zeros((0, 2))).shape == (0,)
+
+
+def test_calibrated_noise_replaces_network_covariance_and_coasts_when_occluded() -> None:
+    cfg = FusionConfig(q=100.0)  # default: calibrated R for network sources
+    eng, raw = FusionEngine(cfg), FusionEngine(replace(RAW, q=100.0))
+    start = np.array([[100.0, 100.0], [50.0, 50.0]])
+    ids, _ = eng.add_tracks(0, start), raw.add_tracks(0, start)
+    vis = np.array([0.95, 0.05])
+    tiny = np.tile(1e-3 * np.eye(2), (2, 1, 1))
+    obs = Observations(Source.EVENT, 5 * MS, ids, start + 3.0, tiny, vis)
+    eng.apply(obs)
+    raw.apply(obs)
+    # reference: one predict + update with R = exp(log_r0 + slope (1 - vis)) I, written out here
+    r = np.exp(cfg.event_noise_log_r0 + cfg.event_noise_slope * (1 - vis))
+    p0 = np.diag([cfg.seed_position_std_px**2] * 2 + [cfg.seed_velocity_std_px_s**2] * 2)
+    for k in range(2):
+        x, P = kalman.predict(np.r_[start[k], 0, 0][None], p0[None], np.array([5e-3]), 100.0)
+        x, P = kalman.update(x, P, (start[k] + 3.0)[None], (r[k] * np.eye(2))[None])
+        np.testing.assert_allclose(eng.tracks.x[k], x[0], atol=1e-9)
+    assert r[1] > 1e3 * r[0]  # "not visible": the track keeps (almost) its prediction
+    assert np.abs(eng.tracks.x[1, :2] - start[1]).max() < 0.01
+    np.testing.assert_allclose(raw.tracks.x[:, :2], start + 3.0, atol=0.01)  # raw R = 1e-3
+    # KLT observations keep their own covariance
+    klt = Observations(Source.KLT, 9 * MS, ids, start + 3.0, tiny, vis)
+    eng.apply(klt)
+    np.testing.assert_allclose(eng.tracks.x[:, :2], start + 3.0, atol=0.01)

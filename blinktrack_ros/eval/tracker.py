@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from blinktrack_ros.tracking.build import build_pipeline
 from blinktrack_ros.tracking.engine import FusionConfig
+from blinktrack_ros.tracking.observation import Observations
 from blinktrack_ros.tracking.offline import interleave, run_offline
 from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
 from blinktrack_ros.tracking.seeding import Seeds
@@ -34,14 +36,29 @@ def as_float_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 def pipeline_tracker(event_weights: str | Path | None = None,
                      image_weights: str | Path | None = None, untrained: bool = False,
-                     device: str = "cpu", progress: bool = False):
-    """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline."""
+                     device: str = "cpu", progress: bool = False,
+                     fusion: FusionConfig | None = None,
+                     observer: Callable[[Observations, dict[int, int]], None] | None = None):
+    """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline.
+
+    fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
+    observation array before it is fused, and the internal -> external id map (calibration).
+    """
+    fusion = fusion or BENCHMARK_FUSION
 
     def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
         config = PipelineConfig(mode=Mode(mode), event_window_ms=window_ns * 1e-6,
                                 reseed=False, max_pending_windows=1 << 30)
-        pipe = build_pipeline(config, fusion=BENCHMARK_FUSION, event_weights=event_weights,
+        pipe = build_pipeline(config, fusion=fusion, event_weights=event_weights,
                               image_weights=image_weights, device=device, untrained=untrained)
+        if observer is not None:
+            engine, apply = pipe.engine, pipe.engine.apply
+
+            def observed_apply(obs: Observations):
+                observer(obs, pipe.fusion.external_ids)
+                return apply(obs)
+
+            engine.apply = observed_apply
         seed_rows = np.asarray(seeds, np.float64).copy()
         # a seed is born at the first frame at or after its time: allow for clock rounding
         seed_rows[:, 1] = np.maximum(seed_rows[:, 1] - 1e-6, 0.0)

@@ -143,6 +143,8 @@ class FusionEngine:
               vis: np.ndarray) -> int:
         """Predict the rows to t_ns and update them; returns how many the gate rejected."""
         cfg, tab = self.config, self.tracks
+        if cfg.calibrated_noise and source in (Source.EVENT, Source.IMAGE):
+            R = calibrated_covariance(vis, source, cfg)
         dt = (t_ns - tab.state_ns[rows]) * 1e-9
         x, P = kalman.predict(tab.x[rows], tab.P[rows], dt, cfg.q, cfg.constant_q)
         n_gated = 0
@@ -208,6 +210,26 @@ class FusionEngine:
         if lost.any():
             tab.remove(lost)
         return snap
+
+
+def calibrated_covariance(visibility: np.ndarray, source: Source,
+                          config: FusionConfig) -> np.ndarray:
+    """(N, 2, 2) R = r I with log r = log_r0 + slope * (1 - visibility), per network source.
+
+    The paper's mapping r = r_max (1 - p_vis)^b is exponential in log(1 - p_vis); the networks'
+    visibility outputs are not calibrated as probabilities, so its r collapses to the floor
+    for almost every observation and the filter trusts every observation equally. This mapping
+    is fitted (log of the per-axis error variance against 1 - p_vis, binned by deciles) on
+    validation sequences; see weights/README.md for the fit and its data.
+    """
+    if source == Source.EVENT:
+        log_r0, slope = config.event_noise_log_r0, config.event_noise_slope
+    else:
+        log_r0, slope = config.image_noise_log_r0, config.image_noise_slope
+    r = np.exp(log_r0 + slope * (1.0 - np.clip(visibility, 0.0, 1.0)))
+    R = np.zeros((visibility.shape[0], 2, 2))
+    R[:, 0, 0] = R[:, 1, 1] = r
+    return R
 
 
 def _replace_position(x: np.ndarray, P: np.ndarray, z: np.ndarray,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 import numpy as np
@@ -39,6 +39,13 @@ class FusionConfig:
         image_size: (width, height) in pixels, or None to skip the out-of-image test.
         seed_position_std_px: 1-sigma position accuracy of a new track.
         seed_velocity_std_px_s: 1-sigma prior on a new track's velocity (it starts at 0).
+        calibrated_noise: replace the networks' R by the mapping fitted on validation data,
+            r = exp(log_r0 + slope * (1 - visibility)) px^2 per axis (event and image sources;
+            KLT and seeds keep theirs); False keeps the paper's r = r_max * (1 - p_vis)^b.
+        event_noise_log_r0: log r (px^2) of a surely visible event observation.
+        event_noise_slope: growth of log r with 1 - visibility (event source).
+        image_noise_log_r0: log r (px^2) of a surely visible image observation.
+        image_noise_slope: growth of log r with 1 - visibility (image source).
     """
 
     q: float = 1.0e4
@@ -55,6 +62,11 @@ class FusionConfig:
     image_size: tuple[int, int] | None = None
     seed_position_std_px: float = 1.0
     seed_velocity_std_px_s: float = 100.0
+    calibrated_noise: bool = True
+    event_noise_log_r0: float = field(default=-0.14, metadata={"range": (-20.0, 20.0)})
+    event_noise_slope: float = field(default=9.09, metadata={"range": (0.0, 100.0)})
+    image_noise_log_r0: float = field(default=3.13, metadata={"range": (-20.0, 20.0)})
+    image_noise_slope: float = field(default=4.58, metadata={"range": (0.0, 100.0)})
 
     def __post_init__(self) -> None:
         """Reject values that would make the filter or the lifecycle meaningless."""
