@@ -123,12 +123,34 @@ class GlueNode(Node):
             try:
                 handler(msg)
             except ValueError as exc:  # malformed input: counted, logged throttled, node lives
-                stats.malformed += 1
-                line = self.malformed.hit(f"malformed message on {topic}: {exc}")
-                if line:
-                    self.get_logger().warning(line)
+                self.count_malformed(topic, exc)
 
         return callback
+
+    def count_malformed(self, topic: str, exc: Exception) -> None:
+        """Count a malformed message of `topic` and log it at a throttled rate."""
+        self.inputs.setdefault(topic, InputStats()).malformed += 1
+        line = self.malformed.hit(f"malformed message on {topic}: {exc}")
+        if line:
+            self.get_logger().warning(line)
+
+    def take_pending(self, topic: str, subscription: Any, limit: int = 1000) -> list[Any]:
+        """The messages waiting in `subscription`'s queue (at most `limit`), taken now and
+        counted as received: a callback that falls behind processes its backlog at once."""
+        stats = self.inputs.setdefault(topic, InputStats())
+        out: list[Any] = []
+        while len(out) < limit:
+            try:
+                with subscription.handle:
+                    taken = subscription.handle.take_message(subscription.msg_type,
+                                                             subscription.raw)
+            except Exception:  # noqa: BLE001 - a destroyed subscription: nothing to take
+                break
+            if taken is None:
+                break
+            stats.on_message(time.monotonic())
+            out.append(taken[0])
+        return out
 
     def record_latency(self, topic: str, stamp_ns: int) -> None:
         """Latency from a message's stamp to now (node clock: sim time during replays)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
@@ -50,6 +51,7 @@ class PipelineNode(GlueNode):
         self.events_in = convert.EventInput(self.cfg.event_msg_type)
         self.cam: camera.CameraModel | None = None
         self._last_debug_s = -np.inf
+        self.frames_skipped = 0  # stale frames of a backlog, see _skip_stale_frames
         self._frame_id = self.cfg.frame_id
         pub = self.create_publisher
         self.tracks_pub = pub(msg.TrackArray, "~/tracks", self.out_qos)
@@ -60,9 +62,9 @@ class PipelineNode(GlueNode):
         self.feature_pub = pub(sensor.PointCloud, "~/feature", self.out_qos)
         self.debug_pub = pub(sensor.Image, "~/debug_image", self.out_qos)
         raw = self.cfg.event_msg_type == convert.DVS_EVENT_ARRAY
-        self.subscribe(event_msg_class(self.cfg.event_msg_type), "events", self.on_events,
-                       raw=raw)
-        self.subscribe(sensor.Image, "image", self.on_image)
+        self._events_sub = self.subscribe(event_msg_class(self.cfg.event_msg_type), "events",
+                                          self.on_events, raw=raw)
+        self._image_sub = self.subscribe(sensor.Image, "image", self.on_image)
         self.subscribe(sensor.CameraInfo, "camera_info", self.on_camera_info)
 
     def on_config_change(self, section: str, cfg: Any) -> None:
@@ -78,11 +80,73 @@ class PipelineNode(GlueNode):
         self.cam = camera.camera_model_from_info(msg)
 
     def on_events(self, msg: Any) -> None:
-        """Decode, run the complete event windows, publish their updates."""
+        """Decode, run the complete event windows, publish their updates (with the backlog)."""
         batch = self.events_in.decode(msg)
-        self.publish_updates(self.pipeline.on_events(batch))
+        self._run_inputs([(int(batch.t[-1]), 0, batch)] if len(batch) else [])
 
     def on_image(self, msg: Any) -> None:
+        """Convert the frame, observe and seed, publish (with the backlog)."""
+        self._run_inputs([(convert.stamp_to_ns(msg.header.stamp), 1, msg)])
+
+    def _pending_inputs(self) -> list[tuple[int, int, Any]]:
+        """(stamp ns, 0 events / 1 frame, batch or Image) of every message waiting in the
+        input queues: when the node falls behind, the backlog is run at once, so that the
+        pipeline's `max_pending_windows` / `backlog` policy bounds the latency (messages
+        handled one by one would wait in the middleware queues instead)."""
+        items = []
+        for msg in self.take_pending("events", self._events_sub):
+            try:
+                batch = self.events_in.decode(msg)
+            except ValueError as exc:
+                self.count_malformed("events", exc)
+                continue
+            if len(batch):
+                items.append((int(batch.t[-1]), 0, batch))
+        for msg in self.take_pending("image", self._image_sub):
+            items.append((convert.stamp_to_ns(msg.header.stamp), 1, msg))
+        return items
+
+    def _run_inputs(self, items: list[tuple[int, int, Any]]) -> None:
+        """Run these inputs and the backlog in timestamp order (events up to a frame's stamp
+        first, like the offline replay); consecutive event packets go in as one batch."""
+        items = sorted(items + self._pending_inputs(), key=lambda item: item[:2])
+        items = self._skip_stale_frames(items)
+        batches: list[Any] = []
+        for _, kind, value in items:
+            if kind == 0 and (not batches or value.t[0] >= batches[-1].t[-1]):
+                batches.append(value)
+                continue
+            if batches:
+                self.publish_updates(self.pipeline.on_events(EventBatch.concatenate(batches)))
+                batches = []
+            if kind == 0:
+                batches.append(value)
+                continue
+            try:
+                self._frame(value)
+            except ValueError as exc:
+                self.count_malformed("image", exc)
+        if batches:
+            self.publish_updates(self.pipeline.on_events(EventBatch.concatenate(batches)))
+
+    def _skip_stale_frames(self, items: list[tuple[int, int, Any]]
+                           ) -> list[tuple[int, int, Any]]:
+        """When the backlog spans more than the pipeline's event backlog bound
+        (max_pending_windows x event_window_ms), frames older than the newest pending one
+        are dropped (counted): each costs a whole image-network pass, so running them all
+        would keep the node behind however the event windows are merged."""
+        frames = [i for i, item in enumerate(items) if item[1] == 1]
+        if len(frames) < 2:
+            return items
+        cfg = self.pipeline.config
+        bound_ns = int(cfg.max_pending_windows * cfg.event_window_ms * 1e6)
+        if items[-1][0] - items[0][0] <= bound_ns:
+            return items
+        stale = set(frames[:-1])
+        self.frames_skipped += len(stale)
+        return [item for i, item in enumerate(items) if i not in stale]
+
+    def _frame(self, msg: Any) -> None:
         """Convert the frame, observe and seed, publish; the feature cloud and debug image."""
         t_ns = convert.stamp_to_ns(msg.header.stamp)
         self._frame_id = self.cfg.frame_id or msg.header.frame_id
@@ -117,6 +181,7 @@ class PipelineNode(GlueNode):
         out = {f"pipeline {k}": str(v) for k, v in stats.items() if k != "fusion"}
         out.update({f"fusion {k}": str(v) for k, v in stats.get("fusion", {}).items()})
         out.update({f"decode {k}": str(v) for k, v in self.events_in.stats.as_dict().items()})
+        out["frames skipped (backlog)"] = str(self.frames_skipped)
         return out
 
 

@@ -14,6 +14,7 @@ split three-process deployment and the in-process Pipeline run the same code.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 import logging
 
@@ -143,8 +144,15 @@ class EventModule:
             if self._next_end_ns is None:
                 self._next_end_ns = int(frame_ns) + self.window_ns
 
-    def on_events(self, batch: EventBatch) -> list[Observations]:
-        """Buffer events; observations of every window complete (a later event has arrived)."""
+    def on_events(self, batch: EventBatch,
+                  on_observation: Callable[[Observations], None] | None = None
+                  ) -> list[Observations]:
+        """Buffer events; observations of every window complete (a later event has arrived).
+
+        `on_observation(obs)` is called after each window's observation, before the next window
+        is observed: a caller that fuses there (the Pipeline) gives every window the crop
+        centres of the tracks fused up to the window before, however many packets a batch holds.
+        """
         if len(batch) == 0:
             return []
         if self._next_end_ns is not None and int(batch.t[-1]) <= self._next_end_ns - \
@@ -159,10 +167,16 @@ class EventModule:
             self._events = [events.slice_time(keep_from, self._last_event_ns)]
             return []
         ends, windows = self._due_windows()
-        observations = [self._observe(events, t1, w) for t1, w in zip(ends, windows)]
         self._events = [events.slice_time(self._next_end_ns - self.window_ns,
                                           self._last_event_ns)]
-        return [o for o in observations if o is not None]
+        observations = []
+        for t1, w in zip(ends, windows):
+            obs = self._observe(events, t1, w)
+            if obs is not None:
+                observations.append(obs)
+                if on_observation is not None:
+                    on_observation(obs)
+        return observations
 
     def _due_windows(self) -> tuple[list[int], list[int]]:
         n = (self._last_event_ns - self._next_end_ns - 1) // self.window_ns + 1

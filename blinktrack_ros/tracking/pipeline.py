@@ -208,7 +208,9 @@ class Pipeline:
             return []
         self._check_time(int(batch.t[0]), "event")
         self._last_ns["event"] = int(batch.t[-1])
-        return [self._fuse(obs) for obs in self.event.on_events(batch)]
+        updates: list[Update] = []
+        self.event.on_events(batch, lambda obs: updates.append(self._fuse(obs)))
+        return updates
 
     def on_image(self, t_ns: int, gray: np.ndarray) -> list[Update]:
         """Observe the alive tracks in a frame, then seed; returns the frame's Update(s)."""
