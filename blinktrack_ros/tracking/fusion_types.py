@@ -66,7 +66,7 @@ class FusionConfig:
     event_noise_log_r0: float = field(default=-0.14, metadata={"range": (-20.0, 20.0)})
     event_noise_slope: float = field(default=9.09, metadata={"range": (0.0, 100.0)})
     image_noise_log_r0: float = field(default=3.13, metadata={"range": (-20.0, 20.0)})
-    image_noise_slope: float = field(default=4.58, metadata={"range": (0.0, 100.0)})
+    image_noise_slope: float = field(default=8.0, metadata={"range": (0.0, 100.0)})
 
     def __post_init__(self) -> None:
         """Reject values that would make the filter or the lifecycle meaningless."""
