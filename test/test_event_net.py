@@ -19,6 +19,7 @@ from blinktrack_ros.models.event_net import (
     put_rows,
     save_event_net,
     select_rows,
+    trace_for_inference,
 )
 
 
@@ -237,3 +238,35 @@ def test_chunked_forward_equals_one_batch(lite: EventNet) -> None:
     torch.testing.assert_close(s1.mem, s0.mem, rtol=1e-4, atol=1e-5)
     assert auto_chunk_rows(EventNetConfig.paper()) == 2
     assert auto_chunk_rows(EventNetConfig.lite()) >= 256
+
+
+def test_traced_step_computes_the_same_function_for_any_track_count(lite: EventNet) -> None:
+    fast = prepare_for_inference(lite)
+    traced = trace_for_inference(fast)
+    assert traced is not None and traced.config == lite.config
+    cl = torch.channels_last
+    for n in (2, 9):  # neither the traced count nor a checked one
+        ref, sbt = _inputs(lite.config, n, 10 + n)
+        with torch.inference_mode():
+            d0, l0, s0 = lite(lite.init_state(ref), sbt)
+            state = traced.init_state(ref.contiguous(memory_format=cl))
+            d1, l1, s1 = traced(state, sbt.contiguous(memory_format=cl))
+        torch.testing.assert_close(d1, d0, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(l1, l0, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(s1.h, s0.h, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(s1.mem, s0.mem, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="patches"):
+        traced(state, sbt[:1].contiguous(memory_format=cl))
+
+
+def test_trace_that_differs_from_eager_is_not_used(lite: EventNet, monkeypatch) -> None:
+    """The numerical check rejects a trace whose outputs differ (eager is used instead)."""
+    fast = prepare_for_inference(lite)
+    real_freeze = torch.jit.freeze
+
+    def off_by_a_pixel(module, *args, **kw):
+        graph = real_freeze(module, *args, **kw)
+        return lambda *inputs: (graph(*inputs)[0] + 1.0, *graph(*inputs)[1:])
+
+    monkeypatch.setattr(torch.jit, "freeze", off_by_a_pixel)
+    assert trace_for_inference(fast) is None

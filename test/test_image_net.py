@@ -13,8 +13,10 @@ from blinktrack_ros.models.image_layers import flow_embedding
 from blinktrack_ros.models.image_net import (
     ImageNet,
     correlation,
+    correlation_volumes,
     count_parameters,
     sample_map,
+    sample_volumes,
 )
 
 SMALL = ImageNetConfig(stem_dim=8, stage_dims=(8, 8, 12, 16), blocks_per_stage=1, fuse_dim=16,
@@ -187,3 +189,17 @@ def test_gradients_reach_encoder_and_mlp(rng):
     (pos.sum() + logits.sum()).backward()
     assert net.encoder.stem.weight.grad.abs().sum() > 0
     assert net.mlp.inp.weight.grad.abs().sum() > 0
+
+
+def test_correlation_from_volumes_equals_the_windowed_look_up(rng):
+    """The per-frame volumes (used on small frames) give the windowed correlation, inside,
+    at the border and outside the map."""
+    C, radius = 6, 2
+    pyramid = tuple(torch.from_numpy(rng.standard_normal((C, 12 >> lvl, 16 >> lvl))
+                                     .astype(np.float32)) for lvl in range(3))
+    ref = torch.from_numpy(rng.standard_normal((5, C)).astype(np.float32))
+    coords = torch.tensor([[3.3, 4.7], [0.2, 0.1], [15.5, 11.9], [-0.6, 5.0], [20.0, -3.0]])
+    want = correlation(pyramid, ref, coords, radius)
+    got = sample_volumes(correlation_volumes(pyramid, ref), coords, radius)
+    assert got.shape == want.shape == (5, 3 * 25)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
