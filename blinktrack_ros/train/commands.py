@@ -94,6 +94,12 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("the benchmark preset is the test split: train on --preset train")
     if args.stage == 2 and args.init is None and not args.resume:
         raise UsageError("stage 2 starts from stage-1 weights: give --init FILE")
+    if args.resume and not (args.run_dir / "last.pt").is_file():
+        raise UsageError(f"--resume: {args.run_dir / 'last.pt'} not found (fix: drop --resume, "
+                         "or give the --run-dir of the interrupted run)")
+    if args.init is not None and not args.init.is_file():
+        raise UsageError(f"--init {args.init}: no such file (fix: give weights written by "
+                         "`blinktrack train ... --export`)")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(args.module, args.stage, args.config, args.steps, args.lr, args.snippets,
@@ -121,7 +127,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from blinktrack_ros.cli import UsageError
     from blinktrack_ros.train.evaluate import evaluate_weights
+
+    for flag, path in (("--event", args.event), ("--image", args.image)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file (fix: give weights written by "
+                             "`blinktrack train ... --export`, e.g. weights/event_lite.pt)")
 
     figures = evaluate_weights(args.event, args.image, args.preset, seed_range(args.seeds),
                                args.cache_dir)
