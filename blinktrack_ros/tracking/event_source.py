@@ -40,7 +40,8 @@ class EventSourceConfig:
         r_max: covariance scale r at p_vis = 0 (px^2).
         thre: 1 - p_vis at which r = 1 px^2.
         device: torch device of the network.
-        fast_inference: fold BatchNorm and use channels-last memory (same function, faster).
+        fast_inference: fold BatchNorm, channels-last memory and a frozen TorchScript trace
+            checked against the eager copy (same function, faster).
         bf16: run the network under bfloat16 autocast (about 4x faster for `paper` on CPUs
             with AMX, see `blinktrack bench event-net`; outputs differ at the 1e-2 level).
         max_batch: tracks per network forward; 0 = `auto_chunk_rows` (2 for paper).
