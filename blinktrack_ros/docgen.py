@@ -94,7 +94,8 @@ DIAGNOSTICS_TEXT = (
     "Every node also publishes `/diagnostics` (`diagnostic_msgs/DiagnosticArray`, every "
     "`node.diagnostics_period_s`): per input topic the rate, received / malformed / dropped "
     "counts and latency, plus the pipeline or module counters (windows merged / skipped, "
-    "frames skipped behind a backlog, births, losses, time resets). Inputs use the sensor-data QoS (keep last "
+    "frames skipped behind a backlog, births, losses, time resets). Inputs use the sensor-data "
+    "QoS (keep last "
     "`node.input_queue_depth`, reliability `node.input_reliability`, best effort by default); "
     "outputs are reliable, volatile, keep last 10.")
 
