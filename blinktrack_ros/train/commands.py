@@ -88,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from blinktrack_ros.cli import UsageError
     from blinktrack_ros.train.data import DataSpec
-    from blinktrack_ros.train.trainer import TrainConfig, Trainer
+    from blinktrack_ros.train.trainer import TrainConfig, Trainer, distributed_from_env
 
     if args.preset == "benchmark":
         raise UsageError("the benchmark preset is the test split: train on --preset train")
@@ -108,13 +108,17 @@ def _train(args: argparse.Namespace) -> int:
                       kalman_in_loop=getattr(args, "kalman_in_loop", False))
     spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
     t0 = time.time()
-    tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, args.device)
+    dist, device = distributed_from_env(args.device)  # torchrun: one process per GPU
+    tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, device, dist=dist)
     if args.resume:
         tr.resume()
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
     val = tr.run(deadline)
     wall = time.time() - t0
-    print(json.dumps({"step": tr.step, "wall_s": round(wall, 1), **val}))
+    if not dist.main:  # rank 0 reports and exports
+        return 0
+    print(json.dumps({"step": tr.step, "wall_s": round(wall, 1), "processes": dist.world,
+                      **val}))
     if args.export:
         from blinktrack_ros.train.trainer import save_net
 

@@ -1,5 +1,12 @@
 """The training loop: Adam + one-cycle schedule, seeded, resumable, CSV logs, validation.
 
+Data-parallel training on several processes (GPUs, or CPU processes with gloo) when started by
+`torchrun` (its RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT environment): every process draws
+its own snippets (its own random stream), the gradients are averaged over the processes before
+each optimiser step (what DistributedDataParallel computes; the module wrapper itself does not
+fit the unrolled rollout, which calls the network many times per step), so the weights stay
+identical everywhere; only rank 0 writes logs, checkpoints and runs the validation.
+
 One `TrainConfig` describes one run (event stage 1, event stage 2, or the image module). The run
 directory holds `last.pt` (everything needed to resume exactly: weights, optimiser, scheduler,
 step, data random state, torch random state), `train.csv` (one row per step) and `val.csv`
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import asdict, dataclass
+import os
 from pathlib import Path
 import time
 
@@ -169,12 +177,42 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a data-parallel run (rank 0 of 1: a single process)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_from_env(device: str) -> tuple[DistContext, str]:
+    """(DistContext, device) of a process started by torchrun: joins the process group (nccl for
+    CUDA, gloo for CPU) and picks cuda:LOCAL_RANK; a plain process gets (rank 0 of 1, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(), device
+    from torch import distributed as dist
+
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size()), device
+
+
 class Trainer:
     """Holds the network, optimiser, schedule and data state of one run."""
 
     def __init__(self, cfg: TrainConfig, train_spec: DataSpec, run_dir: str | Path,
                  cache_dir: str | Path | None, init: str | Path | None = None,
-                 device: str = "cpu", progress: bool = True):
+                 device: str = "cpu", progress: bool = True, dist: DistContext | None = None):
+        self.dist = dist or DistContext()
+        progress = progress and self.dist.main
         self.cfg, self.spec, self.device, self.progress = cfg, train_spec, device, progress
         if train_spec.preset == "benchmark":
             raise ValueError("never train on the benchmark preset")
@@ -188,12 +226,34 @@ class Trainer:
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = self._rank_rng()
         self.step = 0
         self.seq_seeds = list(train_spec.seeds)
-        self.next_fresh = 100_000 + 1000 * cfg.seed
+        # fresh sequences: seeds base + rank, base + rank + world, ... (no two ranks alike)
+        self.next_fresh = 100_000 + 1000 * cfg.seed + self.dist.rank
+        # several processes: rank 0 fills the sequence cache, the others then read it
+        self._barrier(not self.dist.main)
         self.seqs = load_or_generate(train_spec, cache_dir, progress)
+        self._barrier(self.dist.main)
         self._val = None
+        if self.dist.world > 1:  # the same start everywhere (also with --init)
+            from torch import distributed as tdist
+
+            for t in self.net.state_dict().values():
+                tdist.broadcast(t, 0)
+
+    def _barrier(self, here: bool) -> None:
+        """Wait for the other processes (one call per process on each side)."""
+        if here and self.dist.world > 1:
+            from torch import distributed as tdist
+
+            tdist.barrier()
+
+    def _rank_rng(self, *extra: int) -> np.random.Generator:
+        """The data stream of this process (a single process: seeded by cfg.seed alone)."""
+        if self.dist.world == 1 and not extra:
+            return np.random.default_rng(self.cfg.seed)
+        return np.random.default_rng([self.cfg.seed, self.dist.rank, *extra])
 
     def _val_data(self) -> tuple[list, int, int]:
         if self._val is None:
@@ -233,6 +293,11 @@ class Trainer:
         self.rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         self.step, self.next_fresh = st["step"], st["next_fresh"]
+        if self.dist.world > 1:
+            # rank 0's file: every rank continues on a new stream of its own (data-parallel
+            # resumes are not bit-exact; single-process ones are)
+            self.rng = self._rank_rng(self.step)
+            self.next_fresh += self.dist.rank
         if st["seq_seeds"] != self.seq_seeds:
             self.seq_seeds = list(st["seq_seeds"])
             spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
@@ -249,19 +314,39 @@ class Trainer:
         loss = loss_of(cfg, r)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.world > 1:
+            self._average_gradients()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         self.sched.step()
+        if self.dist.world > 1:  # BatchNorm running statistics: rank 0's, as DDP broadcasts
+            from torch import distributed as tdist
+
+            for b in self.net.buffers():
+                tdist.broadcast(b, 0)
         self.step += 1
         return {"step": self.step, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
                 "loss": loss.item(), "loss_disp": r.loss_disp.item(),
                 "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
 
+    def _average_gradients(self) -> None:
+        """All-reduce the gradients to their mean over the processes (one flat buffer)."""
+        from torch import distributed as tdist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        tdist.all_reduce(flat)
+        flat /= self.dist.world
+        offset = 0
+        for p, g in zip(self.params, grads):
+            p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
+
     def _refresh(self) -> None:
         """On-the-fly variety: replace one training sequence by a newly generated one."""
         i = int(self.rng.integers(len(self.seqs)))
         seed = self.next_fresh
-        self.next_fresh += 1
+        self.next_fresh += self.dist.world
         spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
                         self.spec.duration_s, (seed,))
         self.seqs[i] = load_or_generate(spec, self.cache_dir, progress=False)[0]
@@ -276,20 +361,35 @@ class Trainer:
             t = time.time()
             row = self.train_step()
             row["seconds"] = time.time() - t
-            _append_csv(self.run_dir / "train.csv", row)
+            main = self.dist.main
+            if main:
+                _append_csv(self.run_dir / "train.csv", row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", unroll=row["unroll"])
             if cfg.fresh_every and self.step % cfg.fresh_every == 0:
                 self._refresh()
-            if cfg.val_every and self.step % cfg.val_every == 0:
+            if main and cfg.val_every and self.step % cfg.val_every == 0:
                 val = self.validate_now()
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+            if main and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                 self.save()
-            if deadline is not None and time.time() > deadline:
+            if self._stop(deadline):
                 break
         bar.close()
+        if not self.dist.main:
+            return {}
         self.save()
         return val if val.get("step") == self.step else self.validate_now()
+
+    def _stop(self, deadline: float | None) -> bool:
+        """The deadline passed (on rank 0's clock: every process stops at the same step)."""
+        late = deadline is not None and time.time() > deadline
+        if self.dist.world == 1:
+            return late
+        from torch import distributed as tdist
+
+        flag = torch.tensor([1.0 if late and self.dist.main else 0.0], device=self.device)
+        tdist.broadcast(flag, 0)
+        return bool(flag.item())
 
     def validate_now(self) -> dict[str, float]:
         """Validate, append the figures to val.csv and return them."""
