@@ -161,32 +161,21 @@ def write_readme_gif(args: argparse.Namespace) -> int:
     from blinktrack_ros.bag.sequence import load_bag_sequence
     from blinktrack_ros.eval.benchmark import gt_seeds
     from blinktrack_ros.eval.render import RenderStyle, render_tracks, track_colour
-    from blinktrack_ros.eval.tracker import BENCHMARK_FUSION, as_float_frames, seeds_from_rows
+    from blinktrack_ros.eval.tracker import pipeline_tracker
     from blinktrack_ros.synth.bagout import write_sequence_bag
     from blinktrack_ros.synth.config import preset
     from blinktrack_ros.synth.sequence import generate_sequence
-    from blinktrack_ros.tracking.build import build_pipeline
-    from blinktrack_ros.tracking.offline import interleave, run_offline
-    from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.tracks import TrackStatus
 
-    mode = Mode(args.mode)
     print(f"README GIF: preset {args.preset}, seed {args.seed}, {args.duration:.2f} s, "
-          f"mode {mode.value}, shipped weights")
+          f"mode {args.mode}, shipped weights")
     seq = generate_sequence(preset(args.preset, duration_s=args.duration), seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:  # the same bag round trip as `blinktrack demo`
         bag = Path(tmp) / f"{args.preset}_{args.seed:04d}"
         write_sequence_bag(seq, bag, event_msg="dvs")
         sequence = load_bag_sequence(bag)
-    pipe = build_pipeline(PipelineConfig(mode=mode, event_window_ms=10.0, reseed=False,
-                                         max_pending_windows=1 << 30),
-                          fusion=BENCHMARK_FUSION, device="cpu")
     seeds = gt_seeds(sequence.gt)
-    seeds[:, 1] = np.maximum(seeds[:, 1] - 1e-6, 0.0)
-    pipe.set_seeds(seeds_from_rows(seeds))
-    inputs = interleave(np.asarray(as_float_frames(sequence.frames)),
-                        np.asarray(sequence.frame_times_ns), sequence.events)
-    rows = run_offline(pipe, inputs).as_rows(pipe.external_ids)
+    rows = pipeline_tracker(with_status=True)(sequence, args.mode, seeds, 10_000_000)
     status = rows[:, 4]
     vis = np.where(status == TrackStatus.TRACKED, 1.0,
                    np.where(status == TrackStatus.OCCLUDED, 0.0, -1.0))

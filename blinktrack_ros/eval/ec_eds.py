@@ -62,7 +62,7 @@ def _to_ns(values: np.ndarray, unit: str) -> np.ndarray:
     return np.rint(arr.astype(np.float64) * _UNIT_NS[unit]).astype(np.int64)
 
 
-def _first(folder: Path, names: tuple[str, ...], what: str) -> Path:
+def first_file(folder: Path, names: tuple[str, ...], what: str) -> Path:
     for name in names:
         if (folder / name).exists():
             return folder / name
@@ -73,8 +73,8 @@ def load_frames(folder: Path, time_unit: str = "auto") -> tuple[list[np.ndarray]
     """Frames and their times (ns) of a sub-sequence folder (see the module docstring)."""
     import cv2
 
-    frame_dir = _first(folder, FRAME_DIRS, "frame folder")
-    ts_path = _first(folder, TIMESTAMP_FILES, "frame timestamps file")
+    frame_dir = first_file(folder, FRAME_DIRS, "frame folder")
+    ts_path = first_file(folder, TIMESTAMP_FILES, "frame timestamps file")
     lines = [ln.split() for ln in ts_path.read_text().splitlines() if ln.strip()
              and not ln.lstrip().startswith("#")]
     if not lines:
@@ -182,7 +182,7 @@ def load_sequence(folder: str | Path, gt_path: str | Path | None = None,
         raise FileNotFoundError(f"sequence folder not found: {folder}")
     frames, frame_times_ns = load_frames(folder, time_unit)
     height, width = frames[0].shape[:2]
-    events, dropped = load_events(_first(folder, EVENT_FILES, "events file"), width, height,
+    events, dropped = load_events(first_file(folder, EVENT_FILES, "events file"), width, height,
                                   event_time_unit)
     gt_file = Path(gt_path) if gt_path is not None else find_gt(folder)
     gt = read_tracks(gt_file) if gt_file is not None else None

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MODES = ("e", "ei", "e-klt")
-EVENT_FILES = ("events_chunk.txt", "events.txt", "events_corrected.txt")
+EXTRA_EVENT_FILES = ("events_chunk.txt",)  # the shared slider_depth excerpt; then EC/EDS names
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,15 @@ class RealData:
 def load_real(folder: str | Path) -> RealData:
     """Frames (`images/` + `images.txt`) and events (rows `t x y p`, s) of a recording folder;
     only the frames up to the last event are kept (the tracker has nothing to go on after)."""
-    from blinktrack_ros.eval.ec_eds import load_events, load_frames
+    from blinktrack_ros.eval.ec_eds import EVENT_FILES, first_file, load_events, load_frames
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"recording folder not found: {folder}")
     frames, times_ns = load_frames(folder)
-    path = next((folder / n for n in EVENT_FILES if (folder / n).is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"{folder}: no events file (looked for {', '.join(EVENT_FILES)})")
     h, w = frames[0].shape[:2]
-    events, _ = load_events(path, w, h)
+    events, _ = load_events(first_file(folder, EXTRA_EVENT_FILES + EVENT_FILES, "events file"),
+                            w, h)
     covered = int(np.searchsorted(times_ns, events.t[-1], side="right")) if len(events) else 0
     if covered < 2:
         raise ValueError(f"{folder}: the events do not reach a second frame")
@@ -209,12 +207,11 @@ def real_check(folder: str | Path, config: RealCheckConfig = RealCheckConfig()) 
     if seeds.shape[0] == 0:
         raise ValueError(f"{folder}: no Shi-Tomasi corner on frame 0")
     lk, lk_valid = lk_reference(data.frames, seeds, config)
-    zero = np.repeat(seeds[None], len(lk), axis=0)
+    zero = disagreement(np.repeat(seeds[None], len(lk), axis=0), lk, lk_valid)
     result = {"frame_times_s": (data.frame_times_ns * 1e-9).tolist(),
               "n_frames_compared": len(lk) - 1, "n_seeds": int(seeds.shape[0]),
               "lk_dropped": [int((~v).sum()) for v in lk_valid[1:]],
-              "lk_displacement": disagreement(zero, lk, lk_valid)["overall"],
-              "zero_motion": disagreement(zero, lk, lk_valid), "modes": {},
+              "lk_displacement": zero["overall"], "zero_motion": zero, "modes": {},
               "arrays": {"seeds": seeds, "lk": lk, "lk_valid": lk_valid}}
     for mode in config.modes:
         try:

@@ -38,11 +38,13 @@ def pipeline_tracker(event_weights: str | Path | None = None,
                      image_weights: str | Path | None = None, untrained: bool = False,
                      device: str = "cpu", progress: bool = False,
                      fusion: FusionConfig | None = None,
-                     observer: Callable[[Observations, dict[int, int]], None] | None = None):
+                     observer: Callable[[Observations, dict[int, int]], None] | None = None,
+                     with_status: bool = False):
     """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline.
 
     fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
     observation array before it is fused, and the internal -> external id map (calibration).
+    with_status: rows `id t x y status` (TrackStatus), e.g. to draw occluded tracks.
     """
     fusion = fusion or BENCHMARK_FUSION
 
@@ -66,6 +68,7 @@ def pipeline_tracker(event_weights: str | Path | None = None,
         frames = as_float_frames(seq.frames)
         inputs = interleave(np.asarray(frames), np.asarray(seq.frame_times_ns), seq.events)
         log = run_offline(pipe, inputs, progress=progress)
-        return log.as_rows(pipe.external_ids)[:, :4]
+        rows = log.as_rows(pipe.external_ids)
+        return rows if with_status else rows[:, :4]
 
     return track

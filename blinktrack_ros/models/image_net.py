@@ -60,12 +60,15 @@ def sample_map(fmap: torch.Tensor, points: torch.Tensor, padding: str) -> torch.
     grid_sample with align_corners=True puts -1 and +1 on the centres of the first and last cells,
     so a point at integer (u, v) returns fmap[:, v, u] exactly. padding is 'zeros' or 'border'.
     """
-    h, w = fmap.shape[-2:]
-    scale = points.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
-    grid = points * scale - 1.0  # N K 2 in [-1, 1] inside the map
-    out = F.grid_sample(fmap[None], grid[None], mode="bilinear", padding_mode=padding,
-                        align_corners=True)  # 1 C N K
+    out = F.grid_sample(fmap[None], cell_grid(points, *fmap.shape[-2:])[None], mode="bilinear",
+                        padding_mode=padding, align_corners=True)  # 1 C N K
     return out[0].permute(1, 2, 0)  # N K C
+
+
+def cell_grid(points: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Points (..., 2) xy in cells of an (h, w) map -> grid_sample coordinates (align_corners):
+    -1 and +1 at the centres of the first and last cells."""
+    return points * points.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]) - 1.0
 
 
 def window_offsets(radius: int) -> torch.Tensor:
@@ -122,9 +125,7 @@ def sample_volumes(volumes: tuple[torch.Tensor, ...], coords: torch.Tensor, radi
     offsets = window_offsets(radius).to(coords)  # K 2
     out = []
     for level, vol in enumerate(volumes):
-        h, w = vol.shape[-2:]
-        scale = coords.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
-        grid = (coords[:, None, :] / 2**level + offsets) * scale - 1.0  # N K 2
+        grid = cell_grid(coords[:, None, :] / 2**level + offsets, *vol.shape[-2:])  # N K 2
         out.append(F.grid_sample(vol, grid[:, :, None], mode="bilinear", padding_mode="zeros",
                                  align_corners=True)[:, 0, :, 0])  # N K
     return torch.cat(out, dim=1)  # N L*K

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from torch import distributed as tdist
 from tqdm import tqdm
 
 from blinktrack_ros.models.event_config import EventNetConfig
@@ -195,14 +196,12 @@ def distributed_from_env(device: str) -> tuple[DistContext, str]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(), device
-    from torch import distributed as dist
-
     if device.startswith("cuda"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size()), device
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistContext(tdist.get_rank(), tdist.get_world_size()), device
 
 
 class Trainer:
@@ -237,16 +236,12 @@ class Trainer:
         self._barrier(self.dist.main)
         self._val = None
         if self.dist.world > 1:  # the same start everywhere (also with --init)
-            from torch import distributed as tdist
-
             for t in self.net.state_dict().values():
                 tdist.broadcast(t, 0)
 
     def _barrier(self, here: bool) -> None:
         """Wait for the other processes (one call per process on each side)."""
         if here and self.dist.world > 1:
-            from torch import distributed as tdist
-
             tdist.barrier()
 
     def _rank_rng(self, *extra: int) -> np.random.Generator:
@@ -283,8 +278,8 @@ class Trainer:
 
     def resume(self, path: str | Path | None = None) -> None:
         """Restore the state saved by `save` (default run_dir/last.pt)."""
-        st = torch.load(path or self.run_dir / "last.pt", map_location=self.device,
-                        weights_only=True)
+        path = path or self.run_dir / "last.pt"
+        st = torch.load(path, map_location=self.device, weights_only=True)
         if st["cfg"] != asdict(self.cfg):
             raise ValueError("checkpoint was written by a different TrainConfig")
         self.net.load_state_dict(st["net"])
@@ -320,8 +315,6 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         if self.dist.world > 1:  # BatchNorm running statistics: rank 0's, as DDP broadcasts
-            from torch import distributed as tdist
-
             for b in self.net.buffers():
                 tdist.broadcast(b, 0)
         self.step += 1
@@ -331,15 +324,13 @@ class Trainer:
 
     def _average_gradients(self) -> None:
         """All-reduce the gradients to their mean over the processes (one flat buffer)."""
-        from torch import distributed as tdist
-
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         tdist.all_reduce(flat)
         flat /= self.dist.world
         offset = 0
         for p, g in zip(self.params, grads):
-            p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+            p.grad = flat[offset:offset + g.numel()].view_as(g)
             offset += g.numel()
 
     def _refresh(self) -> None:
@@ -385,8 +376,6 @@ class Trainer:
         late = deadline is not None and time.time() > deadline
         if self.dist.world == 1:
             return late
-        from torch import distributed as tdist
-
         flag = torch.tensor([1.0 if late and self.dist.main else 0.0], device=self.device)
         tdist.broadcast(flag, 0)
         return bool(flag.item())
