@@ -98,3 +98,17 @@ def test_raw_inputs_validation(store, rng):
     empty = DecodeStats()
     assert len(decode_dvs_cdr(serialize_dvs_event_array(batch_of(rng, 0), 0), empty)) == 0
     assert empty.empty_packets == 1
+
+
+def test_bool_byte_other_than_one_is_on(rng):
+    """CDR bools are one byte; a writer may put any nonzero value there: it decodes as ON."""
+    batch = batch_of(rng, 5)
+    buf = bytearray(serialize_dvs_event_array(batch, 7))
+    n_head = len(buf) - (14 + 16 * 3 + 15)  # events: 14 bytes, then 16 each, the last 15
+    # polarity bytes: event 0 at +12 of its start, later events at +14 of theirs
+    starts = [n_head] + [n_head + 14 + 16 * k for k in range(4)]
+    offs = [starts[0] + 12] + [s + 14 for s in starts[1:]]
+    for k, off in enumerate(offs):
+        assert buf[off] == batch.p[k]
+        buf[off] = 0 if batch.p[k] == 0 else 7
+    np.testing.assert_array_equal(decode_dvs_cdr(bytes(buf)).p, batch.p)

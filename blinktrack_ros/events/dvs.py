@@ -15,6 +15,7 @@ counted and the batch sorted, truncated buffers raise an error naming the offset
 
 from __future__ import annotations
 
+from functools import lru_cache
 import struct
 
 import numpy as np
@@ -35,12 +36,24 @@ def event_layout(start: int) -> tuple[dict[str, int], int]:
 
     Returns the offsets and the payload offset where the next event starts.
     """
+    offsets, nxt = _layout_mod8(start % 8)
+    return dict(offsets), start + nxt
+
+
+@lru_cache(maxsize=8)
+def _layout_mod8(start: int) -> tuple[tuple[tuple[str, int], ...], int]:
+    """event_layout for a start offset in 0..7 (alignments are at most 4, so this repeats)."""
     pos, offsets = start, {}
     for name, size, _ in _FIELDS:
         pos = _align(pos, size)
         offsets[name] = pos - start
         pos += size
-    return offsets, _align(pos, 2)  # the next event begins with a uint16
+    return tuple(offsets.items()), _align(pos, 2) - start  # the next event begins with a uint16
+
+
+@lru_cache(maxsize=16)
+def _cached_dtype(offsets: tuple[tuple[str, int], ...], endian: str) -> np.dtype:
+    return _event_dtype(dict(offsets), endian)
 
 
 def _event_dtype(offsets: dict[str, int], endian: str) -> np.dtype:
@@ -90,7 +103,7 @@ def _event_views(buf, endian: str, start: int, n: int) -> tuple[list[np.ndarray]
         end = ENCAPSULATION_BYTES + pos + (count - 1) * stride + off0["p"] + 1
         if end > size:
             raise DvsTruncatedError(f"event {n - left + count - 1}", end, size)
-        views.append(np.ndarray((count,), _event_dtype(off0, endian), buf,
+        views.append(np.ndarray((count,), _cached_dtype(tuple(off0.items()), endian), buf,
                                 ENCAPSULATION_BYTES + pos, (stride,)))
         pos, left = pos + count * stride, left - count
     return views, end - ENCAPSULATION_BYTES
@@ -132,16 +145,18 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
     x, y = np.empty(n, np.uint16), np.empty(n, np.uint16)
     t, p = np.empty(n, np.int64), np.empty(n, np.uint8)
     i = 0
-    for v in views:  # copy the strided fields into native arrays
+    for v in views:  # copy the strided fields into native arrays, one pass per field
         part = slice(i, i + v.shape[0])
-        x[part], y[part], p[part] = v["x"], v["y"], v["p"]
+        x[part], y[part] = v["x"], v["y"]
+        np.not_equal(v["p"], 0, out=p[part].view(bool))  # a CDR bool byte: nonzero is true
         ts = t[part]
-        ts[...] = v["sec"]
-        ts *= 1_000_000_000
+        np.multiply(v["sec"], _NS_PER_S, out=ts)
         ts += v["nsec"]
         i += v.shape[0]
-    np.minimum(p, 1, out=p)  # a CDR bool is one byte, 0 or 1
     return _to_batch(x, y, t, p, int(width), int(height), stats)
+
+
+_NS_PER_S = np.int64(1_000_000_000)
 
 
 def decode_dvs_message(msg: object, stats=None) -> EventBatch:
