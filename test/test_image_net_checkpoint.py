@@ -155,10 +155,16 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, rng):
 def test_bench_command_reports_json(capsys):
     import json
 
+    import torch
+
+    before = torch.get_num_threads()
+    threads = 2 if before == 1 else 1
     assert cli_main(["bench", "image-net", "--configs", "lite", "--repeats", "1", "--tracks",
-                     "8", "--json"]) == 0
+                     "8", "--threads", str(threads), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["bench"] == "image-net" and figures["tracks"] == 8
+    assert figures["machine"]["torch_threads"] == threads  # timed with the threads asked for
+    assert torch.get_num_threads() == before  # and the caller's setting is restored
     for size in ("240x180", "640x480"):
         assert figures[f"lite_{size}_frame_ms"] > 0
         # the lite network must cost far less than the authors' 17 / 61 GFLOP per frame

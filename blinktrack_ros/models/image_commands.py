@@ -18,6 +18,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracks", type=int, default=64, help="tracks per frame (default 64)")
     p.add_argument("--repeats", type=int, default=10, help="timed frames per case (default 10)")
     p.add_argument("--configs", default="paper,lite", help="comma-separated: paper,lite")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.set_defaults(func=_bench)
 
 
@@ -26,19 +27,27 @@ def _bench(args: argparse.Namespace) -> int:
     from blinktrack_ros.cli import UsageError
     from blinktrack_ros.models.image_config import config_by_name
 
-    if args.tracks < 0 or args.repeats < 1:
-        raise UsageError("--tracks must be >= 0 and --repeats >= 1")
+    if args.tracks < 0 or args.repeats < 1 or args.threads < 1:
+        raise UsageError("--tracks must be >= 0, --repeats and --threads >= 1")
     try:
         configs = [(name, config_by_name(name)) for name in args.configs.split(",")]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    figures: dict[str, Any] = {"tracks": args.tracks, "repeats": args.repeats}
-    for name, config in configs:
-        figures.update(bench_config(name, config, args.tracks, args.repeats))
-    figures["note"] = ("medians (and the frame minimum) over repeats on a shared 2-core machine: "
-                       "timings are noisy; speedup = authors' ms / our median (authors: 120 ms "
-                       "at 240x180, 275 ms at 640x480 for the paper size, 64 tracks)")
-    report("image-net", figures, args.json)
+    import torch
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # restored after the report (which records it)
+    try:
+        figures: dict[str, Any] = {"tracks": args.tracks, "repeats": args.repeats}
+        for name, config in configs:
+            figures.update(bench_config(name, config, args.tracks, args.repeats))
+        figures["note"] = ("medians (and the frame minimum) over repeats on a shared 2-core "
+                           "machine: timings are noisy; speedup = authors' ms / our median "
+                           "(authors: 120 ms at 240x180, 275 ms at 640x480 for the paper size, "
+                           "64 tracks)")
+        report("image-net", figures, args.json)
+    finally:
+        torch.set_num_threads(threads_before)
     return 0
 
 
