@@ -271,11 +271,12 @@ _ADJ_SIGN = np.array([[1.0, -1.0], [-1.0, 1.0]])
 def _update_numpy(x: np.ndarray, P: np.ndarray, z: np.ndarray,
                   R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The same Joseph-form update with H = [I 0] applied as slicing (no 4x4 I - K H built)."""
+    if x.shape[0] >= _FEW_TRACKS:
+        return _update_batch_last(x, P, z, R)
     # y = z - H x ;  S = H P H' + R
     y, S = innovation(x, P, z, R)
     det = S[:, 0, 0] * S[:, 1, 1] - S[:, 0, 1] * S[:, 1, 0]
-    if not det.min(initial=1.0) > 0:  # also catches NaN
-        raise ValueError("S = H P H' + R is singular or not positive definite: check R")
+    _check_det(det, S[:, 0, 0])
     # K = P H' S^-1 with S^-1 = adj(S) / det(S), adj(S) = [[d, -b], [-c, a]]
     K = P[:, :, :2] @ (S.swapaxes(1, 2)[:, ::-1, ::-1] * _ADJ_SIGN)  # N 4 2
     K /= det[:, None, None]
@@ -290,3 +291,50 @@ def _update_numpy(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     P_new += P_new.swapaxes(1, 2)
     P_new *= 0.5
     return x_new, P_new
+
+
+def _check_det(det: np.ndarray, s00: np.ndarray) -> None:
+    """Raise unless every S is positive definite (a 2x2 is iff S00 > 0 and det > 0)."""
+    if not (det.min(initial=1.0) > 0 and s00.min(initial=1.0) > 0):  # also catches NaN
+        raise ValueError("S = H P H' + R is singular or not positive definite: check R")
+
+
+def _update_batch_last(x: np.ndarray, P: np.ndarray, z: np.ndarray,
+                       R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_update_numpy` for many tracks: the same formulas with the track axis last.
+
+    numpy's stacked 4x4 matmuls loop over the tracks; with the arrays transposed to (4, 4, N)
+    every step is a broadcast product over contiguous N-vectors. Measured interleaved with the
+    stacked kernel in one process, predict + update: 1.34x at N = 256, 1.23x at N = 1000,
+    1.18x at N = 10000 (update alone: 1.2-2.4x, the machine is noisy); at N = 64 it does not
+    pay, so small batches keep the stacked kernel.
+    """
+    Pb = np.ascontiguousarray(P.transpose(1, 2, 0))  # 4 4 N
+    Rb = np.ascontiguousarray(R.transpose(1, 2, 0))  # 2 2 N
+    xb = np.ascontiguousarray(x.T)  # 4 N
+    # y = z - H x ;  S = H P H' + R
+    y = z.T - xb[:2]  # 2 N
+    S = Pb[:2, :2] + Rb
+    det = S[0, 0] * S[1, 1] - S[0, 1] * S[1, 0]
+    _check_det(det, S[0, 0])
+    # S^-1 = adj(S) / det(S)
+    Si = np.empty_like(S)
+    Si[0, 0], Si[1, 1] = S[1, 1], S[0, 0]
+    np.negative(S[0, 1], out=Si[0, 1])
+    np.negative(S[1, 0], out=Si[1, 0])
+    Si /= det
+    # K = P H' S^-1: K[i, j] = sum_k P[i, k] Si[k, j] over k = 0, 1   (4 2 N)
+    K = Pb[:, 0, None] * Si[None, 0]
+    K += Pb[:, 1, None] * Si[None, 1]
+    # x = x + K y
+    x_new = xb + K[:, 0] * y[0] + K[:, 1] * y[1]
+    # M = P - K (H P) ;  P = M - (M H' - K R) K'   (the Joseph form, as in _update_numpy)
+    M = Pb - K[:, 0, None] * Pb[None, 0]
+    M -= K[:, 1, None] * Pb[None, 1]
+    D = M[:, :2] - K[:, 0, None] * Rb[None, 0]
+    D -= K[:, 1, None] * Rb[None, 1]
+    P_new = M - D[:, 0, None] * K[None, :, 0]
+    P_new -= D[:, 1, None] * K[None, :, 1]
+    P_new += P_new.swapaxes(0, 1)  # symmetric to the last bit (see _update_numpy)
+    P_new *= 0.5
+    return np.ascontiguousarray(x_new.T), np.ascontiguousarray(P_new.transpose(2, 0, 1))

@@ -23,8 +23,10 @@ def _random_sequence(rng: np.random.Generator, n_tracks: int, n_steps: int) -> l
              _random_spd(rng, n_tracks, 2, rng.uniform(0.1, 10))) for _ in range(n_steps)]
 
 
-def test_matches_filterpy_per_track(rng: np.random.Generator) -> None:
-    n_tracks, n_steps, q = 6, 40, 350.0
+@pytest.mark.parametrize(("n_tracks", "n_steps"), [(6, 40), (300, 6)])  # both update kernels
+def test_matches_filterpy_per_track(rng: np.random.Generator, n_tracks: int,
+                                    n_steps: int) -> None:
+    q = 350.0
     x0 = np.column_stack([rng.normal(100, 20, (n_tracks, 2)), rng.normal(0, 50, (n_tracks, 2))])
     P0 = _random_spd(rng, n_tracks, 4, 3.0)
     steps = _random_sequence(rng, n_tracks, n_steps)
@@ -90,8 +92,10 @@ def test_gradcheck_through_predict_and_update(rng: np.random.Generator) -> None:
     assert torch.autograd.gradcheck(fused, (x, z, log_r, dt, q), eps=1e-6, atol=1e-5)
 
 
-def test_covariances_stay_spd_over_many_updates(rng: np.random.Generator) -> None:
-    n_tracks, n_steps = 100, 100  # 10^4 track updates
+@pytest.mark.parametrize(("n_tracks", "n_steps"), [(100, 100), (400, 25)])  # both kernels
+def test_covariances_stay_spd_over_many_updates(rng: np.random.Generator, n_tracks: int,
+                                                n_steps: int) -> None:
+    # 10^4 track updates
     x = np.zeros((n_tracks, 4))
     P = kalman.initial_covariance(n_tracks, 2.0, 100.0)
     for _ in range(n_steps):
@@ -134,6 +138,9 @@ def test_singular_innovation_covariance_raises() -> None:
     P = np.zeros((1, 4, 4))
     with pytest.raises(ValueError, match="singular"):
         kalman.update(x, P, np.zeros((1, 2)), np.zeros((1, 2, 2)))
+    # negative definite S has a positive determinant: it must be refused all the same
+    with pytest.raises(ValueError, match="not positive definite"):
+        kalman.update(x, P, np.zeros((1, 2)), -np.eye(2)[None])
 
 
 def test_zero_dt_predict_is_identity(rng: np.random.Generator) -> None:
@@ -180,3 +187,23 @@ def test_predict_equals_explicit_f_p_ft_plus_q(rng: np.random.Generator, n: int)
         Q = Q_continuous_white_noise(2, dt[i], q[i], block_size=2, order_by_dim=False)
         np.testing.assert_allclose(xp[i], F @ x[i], atol=1e-12)
         np.testing.assert_allclose(Pp[i], F @ P[i] @ F.T + Q, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [256, 1000])
+def test_batch_last_update_equals_the_stacked_kernel(rng: np.random.Generator, n: int) -> None:
+    """Many tracks take the batch-last kernel; it must compute what the small-N one does."""
+    x = rng.normal(size=(n, 4))
+    P = _random_spd(rng, n, 4, 2.0)
+    z, R = rng.normal(size=(n, 2)), _random_spd(rng, n, 2, 1.0)
+    xa, Pa = kalman._update_batch_last(x, P, z, R)
+    x_parts, P_parts = zip(*(kalman.update(x[i:i + 100], P[i:i + 100], z[i:i + 100],
+                                           R[i:i + 100]) for i in range(0, n, 100)))
+    np.testing.assert_allclose(xa, np.concatenate(x_parts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(Pa, np.concatenate(P_parts), rtol=0, atol=1e-12)
+    assert xa.flags.c_contiguous and Pa.flags.c_contiguous
+    xb, Pb = kalman.update(x, P, z, R)  # the public entry point takes it from 256 tracks on
+    assert np.array_equal(xb, xa) and np.array_equal(Pb, Pa)
+    R_bad = R.copy()
+    R_bad[7] = -np.eye(2) * 1e3
+    with pytest.raises(ValueError, match="singular"):
+        kalman.update(x, P, z, R_bad)
