@@ -150,13 +150,12 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
         x[part], y[part] = v["x"], v["y"]
         np.not_equal(v["p"], 0, out=p[part].view(bool))  # a CDR bool byte: nonzero is true
         ts = t[part]
-        np.multiply(v["sec"], _NS_PER_S, out=ts)
+        ts[...] = v["sec"]  # widen first: numpy 1.x would multiply in int32 and overflow
+        ts *= 1_000_000_000
         ts += v["nsec"]
         i += v.shape[0]
     return _to_batch(x, y, t, p, int(width), int(height), stats)
 
-
-_NS_PER_S = np.int64(1_000_000_000)
 
 
 def decode_dvs_message(msg: object, stats=None) -> EventBatch:
