@@ -276,7 +276,7 @@ def _update_numpy(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     # y = z - H x ;  S = H P H' + R
     y, S = innovation(x, P, z, R)
     det = S[:, 0, 0] * S[:, 1, 1] - S[:, 0, 1] * S[:, 1, 0]
-    _check_det(det, S[:, 0, 0])
+    _check_positive_definite(det, S[:, 0, 0])
     # K = P H' S^-1 with S^-1 = adj(S) / det(S), adj(S) = [[d, -b], [-c, a]]
     K = P[:, :, :2] @ (S.swapaxes(1, 2)[:, ::-1, ::-1] * _ADJ_SIGN)  # N 4 2
     K /= det[:, None, None]
@@ -293,7 +293,7 @@ def _update_numpy(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     return x_new, P_new
 
 
-def _check_det(det: np.ndarray, s00: np.ndarray) -> None:
+def _check_positive_definite(det: np.ndarray, s00: np.ndarray) -> None:
     """Raise unless every S is positive definite (a 2x2 is iff S00 > 0 and det > 0)."""
     if not (det.min(initial=1.0) > 0 and s00.min(initial=1.0) > 0):  # also catches NaN
         raise ValueError("S = H P H' + R is singular or not positive definite: check R")
@@ -316,7 +316,7 @@ def _update_batch_last(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     y = z.T - xb[:2]  # 2 N
     S = Pb[:2, :2] + Rb
     det = S[0, 0] * S[1, 1] - S[0, 1] * S[1, 0]
-    _check_det(det, S[0, 0])
+    _check_positive_definite(det, S[0, 0])
     # S^-1 = adj(S) / det(S)
     Si = np.empty_like(S)
     Si[0, 0], Si[1, 1] = S[1, 1], S[0, 0]

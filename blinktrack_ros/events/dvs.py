@@ -36,24 +36,19 @@ def event_layout(start: int) -> tuple[dict[str, int], int]:
 
     Returns the offsets and the payload offset where the next event starts.
     """
-    offsets, nxt = _layout_mod8(start % 8)
-    return dict(offsets), start + nxt
-
-
-@lru_cache(maxsize=8)
-def _layout_mod8(start: int) -> tuple[tuple[tuple[str, int], ...], int]:
-    """event_layout for a start offset in 0..7 (alignments are at most 4, so this repeats)."""
     pos, offsets = start, {}
     for name, size, _ in _FIELDS:
         pos = _align(pos, size)
         offsets[name] = pos - start
         pos += size
-    return tuple(offsets.items()), _align(pos, 2) - start  # the next event begins with a uint16
+    return offsets, _align(pos, 2)  # the next event begins with a uint16
 
 
 @lru_cache(maxsize=16)
-def _cached_dtype(offsets: tuple[tuple[str, int], ...], endian: str) -> np.dtype:
-    return _event_dtype(dict(offsets), endian)
+def _view_dtype(start_mod8: int, endian: str) -> np.dtype:
+    """dtype of an Event starting at payload offset = start_mod8 (mod 8; alignments are <= 4,
+    so the layout repeats): built once per layout instead of once per message."""
+    return _event_dtype(event_layout(start_mod8)[0], endian)
 
 
 def _event_dtype(offsets: dict[str, int], endian: str) -> np.dtype:
@@ -103,7 +98,7 @@ def _event_views(buf, endian: str, start: int, n: int) -> tuple[list[np.ndarray]
         end = ENCAPSULATION_BYTES + pos + (count - 1) * stride + off0["p"] + 1
         if end > size:
             raise DvsTruncatedError(f"event {n - left + count - 1}", end, size)
-        views.append(np.ndarray((count,), _cached_dtype(tuple(off0.items()), endian), buf,
+        views.append(np.ndarray((count,), _view_dtype(pos % 8, endian), buf,
                                 ENCAPSULATION_BYTES + pos, (stride,)))
         pos, left = pos + count * stride, left - count
     return views, end - ENCAPSULATION_BYTES
@@ -155,7 +150,6 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
         ts += v["nsec"]
         i += v.shape[0]
     return _to_batch(x, y, t, p, int(width), int(height), stats)
-
 
 
 def decode_dvs_message(msg: object, stats=None) -> EventBatch:
