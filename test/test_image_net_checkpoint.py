@@ -170,3 +170,75 @@ def test_bench_command_reports_json(capsys):
         # the lite network must cost far less than the authors' 17 / 61 GFLOP per frame
         assert 0 < figures[f"lite_{size}_frame_GFLOP"] < 5
     assert figures["lite_640x480_frame_GFLOP"] > figures["lite_240x180_frame_GFLOP"]
+
+
+def _features_of(net: ImageNet, x: torch.Tensor):
+    """FrameFeatures of a (H, W) frame whose encoder input is exactly x (no padding by us)."""
+    import torch.nn.functional as F
+
+    from blinktrack_ros.models.image_net import FrameFeatures
+
+    levels = [net.encoder(x[None, None])[0]]
+    for _ in range(net.config.corr_levels - 1):
+        levels.append(F.avg_pool2d(levels[-1][None], 2, stride=2)[0])
+    size = (int(x.shape[0]), int(x.shape[1]))
+    return FrameFeatures(tuple(levels), size, size)
+
+
+@pytest.mark.parametrize("size", [(180, 240), (260, 346)])  # EC/EDS DAVIS240C, DAVIS346
+def test_converted_weights_encode_frames_unpadded(official, rng, size):
+    """The authors feed frames as given; a converted checkpoint must too (issue: 0.2-0.8 px off).
+
+    Reference: the encoder run directly on the unpadded frame, and the coordinates tracked on
+    those features; the default path must give the same, and must differ from a padded encoding
+    (so the test would fail if the padding came back).
+    """
+    _, _, net = official
+    assert net.config.frame_padding == "none"
+    H, W = size
+    gray = torch.from_numpy(rng.random((H, W), dtype=np.float32))
+    starts = torch.tensor([[12.0, 15.0], [W - 9.5, H - 7.25], [W / 2 + 0.3, H / 2 - 0.6]])
+    with torch.no_grad():
+        frame = net.encode_frame(gray)
+        direct = _features_of(net, gray)
+        assert frame.padded_size == (H, W)
+        assert frame.feature_map.shape[-2:] == (H // 8, W // 8)
+        np.testing.assert_allclose(frame.feature_map.numpy(), direct.feature_map.numpy(),
+                                   rtol=0, atol=1e-5)
+        ref = net.sample_reference(direct, starts)
+        got, _ = net.track(frame, ref, starts + 1.5, starts)
+        want, _ = net.track(direct, ref, starts + 1.5, starts)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-3)
+        padded = _pad_to_8(gray)
+        if padded.shape != gray.shape:  # both sizes here are not multiples of 8
+            other = _features_of(net, padded).feature_map[:, : H // 8, : W // 8]
+            assert float((other - direct.feature_map).abs().max()) > 1e-3
+
+
+def _pad_to_8(gray: torch.Tensor) -> torch.Tensor:
+    H, W = gray.shape
+    return torch.nn.functional.pad(gray[None, None], (0, -W % 8, 0, -H % 8),
+                                   mode="replicate")[0, 0]
+
+
+def test_padding_convention_is_carried_by_the_checkpoint(official, tmp_path, rng):
+    """Lite weights keep padding; converted weights from before the field existed load unpadded."""
+    import dataclasses
+
+    lite = load_image_net(Path(__file__).parents[1] / "weights" / "image_lite.pt")
+    assert lite.config.frame_padding == "replicate"  # trained on padded frames: unchanged
+    with torch.no_grad():
+        frame = lite.encode_frame(torch.from_numpy(rng.random((180, 240), dtype=np.float32)))
+    assert frame.padded_size == (184, 240)
+    _, _, net = official
+    legacy = {f.name: getattr(PAPER, f.name) for f in dataclasses.fields(PAPER)
+              if f.name != "frame_padding"}
+    for extra, want in (({"converted_from": "BlinkTrack_Image.pth"}, "none"), ({}, "replicate")):
+        path = tmp_path / f"legacy_{want}.pt"
+        torch.save({"format_version": 1, "kind": "image_net", "config": legacy,
+                    "state_dict": net.state_dict(), "extra": extra}, path)
+        assert load_image_net(path).config.frame_padding == want
+    with pytest.raises(ValueError, match="frame_padding"):
+        dataclasses.replace(PAPER, frame_padding="reflect")
+    small = dataclasses.replace(PAPER, frame_padding="none")
+    assert ImageNet(small).encode_frame(torch.zeros(40, 50)).padded_size == (128, 128)

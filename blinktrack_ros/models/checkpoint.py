@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,12 +32,15 @@ def save_checkpoint(path: str | Path, kind: str, config: Any, state_dict: dict[s
 
 
 def load_checkpoint(path: str | Path, kind: str, config_cls: type[C],
-                    expected_config: C | None = None) -> tuple[C, dict[str, torch.Tensor], dict]:
+                    expected_config: C | None = None,
+                    legacy_fields: Callable[[dict], dict] | None = None
+                    ) -> tuple[C, dict[str, torch.Tensor], dict]:
     """Read a checkpoint written by save_checkpoint and check it.
 
     Returns (config, state_dict, extra). Raises CheckpointError naming what does not match:
     the kind, the format version, unknown config fields, or a config that differs from
-    `expected_config` when one is given.
+    `expected_config` when one is given. `legacy_fields(extra)` gives values for config fields
+    that a checkpoint written before they existed lacks (fields it does store are kept).
     """
     path = Path(path)
     if not path.is_file():
@@ -58,6 +62,9 @@ def load_checkpoint(path: str | Path, kind: str, config_cls: type[C],
     unknown = sorted(set(stored) - fields)
     if unknown:
         raise CheckpointError(f"{path}: config fields unknown to {config_cls.__name__}: {unknown}")
+    if legacy_fields is not None:
+        extra = dict(payload.get("extra", {}))
+        stored = {**{k: v for k, v in legacy_fields(extra).items() if k in fields}, **stored}
     config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
     if expected_config is not None and config != expected_config:
         diff = {f: (getattr(config, f), getattr(expected_config, f)) for f in sorted(fields)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STRIDE = 8  # the feature map is at 1/8 of the (padded) image resolution
+FRAME_PADDINGS = ("replicate", "none")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,14 @@ class ImageNetConfig:
         mlp_depth: residual pre-norm blocks of the per-point MLP.
         mlp_expansion: hidden width factor inside each block.
         iterations: refinement iterations per frame.
+        frame_padding: how `ImageNet.encode_frame` feeds a frame whose sides are not multiples
+            of 8: "replicate" pads it at the right and bottom (replicating the last row/column)
+            to a multiple of 8 and to at least `min_size_px`, as our lite weights were trained;
+            "none" feeds it as given, as the authors' evaluation does (their encoder resizes its
+            1/8 and 1/16 maps to H // 8 x W // 8), so their converted weights see the inputs they
+            were trained on. Instance norm sees every row, so the two differ from the stem on.
+            With "none" only frames smaller than `min_size_px` are padded (to that size).
+            Part of the checkpoint: each checkpoint carries its own convention.
     """
 
     stem_dim: int = 64
@@ -39,6 +48,7 @@ class ImageNetConfig:
     mlp_depth: int = 12
     mlp_expansion: int = 4
     iterations: int = 3
+    frame_padding: str = "replicate"
 
     def __post_init__(self) -> None:
         if len(self.stage_dims) != 4:
@@ -48,6 +58,9 @@ class ImageNetConfig:
         positive = (self.stem_dim, self.blocks_per_stage, self.fuse_dim, self.feature_dim,
                     self.corr_levels, self.mlp_dim, self.mlp_expansion, self.iterations,
                     *self.stage_dims)
+        if self.frame_padding not in FRAME_PADDINGS:
+            raise ValueError(f"frame_padding must be one of {FRAME_PADDINGS}, "
+                             f"got {self.frame_padding!r}")
         if min(positive) < 1 or self.corr_radius < 0 or self.mlp_depth < 0:
             raise ValueError(f"sizes must be positive: {self}")
 
@@ -70,8 +83,8 @@ class ImageNetConfig:
         return STRIDE * 2**self.corr_levels
 
 
-PAPER = ImageNetConfig()
-"""The authors' image module: about 28.1 M parameters."""
+PAPER = ImageNetConfig(frame_padding="none")
+"""The authors' image module: about 28.1 M parameters, frames fed unpadded as they do."""
 
 LITE = ImageNetConfig(stem_dim=16, stage_dims=(16, 24, 32, 48), blocks_per_stage=1,
                       fuse_dim=64, feature_dim=64, embed_dim=16, mlp_dim=128, mlp_depth=3,

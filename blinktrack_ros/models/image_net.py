@@ -153,8 +153,10 @@ class ImageNet(nn.Module):
     def encode_frame(self, gray: torch.Tensor | np.ndarray) -> FrameFeatures:
         """Encode a (H, W) float gray frame in [0, 1] once: feature map and pyramid.
 
-        The frame is padded (replicating the last row/column) at the right and bottom to a
-        multiple of 8 and to at least `config.min_size_px` per side.
+        With `config.frame_padding` "replicate" the frame is padded (replicating the last
+        row/column) at the right and bottom to a multiple of 8 and to at least
+        `config.min_size_px` per side; with "none" (the authors' convention, converted official
+        weights) it is encoded as given, padded only where a side is below `min_size_px`.
         """
         image = torch.as_tensor(np.asarray(gray) if not torch.is_tensor(gray) else gray)
         if image.ndim != 2 or min(image.shape) < 1:
@@ -163,8 +165,11 @@ class ImageNet(nn.Module):
         image = image.to(device=param.device, dtype=param.dtype)
         H, W = image.shape
         min_size = self.config.min_size_px
-        Hp = max(-(-H // STRIDE) * STRIDE, min_size)
-        Wp = max(-(-W // STRIDE) * STRIDE, min_size)
+        if self.config.frame_padding == "none":
+            Hp, Wp = max(H, min_size), max(W, min_size)
+        else:
+            Hp = max(-(-H // STRIDE) * STRIDE, min_size)
+            Wp = max(-(-W // STRIDE) * STRIDE, min_size)
         x = image[None, None]  # 1 1 H W
         if (Hp, Wp) != (H, W):
             x = F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate")  # 1 1 Hp Wp
@@ -249,10 +254,20 @@ def save_image_net(path: str | Path, net: ImageNet, extra: dict[str, Any] | None
     save_checkpoint(path, KIND, net.config, net.state_dict(), extra)
 
 
+def _legacy_fields(extra: dict) -> dict:
+    """Config values of checkpoints written before a field existed.
+
+    frame_padding: every checkpoint before it was trained with padded frames, except those
+    converted from the authors' weights (marked "converted_from"), which expect frames unpadded.
+    """
+    return {"frame_padding": "none" if extra.get("converted_from") else "replicate"}
+
+
 def load_image_net(path: str | Path, device: str | torch.device = "cpu",
                    expected_config: ImageNetConfig | None = None) -> ImageNet:
     """Load an image network in eval mode; CheckpointError on kind/config/weight mismatch."""
-    config, state_dict, _ = load_checkpoint(path, KIND, ImageNetConfig, expected_config)
+    config, state_dict, _ = load_checkpoint(path, KIND, ImageNetConfig, expected_config,
+                                            legacy_fields=_legacy_fields)
     net = ImageNet(config)
     try:
         net.load_state_dict(state_dict)
