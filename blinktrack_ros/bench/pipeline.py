@@ -52,12 +52,12 @@ def _size(text: str) -> tuple[int, int]:
 def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            threads: int = 1, node_log: str | None = None, pace: float = 1.0,
                            progress: bool = False) -> dict[str, Any]:
-    """All figures of `blinktrack bench pipeline` for a bag.bench.BenchSetup."""
+    """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
     import torch
 
-    from blinktrack_ros.bag.bench import (
+    from blinktrack_ros.bench.replay import (
         bench_pipeline,
         bench_sequence,
         pipeline_figures,
@@ -91,8 +91,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    from blinktrack_ros.bag.bench import BenchSetup
-    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.bench.replay import BenchSetup
+    from blinktrack_ros.bench.util import report
     from blinktrack_ros.cli import UsageError
 
     w, h = _size(args.size)
