@@ -9,6 +9,7 @@ real-time pace, latency from the packet completing an event window to its tracks
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 
@@ -29,6 +30,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sequence seed")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    p.add_argument("--frame-join-ms", type=float, default=None,
+                   help="frames concurrent with the event windows of the next this many ms of "
+                        "data (default 10; 0: one after the other); the live node keeps 0")
     p.add_argument("--no-live", action="store_true", help="skip the live rclpy latency run")
     p.add_argument("--no-replay", action="store_true", help="skip the bag replay")
     p.add_argument("--pace", type=float, default=1.0,
@@ -73,6 +77,7 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
         "target_count": setup.target_count, "event_window_ms": setup.window_ms,
         "frame_hz": setup.frame_hz, "data_s": setup.duration_s,
+        "frame_join_ms": setup.frame_join_ms,
         "events_per_s": len(seq.events) / setup.duration_s, "torch_threads": threads}
     figures.update(pipeline_figures(seq, pipe, progress))
     if replay:
@@ -115,6 +120,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
                        window_ms=args.window_ms, target_count=args.target_count,
                        mode=args.mode, seed=args.seed, event_weights=args.event_weights,
                        image_weights=args.image_weights)
+    if args.frame_join_ms is not None:
+        setup = replace(setup, frame_join_ms=args.frame_join_ms)
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
                                          args.node_log, args.pace, progress=not args.json)

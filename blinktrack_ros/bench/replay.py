@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
-from blinktrack_ros.tracking.pipeline import Pipeline, Update
+from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, Pipeline, Update
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class BenchSetup:
         preset: synthetic preset name.
         seed: sequence seed.
         event_weights, image_weights: checkpoints; None = the shipped lite weights.
+        frame_join_ms: PipelineConfig.frame_join_ms (frames concurrent with event windows).
     """
 
     width: int = 240
@@ -51,6 +52,7 @@ class BenchSetup:
     seed: int = 0
     event_weights: str | None = None
     image_weights: str | None = None
+    frame_join_ms: float = OFFLINE_FRAME_JOIN_MS
 
 
 def bench_sequence(setup: BenchSetup, progress: bool = False) -> Any:
@@ -77,7 +79,8 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
     from blinktrack_ros.tracking.seeding import SeedConfig
 
     config = PipelineConfig(mode=Mode(setup.mode), event_window_ms=setup.window_ms,
-                            max_pending_windows=max_pending_windows)
+                            max_pending_windows=max_pending_windows,
+                            frame_join_ms=setup.frame_join_ms)
     kwargs = dict(seeding=SeedConfig(target_count=setup.target_count),
                   event_weights=setup.event_weights, image_weights=setup.image_weights)
     if not untrained:
@@ -142,6 +145,9 @@ def _drive(pipe: Pipeline, inputs: Iterable, times: CallTimes, total: int | None
         updates = times.run(pipe, item)
         if on_updates is not None:
             on_updates(updates)
+    updates = pipe.flush()
+    if on_updates is not None:
+        on_updates(updates)
     return time.perf_counter() - t0, time.process_time() - cpu0
 
 
@@ -154,6 +160,7 @@ def warm_up(seq: Any, pipe: Pipeline, seconds: float = 0.2) -> None:
         if t_ns > end_ns:
             break
         CallTimes().run(pipe, item)
+    pipe.flush()
 
 
 def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[str, float]:
