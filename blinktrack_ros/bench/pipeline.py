@@ -33,6 +33,11 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-join-ms", type=float, default=None,
                    help="frames concurrent with the event windows of the next this many ms of "
                         "data (default 10; 0: one after the other); the live node keeps 0")
+    p.add_argument("--event-msg", default="dvs", choices=["dvs", "evt3"],
+                   help="event messages of the replayed bag (evt3: Prophesee EventPacket)")
+    p.add_argument("--event-rate-mev-s", type=float, default=0.0,
+                   help="add uniform random events up to this rate (e.g. 20 for a Prophesee-"
+                        "like stream; 0: the simulated events only)")
     p.add_argument("--no-live", action="store_true", help="skip the live rclpy latency run")
     p.add_argument("--no-replay", action="store_true", help="skip the bag replay")
     p.add_argument("--pace", type=float, default=1.0,
@@ -82,7 +87,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
     figures.update(pipeline_figures(seq, pipe, progress))
     if replay:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
-            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress))
+            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress,
+                                          setup.event_msg))
     if live:
         from pathlib import Path
 
@@ -122,6 +128,9 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
                        image_weights=args.image_weights)
     if args.frame_join_ms is not None:
         setup = replace(setup, frame_join_ms=args.frame_join_ms)
+    if not 0 <= args.event_rate_mev_s <= 100:
+        raise UsageError("--event-rate-mev-s must be in [0, 100]")
+    setup = replace(setup, event_msg=args.event_msg, event_rate_mev_s=args.event_rate_mev_s)
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
                                          args.node_log, args.pace, progress=not args.json)

@@ -39,6 +39,10 @@ class BenchSetup:
         seed: sequence seed.
         event_weights, image_weights: checkpoints; None = the shipped lite weights.
         frame_join_ms: PipelineConfig.frame_join_ms (frames concurrent with event windows).
+        event_msg: event message of the replayed bag: "dvs" (dvs_msgs/EventArray) or "evt3"
+            (event_camera_msgs/EventPacket, Prophesee's encoding, decoded per packet).
+        event_rate_mev_s: 0 = the simulated events only; above their rate, uniform random
+            events are added up to this rate (a Prophesee-like 10-30 Mev/s stream).
     """
 
     width: int = 240
@@ -53,16 +57,32 @@ class BenchSetup:
     event_weights: str | None = None
     image_weights: str | None = None
     frame_join_ms: float = OFFLINE_FRAME_JOIN_MS
+    event_msg: str = "dvs"
+    event_rate_mev_s: float = 0.0
 
 
 def bench_sequence(setup: BenchSetup, progress: bool = False) -> Any:
-    """The synthetic Sequence of the setup (preset resized, frames at setup.frame_hz)."""
+    """The synthetic Sequence of the setup (preset resized, frames at setup.frame_hz), with
+    uniform random events added up to `event_rate_mev_s`."""
     from blinktrack_ros.synth.config import preset
     from blinktrack_ros.synth.sequence import generate_sequence
 
     config = replace(preset(setup.preset, setup.width, setup.height, setup.duration_s),
                      frame_hz=setup.frame_hz)
-    return generate_sequence(config, setup.seed, progress=progress)
+    seq = generate_sequence(config, setup.seed, progress=progress)
+    extra = int(setup.event_rate_mev_s * 1e6 * setup.duration_s) - len(seq.events)
+    if extra <= 0:
+        return seq
+    rng = np.random.default_rng(setup.seed + 1)
+    # microsecond times (what evt3 carries), in (0, duration]
+    t = (rng.integers(1, int(setup.duration_s * 1e6) + 1, extra) * 1000).astype(np.int64)
+    noise = EventBatch(rng.integers(0, setup.width, extra).astype(np.uint16),
+                       rng.integers(0, setup.height, extra).astype(np.uint16), t,
+                       rng.integers(0, 2, extra).astype(np.uint8), setup.width, setup.height)
+    merged = EventBatch.concatenate([seq.events, noise])
+    order = np.argsort(merged.t, kind="stable")
+    return replace(seq, events=EventBatch(merged.x[order], merged.y[order], merged.t[order],
+                                          merged.p[order], setup.width, setup.height))
 
 
 def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
@@ -179,8 +199,8 @@ def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[s
             "tracks_born": int(pipe.stats.tracks_born)}
 
 
-def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
-                   progress: bool = False) -> dict[str, float]:
+def replay_figures(seq: Any, pipe: Pipeline, workdir: Path, progress: bool = False,
+                   event_msg: str = "dvs") -> dict[str, float]:
     """The whole replay (bag read + decode + pipeline + bag write) of the sequence's bag."""
     from blinktrack_ros.bag.core import GrayFrame, iter_core
     from blinktrack_ros.bag.replay import (
@@ -191,15 +211,21 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
     )
     from blinktrack_ros.bag.types import OBSERVATION_ARRAY, TRACK_ARRAY, typestore
     from blinktrack_ros.bag.writer import BagWriter
-    from blinktrack_ros.synth.bagout import DVS_TOPIC, IMAGE_TOPIC, write_sequence_bag
+    from blinktrack_ros.synth.bagout import (
+        DVS_TOPIC,
+        IMAGE_TOPIC,
+        PACKET_TOPIC,
+        write_sequence_bag,
+    )
 
     bag_in, bag_out = Path(workdir) / "input", Path(workdir) / "output"
-    counts = write_sequence_bag(seq, bag_in)
-    total = counts.get(DVS_TOPIC, 0) + counts.get(IMAGE_TOPIC, 0)
-    store, times = typestore(), CallTimes()
+    counts = write_sequence_bag(seq, bag_in, event_msg=event_msg)
+    event_topic = DVS_TOPIC if event_msg == "dvs" else PACKET_TOPIC
+    total = counts.get(event_topic, 0) + counts.get(IMAGE_TOPIC, 0)
+    store, times, decode_stats = typestore(), CallTimes(), {}
 
     def core_items():
-        for m in iter_core(bag_in, topics=[DVS_TOPIC, IMAGE_TOPIC]):
+        for m in iter_core(bag_in, topics=[event_topic, IMAGE_TOPIC], stats=decode_stats):
             if isinstance(m.value, EventBatch):
                 yield m.value
             elif isinstance(m.value, GrayFrame):
@@ -222,4 +248,7 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
     pipeline_s = sum(times.window_s) + sum(times.frame_s) + sum(times.other_s)
     return {"replay_realtime_factor": seq.config.duration_s / wall, "replay_wall_s": wall,
             "replay_realtime_factor_cpu": seq.config.duration_s / cpu,
-            "replay_pipeline_share": pipeline_s / wall, "replay_messages_in": int(total)}
+            "replay_pipeline_share": pipeline_s / wall, "replay_messages_in": int(total),
+            "replay_events_decoded": int(sum(v.decoded for v in decode_stats.values())),
+            "replay_events_dropped_by_decoder": int(sum(
+                v.dropped_out_of_bounds for v in decode_stats.values()))}
