@@ -214,8 +214,8 @@ class SlowKlt(KltSource):
 def _overlapped_run(frames: list[np.ndarray], join_ms: float, delay_s: float):
     src, klt = MovingEventSource(), SlowKlt()
     klt.wait_s, klt.threads = delay_s, []
-    pipe = Pipeline(PipelineConfig(mode=Mode.E_KLT, event_window_ms=5.0, frame_join_ms=join_ms),
-                    event_source=src, klt=klt)
+    pipe = Pipeline(PipelineConfig(mode=Mode.E_KLT, event_window_ms=5.0), event_source=src,
+                    klt=klt, frame_join_ms=join_ms)
     t = np.arange(1, 100 * MS, 100_000)
     frame_ns = [k * 33 * MS for k in range(len(frames))]
     updates = []

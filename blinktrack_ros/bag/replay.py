@@ -80,11 +80,11 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{args.bag}: mode {mode.value!r} needs events, and the bag has no "
                          "event topic; use --mode klt or i")
     config = PipelineConfig(mode=mode, event_window_ms=args.window_ms, reseed=args.seeds is None,
-                            max_pending_windows=1 << 30, frame_join_ms=args.frame_join_ms)
+                            max_pending_windows=1 << 30)
     seeding = SeedConfig(target_count=args.target_count)
     pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
-                          untrained=args.untrained)
+                          untrained=args.untrained, frame_join_ms=args.frame_join_ms)
     if args.seeds:
         pipe.set_seeds(load_seeds(args.seeds))
     topics = [t for t in (ev_topic, im_topic) if t]

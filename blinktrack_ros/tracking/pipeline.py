@@ -17,8 +17,8 @@ frame at t_f is observed from the tracks fused before it (as in sequential order
 event windows ending in (t_f, t_f + frame_join_ms] are observed meanwhile, with crop centres from
 a provisional fusion of the tracks without the frame. When the data passes t_f + frame_join_ms
 (or at the next frame, or `flush()`), the frame's observations and seeds are fused, then those
-windows' observations: the fusion stays in timestamp order. frame_join_ms = 0 runs frames on the
-calling thread in arrival order (no overlap).
+windows' observations: the fusion stays in timestamp order. frame_join_ms = 0 (the default, what
+the nodes run) runs frames on the calling thread in arrival order (no overlap).
 
 When the event windows fall behind (live use: more than `max_pending_windows` complete windows at
 once), they are merged into one window or the older ones skipped (`backlog`), and counted.
@@ -88,10 +88,6 @@ class PipelineConfig:
         max_pending_windows: complete event windows processed at once before `backlog` applies.
         backlog: MERGE or SKIP when more windows are pending.
         time_reset_tolerance_ms: a stream going back by more than this resets the tracks.
-        frame_join_ms: event data time after a frame at which its observations are fused; the
-            frame runs on a worker thread meanwhile (0: on the calling thread, no overlap; the
-            offline replay uses OFFLINE_FRAME_JOIN_MS). Live, the windows in between are
-            published only at the join, so the nodes keep 0.
     """
 
     mode: Mode = Mode.EI
@@ -100,7 +96,6 @@ class PipelineConfig:
     max_pending_windows: int = 4
     backlog: Backlog = Backlog.MERGE
     time_reset_tolerance_ms: float = 1.0
-    frame_join_ms: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject values that cannot work."""
@@ -110,8 +105,6 @@ class PipelineConfig:
             raise ValueError("max_pending_windows must be >= 1")
         if self.time_reset_tolerance_ms < 0:
             raise ValueError("time_reset_tolerance_ms must be >= 0")
-        if not 0.0 <= self.frame_join_ms <= 1000.0:
-            raise ValueError(f"frame_join_ms must be in [0, 1000], got {self.frame_join_ms}")
 
 
 def fusion_config_for(mode: Mode, base: FusionConfig) -> FusionConfig:
@@ -161,8 +154,18 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, fusion: FusionConfig | None = None,
                  seeding: SeedConfig | None = None, event_source: object | None = None,
                  image_source: object | None = None, klt: object | None = None,
-                 on_reset: Callable[[str], None] | None = None) -> None:
-        """Wire the sources a mode needs (each may be None when the mode does not use it)."""
+                 on_reset: Callable[[str], None] | None = None,
+                 frame_join_ms: float = 0.0) -> None:
+        """Wire the sources a mode needs (each may be None when the mode does not use it).
+
+        frame_join_ms: event data time after a frame at which its observations are fused; the
+        frame runs on a worker thread meanwhile (0: on the calling thread, no overlap). The
+        offline replay uses OFFLINE_FRAME_JOIN_MS; live, the windows in between would be
+        published only at the join, so the nodes keep 0.
+        """
+        if not 0.0 <= frame_join_ms <= 1000.0:
+            raise ValueError(f"frame_join_ms must be in [0, 1000], got {frame_join_ms}")
+        self.frame_join_ns = int(round(frame_join_ms * 1e6))
         self.config = config
         mode = config.mode
         for needed, src, name in ((mode.uses_events, event_source, "event_source"),
@@ -275,11 +278,11 @@ class Pipeline:
         self.fusion.set_image_size(gray.shape[1], gray.shape[0])
         if self.event is not None:
             self.event.on_image(t_ns, gray)
-        if self.config.frame_join_ms > 0 and self.event is not None and self.event.has_grid:
+        if self.frame_join_ns > 0 and self.event is not None and self.event.has_grid:
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix="blinktrack-frames")
             self._in_flight = _FrameInFlight(
-                t_ns, t_ns + int(round(self.config.frame_join_ms * 1e6)),
+                t_ns, t_ns + self.frame_join_ns,
                 self._worker.submit(self.image.on_image, t_ns, gray), self.engine.copy())
             return updates
         return updates + self._frame_updates(t_ns, self.image.on_image(t_ns, gray))
