@@ -38,6 +38,9 @@ def test_bench_pipeline_offline_figures(capsys) -> None:
                 "frame_ms_median"):
         assert fig[key] > 0, key
     assert fig["window_ms_median"] <= fig["window_ms_p99"]
+    # each window's patches are part of its observe call (so are their medians)
+    assert 0 < fig["sbt_cpu_ms_median"] <= fig["event_observe_cpu_ms_median"]
+    assert fig["fusion_cpu_ms_median"] > 0 and fig["pipeline_realtime_factor_two_free_cores"] > 0
     assert fig["frame_ms_median"] <= fig["frame_ms_p99"]
     assert 0 < fig["replay_pipeline_share"] <= 1
     # Input messages: the frames plus at most one event packet per millisecond.

@@ -190,11 +190,41 @@ def warm_up(seq: Any, pipe: Pipeline, seconds: float = 0.2) -> None:
     pipe.flush()
 
 
+def _time_parts(pipe: Pipeline) -> dict[str, list[float]]:
+    """Wrap the event path's parts (instance attributes, this pipeline only) to record their
+    CPU times (s, of the calling thread: robust to other load): SBT-Max patches, the event
+    source's observe (patches + network + output), and the fusion of each observation array."""
+    parts: dict[str, list[float]] = {"sbt": [], "event_observe": [], "fusion": []}
+
+    def timed(fn: Any, key: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            out = fn(*args, **kwargs)
+            parts[key].append(time.thread_time() - t0)
+            return out
+        return call
+
+    source = pipe.event_source
+    if source is not None and hasattr(source, "_patch_fn"):
+        from blinktrack_ros.events.sbt import sbt_max_patches
+
+        source._patch_fn = timed(source._patch_fn or sbt_max_patches, "sbt")
+        source.observe = timed(source.observe, "event_observe")
+    pipe.fusion.on_observations = timed(pipe.fusion.on_observations, "fusion")
+    return parts
+
+
 def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[str, float]:
-    """The Pipeline alone on the in-memory sequence: real-time factor and per-call times."""
+    """The Pipeline alone on the in-memory sequence: real-time factor, per-call times, and the
+    event window's parts (median CPU ms: patches, network call with its Python, one fusion)."""
     inputs = list(_core_inputs(seq))
     times = CallTimes()
+    parts = _time_parts(pipe)
     wall, cpu, main_cpu = _drive(pipe, inputs, times, len(inputs), progress, "pipeline")
+    part_ms = {f"{k}_cpu_ms_median": float(np.median(v) * 1e3) for k, v in parts.items() if v}
+    if parts["sbt"] and parts["event_observe"]:
+        part_ms["event_network_call_cpu_ms_median"] = float(np.median(
+            np.subtract(parts["event_observe"], parts["sbt"])) * 1e3)
     data_s = seq.config.duration_s
     # the busier of the calling thread and the frame worker bounds the speed on two free cores
     busiest = max(main_cpu, cpu - main_cpu)
@@ -202,7 +232,8 @@ def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[s
             "pipeline_realtime_factor_cpu": data_s / cpu,
             "pipeline_main_thread_cpu_share": main_cpu / cpu,
             "pipeline_realtime_factor_two_free_cores": data_s / busiest,
-            **times.figures(), "tracks_alive_final": int(pipe.engine.snapshot(0).ids.size),
+            **times.figures(), **part_ms,
+            "tracks_alive_final": int(pipe.engine.snapshot(0).ids.size),
             "tracks_born": int(pipe.stats.tracks_born)}
 
 
