@@ -34,7 +34,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="frames concurrent with the event windows of the next this many ms of "
                         "data (default 10; 0: one after the other); the live node keeps 0")
     p.add_argument("--event-msg", default="dvs", choices=["dvs", "evt3"],
-                   help="event messages of the replayed bag (evt3: Prophesee EventPacket)")
+                   help="event messages of the replayed bag (evt3: Prophesee EventPacket; "
+                        "the live run publishes dvs_msgs whatever this is)")
     p.add_argument("--event-rate-mev-s", type=float, default=0.0,
                    help="add uniform random events up to this rate (e.g. 20 for a Prophesee-"
                         "like stream; 0: the simulated events only)")
