@@ -17,8 +17,8 @@ import sys
 COMMAND_MODULES = (
     "blinktrack_ros.bag.commands",
     "blinktrack_ros.bag.replay",
-    "blinktrack_ros.events.commands",
-    "blinktrack_ros.tracking.commands",
+    "blinktrack_ros.bench.events",
+    "blinktrack_ros.bench.fusion",
     "blinktrack_ros.models.commands",
     "blinktrack_ros.models.event_commands",
     "blinktrack_ros.models.image_commands",
@@ -27,7 +27,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.eval.realcheck",
     "blinktrack_ros.train.commands",
     "blinktrack_ros.demo",
-    "blinktrack_ros.benchpipeline",
+    "blinktrack_ros.bench.pipeline",
 )
 
 

@@ -38,6 +38,9 @@ def test_bench_pipeline_offline_figures(capsys) -> None:
                 "frame_ms_median"):
         assert fig[key] > 0, key
     assert fig["window_ms_median"] <= fig["window_ms_p99"]
+    # each window's patches are part of its observe call (so are their medians)
+    assert 0 < fig["sbt_cpu_ms_median"] <= fig["event_observe_cpu_ms_median"]
+    assert fig["fusion_cpu_ms_median"] > 0 and fig["pipeline_realtime_factor_two_free_cores"] > 0
     assert fig["frame_ms_median"] <= fig["frame_ms_p99"]
     assert 0 < fig["replay_pipeline_share"] <= 1
     # Input messages: the frames plus at most one event packet per millisecond.
@@ -81,3 +84,30 @@ def test_bench_pipeline_live_latency(capsys) -> None:
     assert 0 < fig["latency_ms_median"] <= fig["latency_ms_p99"] <= fig["latency_ms_max"]
     assert fig["live_event_updates"] <= fig["data_windows"] == 200
     assert fig["node_torch_threads"] == 1 and fig["live_pace"] == 1.0
+
+
+def test_prophesee_like_stream_is_decoded_whole_from_evt3(tmp_path) -> None:
+    """Noise events raise the stream to the asked rate; the evt3 bag replay decodes every one
+    of them (nothing is dropped offline) and the event-only pipeline tracks."""
+    from blinktrack_ros.bench.replay import (
+        BenchSetup,
+        bench_pipeline,
+        bench_sequence,
+        replay_figures,
+    )
+
+    setup = BenchSetup(width=96, height=72, duration_s=0.06, frame_hz=20.0, target_count=8,
+                       mode="e", event_msg="evt3", event_rate_mev_s=2.0)
+    seq = bench_sequence(setup)
+    assert len(seq.events) == 120_000
+    assert np.all(np.diff(seq.events.t) >= 0) and seq.events.t[0] > 0
+    assert seq.events.t[-1] <= 60_000_000
+    fig = replay_figures(seq, bench_pipeline(setup)[0], tmp_path, event_msg="evt3")
+    assert fig["replay_events_decoded"] == len(seq.events)
+    assert fig["replay_events_dropped_by_decoder"] == 0
+    assert fig["replay_realtime_factor"] > 0
+
+
+def test_bench_pipeline_rejects_a_bad_event_rate(capsys) -> None:
+    assert main(["bench", "pipeline", *SMALL, "--no-live", "--event-rate-mev-s", "-1"]) == 2
+    assert "--event-rate-mev-s" in capsys.readouterr().err

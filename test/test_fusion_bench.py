@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blinktrack_ros import cli, kalman
-from blinktrack_ros.tracking.commands import reference_pinv_update
+from blinktrack_ros.bench.fusion import reference_pinv_update
 
 
 def test_bench_fusion_json(capsys: pytest.CaptureFixture[str]) -> None:

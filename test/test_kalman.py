@@ -23,7 +23,7 @@ def _random_sequence(rng: np.random.Generator, n_tracks: int, n_steps: int) -> l
              _random_spd(rng, n_tracks, 2, rng.uniform(0.1, 10))) for _ in range(n_steps)]
 
 
-@pytest.mark.parametrize(("n_tracks", "n_steps"), [(6, 40), (300, 6)])  # both update kernels
+@pytest.mark.parametrize(("n_tracks", "n_steps"), [(6, 40), (300, 6), (4100, 2)])  # every kernel
 def test_matches_filterpy_per_track(rng: np.random.Generator, n_tracks: int,
                                     n_steps: int) -> None:
     q = 350.0
@@ -176,7 +176,7 @@ def test_mismatched_shapes_raise() -> None:
         kalman.predict(np.zeros((2, 4)), np.zeros((3, 4, 4)), 0.1, 1.0)
 
 
-@pytest.mark.parametrize("n", [3, 300])  # both numpy kernels (few / many tracks)
+@pytest.mark.parametrize("n", [3, 300, 600])  # every numpy kernel (few / many tracks)
 def test_predict_equals_explicit_f_p_ft_plus_q(rng: np.random.Generator, n: int) -> None:
     x = rng.normal(size=(n, 4))
     P = _random_spd(rng, n, 4, 2.0)
@@ -207,3 +207,30 @@ def test_batch_last_update_equals_the_stacked_kernel(rng: np.random.Generator, n
     R_bad[7] = -np.eye(2) * 1e3
     with pytest.raises(ValueError, match="singular"):
         kalman.update(x, P, z, R_bad)
+
+
+@pytest.mark.parametrize("constant_q", [False, True])
+def test_column_kernels_equal_the_stacked_kernels(rng: np.random.Generator,
+                                                  constant_q: bool) -> None:
+    """The (N,)-vector kernels (many tracks) compute what the small-N ones do, and their
+    covariances are exactly symmetric."""
+    n = 600
+    x = rng.normal(size=(n, 4))
+    P = _random_spd(rng, n, 4, 2.0)
+    z, R = rng.normal(size=(n, 2)), _random_spd(rng, n, 2, 1.0)
+    dt, q = rng.uniform(0.0, 0.05, n), rng.uniform(1.0, 1e4, n)
+    parts = [kalman.predict(x[i:i + 100], P[i:i + 100], dt[i:i + 100], q[i:i + 100],
+                            constant_q) for i in range(0, n, 100)]
+    xc, Pc = kalman._predict_columns(x, P, dt, q, constant_q)
+    np.testing.assert_allclose(xc, np.concatenate([p[0] for p in parts]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Pc, np.concatenate([p[1] for p in parts]), rtol=1e-12, atol=1e-12)
+    xu, Pu = kalman._update_columns(xc, Pc, z, R)
+    parts = [kalman.update(xc[i:i + 100], Pc[i:i + 100], z[i:i + 100], R[i:i + 100])
+             for i in range(0, n, 100)]
+    np.testing.assert_allclose(xu, np.concatenate([p[0] for p in parts]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Pu, np.concatenate([p[1] for p in parts]), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(Pu, Pu.swapaxes(1, 2)) and Pu.flags.c_contiguous
+    R_bad = R.copy()
+    R_bad[5] = -np.eye(2) * 1e9
+    with pytest.raises(ValueError, match="singular"):
+        kalman._update_columns(xc, Pc, z, R_bad)

@@ -194,3 +194,68 @@ def test_windows_of_one_batch_see_the_previous_window_fused(rng):
     for a, b in zip(one_by_one.queries, batched.queries):
         np.testing.assert_allclose(b, a)
     assert not np.allclose(batched.queries[0], batched.queries[2])  # the tracks did move
+
+
+class SlowKlt(KltSource):
+    """KLT that records the thread it ran on and can be slowed down (thread timing)."""
+
+    wait_s = 0.0
+    threads: list[int] = []
+
+    def observe(self, *args, **kwargs):
+        import threading
+        import time
+
+        self.threads.append(threading.get_ident())
+        time.sleep(self.wait_s)
+        return super().observe(*args, **kwargs)
+
+
+def _overlapped_run(frames: list[np.ndarray], join_ms: float, delay_s: float):
+    src, klt = MovingEventSource(), SlowKlt()
+    klt.wait_s, klt.threads = delay_s, []
+    pipe = Pipeline(PipelineConfig(mode=Mode.E_KLT, event_window_ms=5.0), event_source=src,
+                    klt=klt, frame_join_ms=join_ms)
+    t = np.arange(1, 100 * MS, 100_000)
+    frame_ns = [k * 33 * MS for k in range(len(frames))]
+    updates = []
+    updates, returned_at = pipe.on_image(0, frames[0]), []  # data time of the call (ms)
+    for start in range(0, 100 * MS, MS):  # 1 ms packets, frames after the events up to them
+        updates += pipe.on_events(_events(t[(t > start) & (t <= start + MS)]))
+        if start + MS in frame_ns:
+            k = frame_ns.index(start + MS)
+            updates += pipe.on_image(frame_ns[k], frames[k])
+        returned_at += [start // MS + 1] * (len(updates) - len(returned_at))
+    updates += pipe.flush()
+    return pipe, klt, updates, returned_at
+
+
+def test_frames_overlap_event_windows_in_timestamp_order_and_deterministically(rng):
+    """Frames run on a worker; the fused order and the tracks do not depend on its timing."""
+    import threading
+
+    frames = [_frame(rng) for _ in range(4)]
+    pipe, klt, updates, returned_at = _overlapped_run(frames, 10.0, 0.0)
+    _, _, slow_updates, _ = _overlapped_run(frames, 10.0, 0.02)
+    _, _, sequential, sequential_at = _overlapped_run(frames, 0.0, 0.0)
+    # the first frame (no window grid yet) on the calling thread, the later ones on the worker
+    assert klt.threads[0] == threading.get_ident() and len(klt.threads) == 4
+    assert threading.get_ident() not in klt.threads[1:]
+    times = [u.tracks.t_ns for u in updates]
+    assert times == sorted(times)  # fused in timestamp order
+    assert pipe.stats.fusion["stale"] == 0 and pipe.stats.fusion["applied"] > 0
+    klt_times = [u.observations.t_ns for u in updates
+                 if u.observations is not None and u.observations.source is Source.KLT]
+    assert klt_times == [33 * MS, 66 * MS, 99 * MS]
+    assert len(slow_updates) == len(updates)
+    for a, b in zip(updates, slow_updates):  # a slower worker: the same result
+        assert a.tracks.t_ns == b.tracks.t_ns
+        np.testing.assert_array_equal(a.tracks.ids, b.tracks.ids)
+        np.testing.assert_array_equal(a.tracks.positions_px, b.tracks.positions_px)
+    # the frame at 33 ms is fused when the data passes 43 ms, then the windows ending at 35
+    # and 40 ms (observed meanwhile); sequentially: at once, and the same order of updates
+    fused_at = {u.tracks.t_ns // MS: at for u, at in zip(updates, returned_at)}
+    assert (fused_at[33], fused_at[35], fused_at[40], fused_at[45]) == (44, 44, 44, 46)
+    fused_at = {u.tracks.t_ns // MS: at for u, at in zip(sequential, sequential_at)}
+    assert (fused_at[33], fused_at[35], fused_at[40], fused_at[45]) == (33, 36, 41, 46)
+    assert [u.tracks.t_ns for u in sequential] == times

@@ -22,6 +22,7 @@ from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations
 from blinktrack_ros.tracking.offline import TrackLog
+from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS
 from blinktrack_ros.tracking.seeding import SeedConfig
 
 TRACKS_TOPIC = "/blinktrack/tracks"
@@ -83,7 +84,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     seeding = SeedConfig(target_count=args.target_count)
     pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
-                          untrained=args.untrained)
+                          untrained=args.untrained, frame_join_ms=args.frame_join_ms)
     if args.seeds:
         pipe.set_seeds(load_seeds(args.seeds))
     topics = [t for t in (ev_topic, im_topic) if t]
@@ -93,15 +94,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     span_ns = [None, None]
     t_start = time.perf_counter()
     with BagWriter(args.out) as writer:
-        for m in tqdm(iter_core(args.bag, topics=topics, stats=stats), total=total,
-                      unit="msg", desc="tracking", disable=args.quiet):
-            if isinstance(m.value, EventBatch):
-                updates = pipe.on_events(m.value)
-            elif isinstance(m.value, GrayFrame):
-                updates = pipe.on_image(m.value.t_ns, m.value.gray)
-            else:
-                continue
-            span_ns = [m.t_ns if span_ns[0] is None else span_ns[0], m.t_ns]
+        def write(updates: list) -> None:
             for u in updates:
                 log.add(u)
                 writer.write(TRACKS_TOPIC, TRACK_ARRAY, u.tracks.t_ns,
@@ -110,6 +103,25 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                     topic = OBSERVATION_TOPIC.format(source=u.observations.source.name.lower())
                     writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns,
                                  observation_array(store, u.observations, args.frame_id))
+
+        bar = tqdm(iter_core(args.bag, topics=topics, stats=stats), total=total, unit="msg",
+                   desc="tracking", disable=args.quiet)
+        shown_s = 0.0
+        for m in bar:
+            if isinstance(m.value, EventBatch):
+                updates = pipe.on_events(m.value)
+            elif isinstance(m.value, GrayFrame):
+                updates = pipe.on_image(m.value.t_ns, m.value.gray)
+            else:
+                continue
+            span_ns = [m.t_ns if span_ns[0] is None else span_ns[0], m.t_ns]
+            write(updates)
+            wall_s = time.perf_counter() - t_start
+            if not args.quiet and wall_s - shown_s >= 0.5:  # the real-time factor so far
+                shown_s = wall_s
+                bar.set_postfix_str(f"{(span_ns[1] - span_ns[0]) * 1e-9 / wall_s:.2f}x real time",
+                                    refresh=False)
+        write(pipe.flush())
     wall = time.perf_counter() - t_start
     if args.tracks_txt:
         from blinktrack_ros.eval.tracks_io import write_tracks
@@ -164,6 +176,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--untrained", action="store_true", help="random network weights")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--frame-join-ms", type=float, default=OFFLINE_FRAME_JOIN_MS,
+                   help="frames run on a worker thread, concurrently with the event windows of "
+                        "the next this many ms of data, and are fused then (deterministic; "
+                        "0: one after the other)")
     p.add_argument("--frame-id", default="camera", help="frame_id of the output messages")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_track)

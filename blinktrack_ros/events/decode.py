@@ -115,6 +115,9 @@ class DecoderState:
 
 def payload_bytes(events: object) -> np.ndarray:
     """(N,) uint8 view (or copy for lists) of a message's `events` field."""
+    if type(events) is np.ndarray and events.dtype == np.uint8 and events.ndim == 1 \
+            and events.flags.c_contiguous:  # what rosbags gives: as is (the common case)
+        return events
     if isinstance(events, np.ndarray):
         arr = events if events.dtype == np.uint8 else events.astype(np.uint8)
         return np.ascontiguousarray(arr).reshape(-1)
@@ -128,26 +131,32 @@ def stamp_ns(header: object) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+_multiply, _add = np.multiply, np.add
+_max = np.maximum.reduce  # (bound once: the per-packet path is mostly call overhead)
+_count_nonzero = np.count_nonzero
+
+
 def _finish(x, y, t, p, width: int, height: int, state_last: int | None,
             stats: DecodeStats) -> EventBatch:
     """Bounds check, backwards counting and sorting; update stats."""
-    if width > 0 and height > 0 and x.size and (int(x.max()) >= width
-                                                 or int(y.max()) >= height):
+    n = t.size
+    if width > 0 and height > 0 and n and (_max(x) >= width or _max(y) >= height):
         keep = (x < width) & (y < height)
         stats.dropped_out_of_bounds += int(keep.size - np.count_nonzero(keep))
         x, y, t, p = x[keep], y[keep], t[keep], p[keep]
-    if t.size > 1:
-        n_back = int(np.count_nonzero(t[1:] < t[:-1]))
+        n = t.size
+    if n > 1:
+        n_back = _count_nonzero(t[1:] < t[:-1])
         if n_back:
             stats.backwards_timestamps += n_back
             order = np.argsort(t, kind="stable")
             x, y, t, p = x[order], y[order], t[order], p[order]
-    if t.size and state_last is not None and t[0] < state_last:
+    if n and state_last is not None and t[0] < state_last:
         stats.backwards_across_packets += 1
-    n_on = int(np.count_nonzero(p))
-    stats.decoded += int(t.size)
+    n_on = _count_nonzero(p)
+    stats.decoded += n
     stats.on += n_on
-    stats.off += int(t.size) - n_on
+    stats.off += n - n_on
     return EventBatch(x, y, t, p, int(width), int(height))
 
 
@@ -211,9 +220,9 @@ def _decode_evt3(buf: np.ndarray, msg: object, state: DecoderState, backend: str
     offset = state.offset_ns
     if offset is None and t.size:
         offset = stamp_ns(msg.header) - int(t[0]) * 1000
-    t = t * 1000  # a new array: never write into the decoder's buffers
+    t = _multiply(t, 1000)  # a new array: never write into the decoder's buffers
     if offset is not None:
-        t += offset
+        _add(t, offset, out=t)
     return (x, y, t, p), evt3_state, offset
 
 

@@ -65,8 +65,9 @@ def make_image_source(weights: str | Path | None = None, device: str = "cpu",
 def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
                    seeding: SeedConfig | None = None, event_weights: str | Path | None = None,
                    image_weights: str | Path | None = None, device: str = "cpu",
-                   untrained: bool = False, klt_config: object | None = None) -> Pipeline:
-    """A Pipeline with exactly the sources `config.mode` needs."""
+                   untrained: bool = False, klt_config: object | None = None,
+                   frame_join_ms: float = 0.0) -> Pipeline:
+    """A Pipeline with exactly the sources `config.mode` needs (frame_join_ms: see Pipeline)."""
     from blinktrack_ros.tracking.klt import KltSource
 
     mode = config.mode
@@ -74,7 +75,8 @@ def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
     image = make_image_source(image_weights, device, untrained) if mode.uses_image_net \
         else None
     klt = KltSource(klt_config) if mode.uses_klt else None
-    return Pipeline(config, fusion, seeding, event_source=event, image_source=image, klt=klt)
+    return Pipeline(config, fusion, seeding, event_source=event, image_source=image, klt=klt,
+                    frame_join_ms=frame_join_ms)
 
 
 def sources_from_configs(configs: dict) -> tuple[object | None, object | None, object | None]:

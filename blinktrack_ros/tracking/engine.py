@@ -9,6 +9,7 @@ Everything is deterministic: same inputs in the same order give the same tracks 
 
 from __future__ import annotations
 
+import copy
 import heapq
 
 import numpy as np
@@ -60,6 +61,15 @@ class FusionEngine:
         self._buffer: list[tuple[int, int, Observations]] = []
         self._arrivals = 0
         self._newest_ns: int | None = None
+
+    def copy(self) -> FusionEngine:
+        """An independent engine with the same tracks, buffer and settings (a provisional
+        fusion that must not touch this one; instance-level patches are not copied)."""
+        other = FusionEngine(self.config)
+        other.tracks = copy.deepcopy(self.tracks)
+        other._buffer = list(self._buffer)
+        other._arrivals, other._newest_ns = self._arrivals, self._newest_ns
+        return other
 
     def reset(self) -> None:
         """Forget every track and buffered observation; ids keep counting (never reused)."""

@@ -63,6 +63,22 @@ class KnownTracks:
         self.birth_ns = (int(snap.t_ns) - np.round(age * 1e9)).astype(np.int64)
         return ids[born], birth_pos[born], dead
 
+    def refresh(self, snap: TrackSnapshot) -> None:
+        """Take the positions and velocities of a provisional snapshot for the known ids only
+        (no births, no deaths); the other rows are advanced to its time at their velocity."""
+        dt = max(int(snap.t_ns) - self.t_ns, 0) * 1e-9
+        positions = self.positions_px + dt * self.velocities_px_s
+        velocities = self.velocities_px_s.copy()
+        if snap.ids.size:
+            order = np.argsort(snap.ids, kind="stable")
+            at = np.minimum(np.searchsorted(snap.ids[order], self.ids), snap.ids.size - 1)
+            src = order[at]
+            found = (snap.ids[src] == self.ids) & (snap.status[src] != TrackStatus.LOST)
+            positions[found] = snap.positions_px[src[found]]
+            velocities[found] = snap.velocities_px_s[src[found]]
+        self.t_ns = max(self.t_ns, int(snap.t_ns))
+        self.positions_px, self.velocities_px_s = positions, velocities
+
     def forget(self, ids: np.ndarray) -> None:
         """Drop ids so that the next snapshot reports them as born again (births waiting for
         their frame)."""
@@ -121,6 +137,11 @@ class EventModule:
         self._next_end_ns: int | None = None
         self._last_event_ns: int | None = None
 
+    @property
+    def has_grid(self) -> bool:
+        """Whether the window grid has started (at the first birth)."""
+        return self._next_end_ns is not None
+
     def on_image(self, t_ns: int, gray: np.ndarray) -> None:
         """Keep the frame: new tracks take their reference patch from their birth frame."""
         self.frames.add(t_ns, gray)
@@ -144,14 +165,20 @@ class EventModule:
             if self._next_end_ns is None:
                 self._next_end_ns = int(frame_ns) + self.window_ns
 
+    def on_provisional_tracks(self, snap: TrackSnapshot) -> None:
+        """Crop centres from a provisional fusion (positions of known tracks only)."""
+        self.tracks.refresh(snap)
+
     def on_events(self, batch: EventBatch,
-                  on_observation: Callable[[Observations], None] | None = None
+                  on_observation: Callable[[Observations], None] | None = None,
+                  before_window: Callable[[int], None] | None = None
                   ) -> list[Observations]:
         """Buffer events; observations of every window complete (a later event has arrived).
 
         `on_observation(obs)` is called after each window's observation, before the next window
         is observed: a caller that fuses there (the Pipeline) gives every window the crop
         centres of the tracks fused up to the window before, however many packets a batch holds.
+        `before_window(t1_ns)` is called before each window (ending at t1_ns) is observed.
         """
         if len(batch) == 0:
             return []
@@ -171,6 +198,8 @@ class EventModule:
                                           self._last_event_ns)]
         observations = []
         for t1, w in zip(ends, windows):
+            if before_window is not None:
+                before_window(t1)
             obs = self._observe(events, t1, w)
             if obs is not None:
                 observations.append(obs)

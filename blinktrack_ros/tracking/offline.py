@@ -95,4 +95,6 @@ def run_offline(pipeline: Pipeline, inputs: Iterable[EventInput | FrameInput],
             updates = pipeline.on_image(item.t_ns, item.gray)
         for update in updates:
             log.add(update)
+    for update in pipeline.flush():
+        log.add(update)
     return log

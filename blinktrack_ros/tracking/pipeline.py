@@ -11,6 +11,15 @@ Data flow per input:
   their fused positions predicted to t_ns; then lost tracks are removed from every source and
   new features are seeded (Shi-Tomasi top-up, or the given seeds) and registered with the sources.
 
+Frames run concurrently with the event windows (on a worker thread; torch and OpenCV release
+the GIL), on a schedule fixed by the data times alone, so that a replay stays deterministic: a
+frame at t_f is observed from the tracks fused before it (as in sequential order), while the
+event windows ending in (t_f, t_f + frame_join_ms] are observed meanwhile, with crop centres from
+a provisional fusion of the tracks without the frame. When the data passes t_f + frame_join_ms
+(or at the next frame, or `flush()`), the frame's observations and seeds are fused, then those
+windows' observations: the fusion stays in timestamp order. frame_join_ms = 0 (the default, what
+the nodes run) runs frames on the calling thread in arrival order (no overlap).
+
 When the event windows fall behind (live use: more than `max_pending_windows` complete windows at
 once), they are merged into one window or the older ones skipped (`backlog`), and counted.
 """
@@ -18,6 +27,7 @@ once), they are merged into one window or the older ones skipped (`backlog`), an
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 import logging
@@ -32,6 +42,9 @@ from blinktrack_ros.tracking.seeding import SeedConfig, Seeds
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 LOG = logging.getLogger(__name__)
+# `blinktrack track` and `blinktrack bench pipeline`: frames overlap the event windows of the
+# next 10 ms of data (two 5 ms windows, one 10 ms window)
+OFFLINE_FRAME_JOIN_MS = 10.0
 
 
 class Mode(Enum):
@@ -122,6 +135,17 @@ class PipelineStats:
     fusion: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class _FrameInFlight:
+    """A frame being observed on the worker, and the event windows observed meanwhile."""
+
+    t_ns: int
+    join_ns: int  # data time at which it is fused
+    result: Future  # -> list[Observations] of ImageModule.on_image
+    shadow: FusionEngine  # provisional fusion of the held windows (crop centres only)
+    held: list[Observations] = field(default_factory=list)
+
+
 class Pipeline:
     """The three modules of the nodes wired in one process: every observation array is fused
     at once and the resulting tracks go straight back to the modules (what the TrackArray
@@ -130,8 +154,18 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, fusion: FusionConfig | None = None,
                  seeding: SeedConfig | None = None, event_source: object | None = None,
                  image_source: object | None = None, klt: object | None = None,
-                 on_reset: Callable[[str], None] | None = None) -> None:
-        """Wire the sources a mode needs (each may be None when the mode does not use it)."""
+                 on_reset: Callable[[str], None] | None = None,
+                 frame_join_ms: float = 0.0) -> None:
+        """Wire the sources a mode needs (each may be None when the mode does not use it).
+
+        frame_join_ms: event data time after a frame at which its observations are fused; the
+        frame runs on a worker thread meanwhile (0: on the calling thread, no overlap). The
+        offline replay uses OFFLINE_FRAME_JOIN_MS; live, the windows in between would be
+        published only at the join, so the nodes keep 0.
+        """
+        if not 0.0 <= frame_join_ms <= 1000.0:
+            raise ValueError(f"frame_join_ms must be in [0, 1000], got {frame_join_ms}")
+        self.frame_join_ns = int(round(frame_join_ms * 1e6))
         self.config = config
         mode = config.mode
         for needed, src, name in ((mode.uses_events, event_source, "event_source"),
@@ -150,6 +184,8 @@ class Pipeline:
         self._time_resets = 0
         self._lost = 0
         self._last_ns: dict[str, int] = {}
+        self._in_flight: _FrameInFlight | None = None
+        self._worker: ThreadPoolExecutor | None = None
 
     @property
     def engine(self) -> FusionEngine:
@@ -187,6 +223,9 @@ class Pipeline:
 
     def reset(self, reason: str = "reset") -> None:
         """Drop every track and buffered input (ids keep counting; seeds are re-armed)."""
+        if self._in_flight is not None:  # the worker uses the image module: let it finish
+            self._in_flight.result.exception()
+            self._in_flight = None
         for module in (self.event, self.image, self.fusion):
             if module is not None:
                 module.reset()
@@ -203,24 +242,64 @@ class Pipeline:
             self.reset(f"{stream} time went backwards")
 
     def on_events(self, batch: EventBatch) -> list[Update]:
-        """Buffer events; return one Update per complete event window (possibly none)."""
+        """Buffer events; return one Update per complete event window (possibly none), and
+        those of a frame whose join time the events passed."""
         if len(batch) == 0 or self.event is None:
             return []
         self._check_time(int(batch.t[0]), "event")
         self._last_ns["event"] = int(batch.t[-1])
         updates: list[Update] = []
-        self.event.on_events(batch, lambda obs: updates.append(self._fuse(obs)))
+
+        def before_window(t1_ns: int) -> None:
+            if self._in_flight is not None and t1_ns > self._in_flight.join_ns:
+                updates.extend(self._join())
+
+        def on_observation(obs: Observations) -> None:
+            if self._in_flight is None:
+                updates.append(self._fuse(obs))
+                return
+            flight = self._in_flight
+            flight.held.append(obs)
+            flight.shadow.apply(obs)
+            self.event.on_provisional_tracks(flight.shadow.snapshot(obs.t_ns))
+
+        self.event.on_events(batch, on_observation, before_window)
+        if self._in_flight is not None and int(batch.t[-1]) > self._in_flight.join_ns:
+            updates.extend(self._join())
         return updates
 
     def on_image(self, t_ns: int, gray: np.ndarray) -> list[Update]:
-        """Observe the alive tracks in a frame, then seed; returns the frame's Update(s)."""
+        """Observe the alive tracks in a frame, then seed; returns the Updates fused now (the
+        frame's own, or those of the previous frame when this one runs on the worker)."""
+        updates = self._join()
         t_ns = int(t_ns)
         self._check_time(t_ns, "image")
         self._last_ns["image"] = t_ns
         self.fusion.set_image_size(gray.shape[1], gray.shape[0])
         if self.event is not None:
             self.event.on_image(t_ns, gray)
-        updates = [self._fuse(obs) for obs in self.image.on_image(t_ns, gray)]
+        if self.frame_join_ns > 0 and self.event is not None and self.event.has_grid:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="blinktrack-frames")
+            self._in_flight = _FrameInFlight(
+                t_ns, t_ns + self.frame_join_ns,
+                self._worker.submit(self.image.on_image, t_ns, gray), self.engine.copy())
+            return updates
+        return updates + self._frame_updates(t_ns, self.image.on_image(t_ns, gray))
+
+    def flush(self) -> list[Update]:
+        """Fuse a frame still in flight (at the end of the input); its Updates."""
+        return self._join()
+
+    def _join(self) -> list[Update]:
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return []
+        updates = self._frame_updates(flight.t_ns, flight.result.result())
+        return updates + [self._fuse(obs) for obs in flight.held]
+
+    def _frame_updates(self, t_ns: int, observations: list[Observations]) -> list[Update]:
+        updates = [self._fuse(obs) for obs in observations]
         if not updates:
             snap = self.engine.snapshot(t_ns)
             self._broadcast(snap)

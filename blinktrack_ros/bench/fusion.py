@@ -57,7 +57,7 @@ def fusion_figures(repeats: int = 50) -> dict[str, float]:
     from tqdm import tqdm
 
     from blinktrack_ros import kalman
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
 
     def kf_step(x, P, z, R, dt):
         return kalman.update(*kalman.predict(x, P, dt, 1e4), z, R)
@@ -85,7 +85,7 @@ def _klt_latency(repeats: int) -> float:
     """Median seconds of one KLT observe (forward + backward LK) of 64 tracks, 240x180 frames."""
     import cv2
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.tracking.klt import KltSource
     from blinktrack_ros.tracking.seeding import SeedConfig, detect_seeds
 
@@ -127,7 +127,7 @@ def _engine_latency(repeats: int) -> float:
 
 
 def _bench_fusion(args: argparse.Namespace) -> int:
-    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.bench.util import report
     from blinktrack_ros.cli import UsageError
 
     if args.repeats < 1:

@@ -9,6 +9,7 @@ real-time pace, latency from the packet completing an event window to its tracks
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 
@@ -29,6 +30,15 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sequence seed")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    p.add_argument("--frame-join-ms", type=float, default=None,
+                   help="frames concurrent with the event windows of the next this many ms of "
+                        "data (default 10; 0: one after the other); the live node keeps 0")
+    p.add_argument("--event-msg", default="dvs", choices=["dvs", "evt3"],
+                   help="event messages of the replayed bag (evt3: Prophesee EventPacket; "
+                        "the live run publishes dvs_msgs whatever this is)")
+    p.add_argument("--event-rate-mev-s", type=float, default=0.0,
+                   help="add uniform random events up to this rate (e.g. 20 for a Prophesee-"
+                        "like stream; 0: the simulated events only)")
     p.add_argument("--no-live", action="store_true", help="skip the live rclpy latency run")
     p.add_argument("--no-replay", action="store_true", help="skip the bag replay")
     p.add_argument("--pace", type=float, default=1.0,
@@ -52,12 +62,12 @@ def _size(text: str) -> tuple[int, int]:
 def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            threads: int = 1, node_log: str | None = None, pace: float = 1.0,
                            progress: bool = False) -> dict[str, Any]:
-    """All figures of `blinktrack bench pipeline` for a bag.bench.BenchSetup."""
+    """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
     import torch
 
-    from blinktrack_ros.bag.bench import (
+    from blinktrack_ros.bench.replay import (
         bench_pipeline,
         bench_sequence,
         pipeline_figures,
@@ -73,11 +83,13 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
         "target_count": setup.target_count, "event_window_ms": setup.window_ms,
         "frame_hz": setup.frame_hz, "data_s": setup.duration_s,
+        "frame_join_ms": setup.frame_join_ms,
         "events_per_s": len(seq.events) / setup.duration_s, "torch_threads": threads}
     figures.update(pipeline_figures(seq, pipe, progress))
     if replay:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
-            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress))
+            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress,
+                                          setup.event_msg))
     if live:
         from pathlib import Path
 
@@ -91,8 +103,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    from blinktrack_ros.bag.bench import BenchSetup
-    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.bench.replay import BenchSetup
+    from blinktrack_ros.bench.util import report
     from blinktrack_ros.cli import UsageError
 
     w, h = _size(args.size)
@@ -115,6 +127,11 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
                        window_ms=args.window_ms, target_count=args.target_count,
                        mode=args.mode, seed=args.seed, event_weights=args.event_weights,
                        image_weights=args.image_weights)
+    if args.frame_join_ms is not None:
+        setup = replace(setup, frame_join_ms=args.frame_join_ms)
+    if not 0 <= args.event_rate_mev_s <= 100:
+        raise UsageError("--event-rate-mev-s must be in [0, 100]")
+    setup = replace(setup, event_msg=args.event_msg, event_rate_mev_s=args.event_rate_mev_s)
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
                                          args.node_log, args.pace, progress=not args.json)

@@ -7,7 +7,9 @@ Two measurements on one synthetic sequence (frames at `frame_hz`, events in 1 ms
 
 The real-time factor is data seconds / wall seconds (>= 1 keeps up with the sensors); the `_cpu`
 variant divides by this process's CPU seconds instead (what an unshared core would give when
-torch runs on one thread: robust to other load on a shared machine).
+torch runs on one thread: robust to other load on a shared machine), and `_two_free_cores` by
+the CPU seconds of the busier of the two paths (calling thread: events, fusion; worker: frames),
+what two unshared cores would give with frames on the worker.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
-from blinktrack_ros.tracking.pipeline import Pipeline, Update
+from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, Pipeline, Update
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class BenchSetup:
         preset: synthetic preset name.
         seed: sequence seed.
         event_weights, image_weights: checkpoints; None = the shipped lite weights.
+        frame_join_ms: Pipeline's frame_join_ms (frames concurrent with event windows).
+        event_msg: event message of the replayed bag: "dvs" (dvs_msgs/EventArray) or "evt3"
+            (event_camera_msgs/EventPacket, Prophesee's encoding, decoded per packet).
+        event_rate_mev_s: 0 = the simulated events only; above their rate, uniform random
+            events are added up to this rate (a Prophesee-like 10-30 Mev/s stream).
     """
 
     width: int = 240
@@ -51,16 +58,33 @@ class BenchSetup:
     seed: int = 0
     event_weights: str | None = None
     image_weights: str | None = None
+    frame_join_ms: float = OFFLINE_FRAME_JOIN_MS
+    event_msg: str = "dvs"
+    event_rate_mev_s: float = 0.0
 
 
 def bench_sequence(setup: BenchSetup, progress: bool = False) -> Any:
-    """The synthetic Sequence of the setup (preset resized, frames at setup.frame_hz)."""
+    """The synthetic Sequence of the setup (preset resized, frames at setup.frame_hz), with
+    uniform random events added up to `event_rate_mev_s`."""
     from blinktrack_ros.synth.config import preset
     from blinktrack_ros.synth.sequence import generate_sequence
 
     config = replace(preset(setup.preset, setup.width, setup.height, setup.duration_s),
                      frame_hz=setup.frame_hz)
-    return generate_sequence(config, setup.seed, progress=progress)
+    seq = generate_sequence(config, setup.seed, progress=progress)
+    extra = int(setup.event_rate_mev_s * 1e6 * setup.duration_s) - len(seq.events)
+    if extra <= 0:
+        return seq
+    rng = np.random.default_rng(setup.seed + 1)
+    # microsecond times (what evt3 carries), in (0, duration]
+    t = (rng.integers(1, int(setup.duration_s * 1e6) + 1, extra) * 1000).astype(np.int64)
+    noise = EventBatch(rng.integers(0, setup.width, extra).astype(np.uint16),
+                       rng.integers(0, setup.height, extra).astype(np.uint16), t,
+                       rng.integers(0, 2, extra).astype(np.uint8), setup.width, setup.height)
+    merged = EventBatch.concatenate([seq.events, noise])
+    order = np.argsort(merged.t, kind="stable")
+    return replace(seq, events=EventBatch(merged.x[order], merged.y[order], merged.t[order],
+                                          merged.p[order], setup.width, setup.height))
 
 
 def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
@@ -79,6 +103,7 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
     config = PipelineConfig(mode=Mode(setup.mode), event_window_ms=setup.window_ms,
                             max_pending_windows=max_pending_windows)
     kwargs = dict(seeding=SeedConfig(target_count=setup.target_count),
+                  frame_join_ms=setup.frame_join_ms,
                   event_weights=setup.event_weights, image_weights=setup.image_weights)
     if not untrained:
         try:
@@ -94,7 +119,9 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
 
 @dataclass
 class CallTimes:
-    """Wall times (s) of the pipeline calls: those that completed event windows, and frames."""
+    """Wall times (s) of the pipeline calls: those that observed event windows, and frames
+    (a frame on the worker: the call that submits it, and the wait at its join is in the
+    event call that joins it)."""
 
     window_s: list[float] = field(default_factory=list)
     frame_s: list[float] = field(default_factory=list)
@@ -104,8 +131,10 @@ class CallTimes:
         """Feed one input (an EventBatch or (t_ns, gray)) and time the call."""
         t0 = time.perf_counter()
         if isinstance(item, EventBatch):
+            windows = pipe.event.counts["windows"] if pipe.event is not None else 0
             updates = pipe.on_events(item)
-            (self.window_s if updates else self.other_s).append(time.perf_counter() - t0)
+            observed = pipe.event is not None and pipe.event.counts["windows"] > windows
+            (self.window_s if observed else self.other_s).append(time.perf_counter() - t0)
         else:
             updates = pipe.on_image(*item)
             self.frame_s.append(time.perf_counter() - t0)
@@ -132,17 +161,21 @@ def _core_inputs(seq: Any) -> Iterator[EventBatch | tuple[int, np.ndarray]]:
 
 
 def _drive(pipe: Pipeline, inputs: Iterable, times: CallTimes, total: int | None,
-           progress: bool, desc: str, on_updates: Any = None) -> tuple[float, float]:
-    """Feed every input; returns (wall s, process CPU s)."""
+           progress: bool, desc: str, on_updates: Any = None) -> tuple[float, float, float]:
+    """Feed every input; returns (wall s, process CPU s, this thread's CPU s)."""
     from tqdm import tqdm
 
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     for item in tqdm(inputs, total=total, unit="msg", desc=desc, disable=not progress,
                      leave=False):
         updates = times.run(pipe, item)
         if on_updates is not None:
             on_updates(updates)
-    return time.perf_counter() - t0, time.process_time() - cpu0
+    updates = pipe.flush()
+    if on_updates is not None:
+        on_updates(updates)
+    return (time.perf_counter() - t0, time.process_time() - cpu0,
+            time.thread_time() - thread0)
 
 
 def warm_up(seq: Any, pipe: Pipeline, seconds: float = 0.2) -> None:
@@ -154,22 +187,58 @@ def warm_up(seq: Any, pipe: Pipeline, seconds: float = 0.2) -> None:
         if t_ns > end_ns:
             break
         CallTimes().run(pipe, item)
+    pipe.flush()
+
+
+def _time_parts(pipe: Pipeline) -> dict[str, list[float]]:
+    """Wrap the event path's parts (instance attributes, this pipeline only) to record their
+    CPU times (s, of the calling thread: robust to other load): SBT-Max patches, the event
+    source's observe (patches + network + output), and the fusion of each observation array."""
+    parts: dict[str, list[float]] = {"sbt": [], "event_observe": [], "fusion": []}
+
+    def timed(fn: Any, key: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            out = fn(*args, **kwargs)
+            parts[key].append(time.thread_time() - t0)
+            return out
+        return call
+
+    source = pipe.event_source
+    if source is not None and hasattr(source, "_patch_fn"):
+        from blinktrack_ros.events.sbt import sbt_max_patches
+
+        source._patch_fn = timed(source._patch_fn or sbt_max_patches, "sbt")
+        source.observe = timed(source.observe, "event_observe")
+    pipe.fusion.on_observations = timed(pipe.fusion.on_observations, "fusion")
+    return parts
 
 
 def pipeline_figures(seq: Any, pipe: Pipeline, progress: bool = False) -> dict[str, float]:
-    """The Pipeline alone on the in-memory sequence: real-time factor and per-call times."""
+    """The Pipeline alone on the in-memory sequence: real-time factor, per-call times, and the
+    event window's parts (median CPU ms: patches, network call with its Python, one fusion)."""
     inputs = list(_core_inputs(seq))
     times = CallTimes()
-    wall, cpu = _drive(pipe, inputs, times, len(inputs), progress, "pipeline")
+    parts = _time_parts(pipe)
+    wall, cpu, main_cpu = _drive(pipe, inputs, times, len(inputs), progress, "pipeline")
+    part_ms = {f"{k}_cpu_ms_median": float(np.median(v) * 1e3) for k, v in parts.items() if v}
+    if parts["sbt"] and parts["event_observe"]:
+        part_ms["event_network_call_cpu_ms_median"] = float(np.median(
+            np.subtract(parts["event_observe"], parts["sbt"])) * 1e3)
     data_s = seq.config.duration_s
+    # the busier of the calling thread and the frame worker bounds the speed on two free cores
+    busiest = max(main_cpu, cpu - main_cpu)
     return {"pipeline_realtime_factor": data_s / wall, "pipeline_wall_s": wall,
             "pipeline_realtime_factor_cpu": data_s / cpu,
-            **times.figures(), "tracks_alive_final": int(pipe.engine.snapshot(0).ids.size),
+            "pipeline_main_thread_cpu_share": main_cpu / cpu,
+            "pipeline_realtime_factor_two_free_cores": data_s / busiest,
+            **times.figures(), **part_ms,
+            "tracks_alive_final": int(pipe.engine.snapshot(0).ids.size),
             "tracks_born": int(pipe.stats.tracks_born)}
 
 
-def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
-                   progress: bool = False) -> dict[str, float]:
+def replay_figures(seq: Any, pipe: Pipeline, workdir: Path, progress: bool = False,
+                   event_msg: str = "dvs") -> dict[str, float]:
     """The whole replay (bag read + decode + pipeline + bag write) of the sequence's bag."""
     from blinktrack_ros.bag.core import GrayFrame, iter_core
     from blinktrack_ros.bag.replay import (
@@ -180,15 +249,21 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
     )
     from blinktrack_ros.bag.types import OBSERVATION_ARRAY, TRACK_ARRAY, typestore
     from blinktrack_ros.bag.writer import BagWriter
-    from blinktrack_ros.synth.bagout import DVS_TOPIC, IMAGE_TOPIC, write_sequence_bag
+    from blinktrack_ros.synth.bagout import (
+        DVS_TOPIC,
+        IMAGE_TOPIC,
+        PACKET_TOPIC,
+        write_sequence_bag,
+    )
 
     bag_in, bag_out = Path(workdir) / "input", Path(workdir) / "output"
-    counts = write_sequence_bag(seq, bag_in)
-    total = counts.get(DVS_TOPIC, 0) + counts.get(IMAGE_TOPIC, 0)
-    store, times = typestore(), CallTimes()
+    counts = write_sequence_bag(seq, bag_in, event_msg=event_msg)
+    event_topic = DVS_TOPIC if event_msg == "dvs" else PACKET_TOPIC
+    total = counts.get(event_topic, 0) + counts.get(IMAGE_TOPIC, 0)
+    store, times, decode_stats = typestore(), CallTimes(), {}
 
     def core_items():
-        for m in iter_core(bag_in, topics=[DVS_TOPIC, IMAGE_TOPIC]):
+        for m in iter_core(bag_in, topics=[event_topic, IMAGE_TOPIC], stats=decode_stats):
             if isinstance(m.value, EventBatch):
                 yield m.value
             elif isinstance(m.value, GrayFrame):
@@ -211,4 +286,7 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path,
     pipeline_s = sum(times.window_s) + sum(times.frame_s) + sum(times.other_s)
     return {"replay_realtime_factor": seq.config.duration_s / wall, "replay_wall_s": wall,
             "replay_realtime_factor_cpu": seq.config.duration_s / cpu,
-            "replay_pipeline_share": pipeline_s / wall, "replay_messages_in": int(total)}
+            "replay_pipeline_share": pipeline_s / wall, "replay_messages_in": int(total),
+            "replay_events_decoded": int(sum(v.decoded for v in decode_stats.values())),
+            "replay_events_dropped_by_decoder": int(sum(
+                v.dropped_out_of_bounds for v in decode_stats.values()))}
