@@ -2,7 +2,10 @@
 nodes event_node, image_node and fusion_node (single_process:=false).
 
     ros2 launch blinktrack_ros blinktrack.launch.py events:=/dvs/events image:=/dvs/image_raw \
-        event_msg_type:=dvs_msgs/EventArray use_sim_time:=true
+        use_sim_time:=true
+
+The event message type is detected from the topic (event_msg_type:=auto); CameraInfo is
+optional (without it the images are used as they come after a short wait, no undistortion).
 
 Outputs: /blinktrack/tracks (TrackArray), /blinktrack/feature (VINS-Fusion PointCloud),
 /blinktrack/debug_image, the modules' ObservationArrays, and /diagnostics.
@@ -20,8 +23,9 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = {
     "events": ("/events", "event topic"),
     "image": ("/image_raw", "image topic (sensor_msgs/Image)"),
-    "camera_info": ("/camera_info", "CameraInfo topic (undistorted output, VINS feature cloud)"),
-    "event_msg_type": ("event_camera_msgs/EventPacket",
+    "camera_info": ("/camera_info", "CameraInfo topic, optional (undistorted output, VINS "
+                    "feature cloud)"),
+    "event_msg_type": ("auto", "auto (the type the events topic is published with), "
                        "event_camera_msgs/EventPacket or dvs_msgs/EventArray"),
     "config": (PathJoinSubstitution([FindPackageShare("blinktrack_ros"), "config",
                                      "blinktrack.yaml"]), "parameters file"),
