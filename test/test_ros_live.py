@@ -256,3 +256,31 @@ def test_image_node_without_camera_info(ctx, rng) -> None:
                           lambda s: _values(s).get("camera_info", "").startswith("none"))
     assert status is not None
     ex.shutdown()
+
+
+def test_diagnostics_without_clock_and_latency_from_arrival(ctx) -> None:
+    """use_sim_time with no /clock at all (a paused bag): /diagnostics still comes (steady
+    timer), and the latency of inputs stamped near time 0 (a bag starting at 1970) is the
+    wall-clock time from arrival to publication: small and positive, not the stamp's age."""
+    node = FusionNode(context=ctx, parameter_overrides=_node_params(diagnostics_period_s=0.2)
+                      + [Parameter("use_sim_time", value=True)])
+    driver = rclpy.create_node("driver", context=ctx)
+    img = driver.create_publisher(bt_msg.ObservationArray, "image_observations", 10)
+    diagnostics = _collect_diagnostics(driver, "blinktrack")
+    ex = SingleThreadedExecutor(context=ctx)
+    for n in (node, driver):
+        ex.add_node(n)
+    assert spin_until(ex, lambda: img.get_subscription_count() > 0, 10.0)
+    for k in range(3):
+        img.publish(convert.observations_to_msg(Observations(
+            Source.SEED if k == 0 else Source.IMAGE, 1_000_000 + k * 10_000_000,
+            np.array([0], np.uint32), np.array([[40.0, 30.0]]), np.eye(2)[None], np.ones(1)),
+            "cam0"))
+    key = "observations latency median (ms)"
+    status = _wait_status(ex, diagnostics, lambda s: _values(s).get(key, "nan") != "nan")
+    assert status is not None, "no diagnostics with a latency while /clock is absent"
+    assert node.get_clock().now().nanoseconds == 0  # sim time: no /clock ever came
+    assert 0.0 < float(_values(status)[key]) < 2000.0
+    n = len(diagnostics)
+    assert spin_until(ex, lambda: len(diagnostics) >= n + 2, 3.0)  # and they keep coming
+    ex.shutdown()
