@@ -92,7 +92,9 @@ class FusionNode(GlueNode):
         return snap
 
     def on_image(self, msg: Any) -> None:
-        """Draw the latest tracks on this frame, at most debug_image_rate_hz times a second."""
+        """Draw the latest tracks on this frame, at most debug_image_rate_hz times a second
+        (the frames also give the outputs' frame_id when the observations carry none)."""
+        self.frame_id = self.cfg.frame_id or msg.header.frame_id or self.frame_id
         rate = self.cfg.debug_image_rate_hz
         now = time.monotonic()
         if rate <= 0 or self._latest_snap is None or now - self._last_debug_s < 1.0 / rate:
@@ -100,7 +102,7 @@ class FusionNode(GlueNode):
         self._last_debug_s = now
         img = camera.draw_tracks(image_msg_to_gray(msg), self._latest_snap)
         self.debug_pub.publish(camera.bgr_image_msg(
-            img, convert.stamp_to_ns(msg.header.stamp), self.cfg.frame_id or msg.header.frame_id))
+            img, convert.stamp_to_ns(msg.header.stamp), self.frame_id))
 
     def extra_diagnostics(self) -> dict[str, str]:
         """The fusion counters."""
