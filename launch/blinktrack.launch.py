@@ -36,6 +36,9 @@ ARGUMENTS = {
 }
 
 
+FUSION_WAIT_MS = 300.0  # split mode: an array waits at most this long for the other module
+
+
 def generate_launch_description() -> LaunchDescription:
     """The launch description: arguments, use_sim_time, and the nodes of the chosen mode."""
     arg = LaunchConfiguration
@@ -64,9 +67,11 @@ def generate_launch_description() -> LaunchDescription:
         parameters=params, condition=split, output="screen",
         remappings=[("image", arg("image")), ("camera_info", arg("camera_info")),
                     ("tracks", tracks)]))
+    # the modules deliver with different delays: fuse in timestamp order (node.fusion_wait_ms)
     actions.append(Node(
         package="blinktrack_ros", executable="fusion_node", name="blinktrack",
-        parameters=params, condition=split, output="screen",
+        parameters=params + [{"node.fusion_wait_ms": FUSION_WAIT_MS}], condition=split,
+        output="screen",
         remappings=[("event_observations", "/blinktrack_event/observations"),
                     ("image_observations", "/blinktrack_image/observations"),
                     ("image", arg("image")), ("camera_info", arg("camera_info"))]))

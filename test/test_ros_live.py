@@ -186,11 +186,13 @@ def test_burst_every_event_used_or_counted(ctx, rng) -> None:
     assert results[10][2] > 0
 
 
-def test_fusion_stamps_monotonic_older_arrays_counted(ctx) -> None:
-    """Observation arrays arriving out of time order (an image network behind the event one):
-    every one is fused, the published TrackArray stamps never go back, the older arrays are
-    counted as held back, and every message carries the inputs' frame_id."""
-    node = FusionNode(context=ctx, parameter_overrides=_node_params())
+def test_fusion_orders_streams_and_stamps_stay_monotonic(ctx) -> None:
+    """Event and image arrays arriving out of time order (the image module finishing a frame
+    after later event windows) are fused in timestamp order: each waits for the other stream
+    to reach its time, at most node.fusion_wait_ms behind the newest arrival. An array older
+    than what was already fused is applied (its entries counted stale) and its TrackArray is
+    held back (counted): the published stamps never go back, every message has a frame_id."""
+    node = FusionNode(context=ctx, parameter_overrides=_node_params(fusion_wait_ms=50.0))
     driver = rclpy.create_node("driver", context=ctx)
     ev = driver.create_publisher(bt_msg.ObservationArray, "event_observations", 100)
     img = driver.create_publisher(bt_msg.ObservationArray, "image_observations", 100)
@@ -200,28 +202,33 @@ def test_fusion_stamps_monotonic_older_arrays_counted(ctx) -> None:
     for n in (node, driver):
         ex.add_node(n)
     assert spin_until(ex, lambda: ev.get_subscription_count() and img.get_subscription_count()
-                      and driver.count_publishers("/blinktrack/tracks") and
-                      node.tracks_pub.get_subscription_count(), 10.0)
+                      and node.tracks_pub.get_subscription_count(), 10.0)
 
-    def obs(source, t_ms, xy):
+    def obs(source, t_ms):
         return convert.observations_to_msg(Observations(
-            source, 10**9 + t_ms * 10**6, np.array([0], np.uint32), np.array([xy], float),
-            np.eye(2)[None], np.ones(1)), "cam0" if source == Source.SEED else "")
+            source, 10**9 + t_ms * 10**6, np.array([0], np.uint32),
+            np.array([[50.0 + 0.1 * t_ms, 40.0]]), np.eye(2)[None], np.ones(1)),
+            "cam0" if source == Source.SEED else "")
 
-    sent = [(img, obs(Source.SEED, 0, (50.0, 40.0)))]
-    sent += [(ev, obs(Source.EVENT, t, (50.0 + 0.1 * t, 40.0))) for t in (10, 20, 30)]
-    sent += [(img, obs(Source.IMAGE, 15, (51.5, 40.0))), (ev, obs(Source.EVENT, 40, (54, 40)))]
+    E, IM = Source.EVENT, Source.IMAGE
+    # frames every 20 ms, event windows every 10 ms; the event module runs ahead at first
+    sent = [(img, obs(Source.SEED, 0)), (ev, obs(E, 10)), (ev, obs(E, 20)), (ev, obs(E, 30)),
+            (img, obs(IM, 20)), (img, obs(IM, 40)), (ev, obs(E, 100)), (ev, obs(E, 110)),
+            (ev, obs(E, 130)), (ev, obs(E, 170)),  # the image stream stalls: 100, 110 go
+            (img, obs(IM, 60))]  # older than 110, already fused: applied, counted, held back
     for pub, msg in sent:
-        before = node.inputs[pub.topic_name.lstrip("/")].received
+        topic = pub.topic_name.lstrip("/")
+        before = node.inputs[topic].received
         pub.publish(msg)
-        assert spin_until(ex, lambda p=pub, b=before: node.inputs[p.topic_name.lstrip("/")]
-                          .received == b + 1 and node.worker.idle(), 10.0)
-    assert spin_until(ex, lambda: len(tracks) == len(sent) - 1, 10.0)
-    stamps = [convert.stamp_to_ns(m.header.stamp) for m in tracks]
-    assert stamps == sorted(stamps) and stamps[-1] == 10**9 + 40 * 10**6
-    assert node.held_back == {"/blinktrack/tracks": 1}
-    stats = node.module.stats()  # the SEED array starts the track; the 5 others are fused,
-    assert stats["arrays"] == len(sent) - 1 and stats["stale"] == 1  # the old one counted
+        assert spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1
+                          and node.worker.idle(), 10.0)
+    expected = [10**9 + t * 10**6 for t in (0, 10, 20, 20, 30, 40, 100, 110)]
+    assert spin_until(ex, lambda: len(tracks) == len(expected), 10.0), len(tracks)
+    assert [convert.stamp_to_ns(m.header.stamp) for m in tracks] == expected
+    assert node.held_back == {"/blinktrack/tracks": 1} and node.order.late == 1
+    assert len(node.order) == 2  # 130 and 170 wait for the image stream (or 50 ms more)
+    stats = node.module.stats()  # the SEED array starts the track; 8 arrays fused, 1 stale
+    assert stats["arrays"] == 8 and stats["stale"] == 1 and stats["applied"] == 7
     assert all(m.header.frame_id == "cam0" for m in tracks)
     ex.shutdown()
 

@@ -69,7 +69,8 @@ def test_three_processes_at_real_speed(rng, tmp_path) -> None:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                OMP_NUM_THREADS="1")
     params = ["-p", "pipeline.mode:=e-klt", "-p", f"seeding.target_count:={TARGET}",
-              "-p", f"node.event_weights:={weights}", "-p", "node.camera_info_wait_s:=0.2"]
+              "-p", f"node.event_weights:={weights}", "-p", "node.camera_info_wait_s:=0.2",
+              "-p", "node.fusion_wait_ms:=300.0"]  # as the launch file sets it (split mode)
     tracks_topic = "tracks:=/blinktrack/tracks"
     children = [
         _start("event_node", "blinktrack_event",
@@ -141,6 +142,8 @@ def test_three_processes_at_real_speed(rng, tmp_path) -> None:
         event_fused = [m for m in in_sequence if np.any(np.asarray(m.last_source) == 0)]
         assert len(event_obs) >= 10 and len(event_fused) >= 10, (len(event_obs),
                                                                  len(event_fused))
+        print(f"split at 1x: {len(in_sequence)} TrackArrays, {len(event_obs)} event arrays, "
+              f"{len(event_fused)} TrackArrays with an event update, max alive {max(alive)}")
         values = diagnostics["blinktrack_ros: blinktrack_event"]
         assert values["decode type"] == "dvs_msgs/EventArray"  # detected (auto)
         assert values["event module births_frame_lost"] == "0"

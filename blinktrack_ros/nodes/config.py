@@ -49,6 +49,10 @@ class NodeConfig:
             of inputs lost or unused in a diagnostics period is above this.
         camera_info_wait_s: with no CameraInfo after this long, images are used without it
             (no undistortion) and one warning names the topic.
+        fusion_wait_ms: fusion_node: an observation array waits until the other module's
+            arrays have reached its time, at most this long (data time) behind the newest
+            arrival, so that the arrays are fused in timestamp order (the launch file sets 300
+            in split mode); 0 = fused on arrival (older entries counted stale).
         device: torch device of the networks (cpu, cuda, cuda:1, ...).
         event_weights: event network checkpoint; empty = the shipped lite weights.
         image_weights: image network checkpoint; empty = the shipped lite weights.
@@ -65,6 +69,7 @@ class NodeConfig:
     inbox_capacity: int = _opt(10000, value_range=(10, 1000000))
     loss_warn_fraction: float = _opt(0.01, value_range=(0.0, 1.0), dynamic=True)
     camera_info_wait_s: float = _opt(1.0, value_range=(0.0, 60.0))
+    fusion_wait_ms: float = _opt(0.0, value_range=(0.0, 10000.0))
     device: str = _opt("cpu")
     event_weights: str = _opt("")
     image_weights: str = _opt("")

@@ -1,8 +1,10 @@
 """fusion_node: ObservationArrays from the modules -> fused TrackArray, VINS feature cloud.
 
 Subscribes `event_observations`, `image_observations` (ObservationArray; SEED arrays start
-tracks), `camera_info` (optional: undistorted output and ~/feature; one warning when none came)
-and `image` (only for ~/debug_image). Publishes `~/tracks` on every fused update with a stamp
+tracks; fused in timestamp order across the two, each array waiting at most
+`node.fusion_wait_ms` for the other module to catch up), `camera_info` (optional: undistorted
+output and ~/feature; one warning when none came) and `image` (only for ~/debug_image).
+Publishes `~/tracks` on every fused update with a stamp
 not older than the last one published (an older array is fused and counted, not published),
 `~/feature` at frame rate (on each IMAGE array, when CameraInfo is known), `~/debug_image`
 (throttled) and /diagnostics. Every message carries the frame_id (`node.frame_id`, else the
@@ -11,6 +13,7 @@ latest non-empty one of the inputs).
 
 from __future__ import annotations
 
+from functools import partial
 import time
 from typing import Any
 
@@ -21,6 +24,7 @@ from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
 from blinktrack_ros.nodes.camera_input import CameraInput
 from blinktrack_ros.nodes.config import NodeConfig
+from blinktrack_ros.nodes.ordering import StreamOrder
 from blinktrack_ros.tracking.fusion_types import FusionConfig, TrackSnapshot
 from blinktrack_ros.tracking.modules import FusionModule
 from blinktrack_ros.tracking.observation import Observations, Source
@@ -37,8 +41,9 @@ class FusionNode(GlueNode):
         self._latest_snap: TrackSnapshot | None = None
         self.frame_id = self.cfg.frame_id
         self.init_outputs()
+        self.order = StreamOrder(int(self.cfg.fusion_wait_ms * 1e6))
         for topic in ("event_observations", "image_observations"):
-            self.subscribe(self.msg.ObservationArray, topic, self.on_observation_msg)
+            self.subscribe(self.msg.ObservationArray, topic, partial(self.on_arrays, topic))
         self.camera = CameraInput(self, self.cfg.camera_info_wait_s, "camera_info")
         self.subscribe(self.sensor.Image, "image", self.on_image)
 
@@ -65,14 +70,21 @@ class FusionNode(GlueNode):
         if section == "fusion" and hasattr(self, "module"):
             self.module.set_config(cfg)
 
-    def on_observation_msg(self, msg: Any) -> None:
-        """Convert, fuse, publish."""
-        self.fuse(convert.msg_to_observations(msg), msg.header.frame_id)
+    def on_arrays(self, stream: str, msg: Any) -> None:
+        """Convert; fuse (and publish) every array now due in timestamp order (StreamOrder:
+        the event and image modules deliver with different delays)."""
+        obs = convert.msg_to_observations(msg)
+        if self.check_time(obs.t_ns, stream):
+            self.module.reset()
+            self.order.reset()
+        for due, frame_id, arrival_ns in self.order.push(stream, obs.t_ns,
+                                                         (obs, msg.header.frame_id,
+                                                          self.arrival_ns)):
+            self.arrival_ns = arrival_ns
+            self.fuse(due, frame_id)
 
     def fuse(self, obs: Observations, frame_id: str = "") -> TrackSnapshot | None:
         """Fuse one array and publish the results."""
-        if self.check_time(obs.t_ns, obs.source.name):
-            self.module.reset()
         snap = self.module.on_observations(obs)
         if snap is None:
             return None
@@ -108,6 +120,8 @@ class FusionNode(GlueNode):
         """The fusion counters."""
         stats = self.module.stats() if hasattr(self.module, "stats") else {}
         out = {f"fusion {k}": str(v) for k, v in stats.items()}
+        out["arrays waiting for the other module"] = str(len(self.order))
+        out["arrays arrived after later ones were fused"] = str(self.order.late)
         out.update(self.camera.stats())
         return out
 
