@@ -53,7 +53,8 @@ NODES = {
     "image_node": ("image", "split mode: image module (frames -> observations, seeds)"),
     "fusion_node": ("fusion", "split mode: Kalman fusion and the track table"),
 }
-EVENTS_TYPE = "`event_camera_msgs/EventPacket` or `dvs_msgs/EventArray` (`node.event_msg_type`)"
+EVENTS_TYPE = ("`event_camera_msgs/EventPacket` or `dvs_msgs/EventArray` (`node.event_msg_type`; "
+               "`auto`: the type the topic is published with)")
 OBS, TRACKS = "`blinktrack_ros/ObservationArray`", "`blinktrack_ros/TrackArray`"
 IMAGE = "`sensor_msgs/Image` (" + ", ".join(ENCODINGS) + ")"
 INFO = "`sensor_msgs/CameraInfo`"
@@ -79,7 +80,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("event_node", "tracks", "sub", TRACKS, "fused positions = next crop centres"),
     Topic("event_node", "~/observations", "pub", OBS, "EVENT observations per event window"),
     Topic("image_node", "image", "sub", IMAGE, "frames"),
-    Topic("image_node", "camera_info", "sub", INFO, "paired with the image (message_filters)"),
+    Topic("image_node", "camera_info", "sub", INFO,
+          "optional: paired with the image by stamp (10 ms); without one the frames are used "
+          "after `node.camera_info_wait_s`"),
     Topic("image_node", "tracks", "sub", TRACKS, "fused positions = search starts"),
     Topic("image_node", "~/observations", "pub", OBS, "IMAGE observations and SEED arrays"),
     Topic("fusion_node", "event_observations", "sub", OBS, "from event_node"),
@@ -92,12 +95,19 @@ TOPICS: tuple[Topic, ...] = (
 )
 DIAGNOSTICS_TEXT = (
     "Every node also publishes `/diagnostics` (`diagnostic_msgs/DiagnosticArray`, every "
-    "`node.diagnostics_period_s`): per input topic the rate, received / malformed / dropped "
-    "counts and latency, plus the pipeline or module counters (windows merged / skipped, "
-    "frames skipped behind a backlog, births, losses, time resets). Inputs use the sensor-data "
-    "QoS (keep last "
-    "`node.input_queue_depth`, reliability `node.input_reliability`, best effort by default); "
-    "outputs are reliable, volatile, keep last 10.")
+    "`node.diagnostics_period_s` of the steady clock, so also while `/clock` stands still): per "
+    "input topic the rate, received / malformed / dropped counts and the latency from the "
+    "wall-clock arrival of an input to the publication of its result, the inbox (messages "
+    "waiting, dropped when full), arrays held back because they were older than the last "
+    "published one, plus the pipeline or module counters (windows merged / skipped, frames "
+    "skipped behind a backlog, births whose frame was gone, losses, time resets) and the "
+    "CameraInfo and event type state. The level is WARN when more than "
+    "`node.loss_warn_fraction` of the inputs of a period were lost or unused, ERROR while the "
+    "event topic is published with another type than `node.event_msg_type`. Subscription "
+    "callbacks only enqueue; a worker thread per node processes what waits. Inputs use the "
+    "sensor-data QoS (keep last `node.input_queue_depth`, reliability "
+    "`node.input_reliability`, best effort by default); outputs are reliable, volatile, keep "
+    "last 10, and their stamps never go back.")
 
 
 def topics_in_source(executable: str) -> set[tuple[str, str]]:
@@ -105,7 +115,8 @@ def topics_in_source(executable: str) -> set[tuple[str, str]]:
 
     Publishers: every `"~/..."` string literal. Subscriptions: the topic argument of
     `self.subscribe(Type, "name", ...)` and `message_filters.Subscriber(self, Type, "name")`,
-    and the names of a `for topic in ("a", "b"):` loop around a subscribe call.
+    the names of a `for topic in ("a", "b"):` loop around a subscribe call, `events` for an
+    EventTopic and `camera_info` for a CameraInput.
     """
     text = (NODES_DIR / f"{NODES[executable][0]}.py").read_text()
     found = {(m, "pub") for m in re.findall(r'"(~/[\w/]+)"', text)}
@@ -113,6 +124,10 @@ def topics_in_source(executable: str) -> set[tuple[str, str]]:
     found |= {(m, "sub") for m in re.findall(r'Subscriber\(self,[^"\n]*?,\s*"(\w+)"', text)}
     for group in re.findall(r'for topic in \(([^)]*)\):\s*\n\s*self\.subscribe', text):
         found |= {(m, "sub") for m in re.findall(r'"(\w+)"', group)}
+    if "EventTopic(self" in text:  # nodes/event_topic.py subscribes `events`
+        found.add(("events", "sub"))
+    if "CameraInput(self" in text:  # nodes/camera_input.py subscribes `camera_info`
+        found.add(("camera_info", "sub"))
     return found
 
 

@@ -2,7 +2,10 @@
 nodes event_node, image_node and fusion_node (single_process:=false).
 
     ros2 launch blinktrack_ros blinktrack.launch.py events:=/dvs/events image:=/dvs/image_raw \
-        event_msg_type:=dvs_msgs/EventArray use_sim_time:=true
+        use_sim_time:=true
+
+The event message type is detected from the topic (event_msg_type:=auto); CameraInfo is
+optional (without it the images are used as they come after a short wait, no undistortion).
 
 Outputs: /blinktrack/tracks (TrackArray), /blinktrack/feature (VINS-Fusion PointCloud),
 /blinktrack/debug_image, the modules' ObservationArrays, and /diagnostics.
@@ -20,8 +23,9 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = {
     "events": ("/events", "event topic"),
     "image": ("/image_raw", "image topic (sensor_msgs/Image)"),
-    "camera_info": ("/camera_info", "CameraInfo topic (undistorted output, VINS feature cloud)"),
-    "event_msg_type": ("event_camera_msgs/EventPacket",
+    "camera_info": ("/camera_info", "CameraInfo topic, optional (undistorted output, VINS "
+                    "feature cloud)"),
+    "event_msg_type": ("auto", "auto (the type the events topic is published with), "
                        "event_camera_msgs/EventPacket or dvs_msgs/EventArray"),
     "config": (PathJoinSubstitution([FindPackageShare("blinktrack_ros"), "config",
                                      "blinktrack.yaml"]), "parameters file"),
@@ -30,6 +34,9 @@ ARGUMENTS = {
     "event_weights": ("", "event network checkpoint; empty = the shipped lite weights"),
     "image_weights": ("", "image network checkpoint; empty = the shipped lite weights"),
 }
+
+
+FUSION_WAIT_MS = 300.0  # split mode: an array waits at most this long for the other module
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -60,9 +67,11 @@ def generate_launch_description() -> LaunchDescription:
         parameters=params, condition=split, output="screen",
         remappings=[("image", arg("image")), ("camera_info", arg("camera_info")),
                     ("tracks", tracks)]))
+    # the modules deliver with different delays: fuse in timestamp order (node.fusion_wait_ms)
     actions.append(Node(
         package="blinktrack_ros", executable="fusion_node", name="blinktrack",
-        parameters=params, condition=split, output="screen",
+        parameters=params + [{"node.fusion_wait_ms": FUSION_WAIT_MS}], condition=split,
+        output="screen",
         remappings=[("event_observations", "/blinktrack_event/observations"),
                     ("image_observations", "/blinktrack_image/observations"),
                     ("image", arg("image")), ("camera_info", arg("camera_info"))]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -21,7 +23,9 @@ from blinktrack_ros.tracking.fusion_types import TrackSnapshot  # noqa: E402
 from blinktrack_ros.tracking.observation import Observations, Source  # noqa: E402
 from blinktrack_ros.tracking.tracks import TrackStatus  # noqa: E402
 
-REPO = convert.__file__.rsplit("/blinktrack_ros/", 1)[0]
+# The .msg files of the source tree beside this test (not beside the imported Python package:
+# in a colcon install that is <prefix>/lib/pythonX.Y/site-packages, without msg/).
+MSG_DIR = Path(__file__).resolve().parent.parent / "msg"
 
 
 def _spd(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -85,7 +89,7 @@ def test_snapshot_to_msg_read_back_by_rosbags(rng) -> None:
     und = rng.normal(0, 0.3, (len(snap), 2))
     data = serialize_message(convert.snapshot_to_msg(snap, "cam0", und))
     store = get_typestore(Stores.ROS2_JAZZY)
-    with open(f"{REPO}/msg/TrackArray.msg") as f:
+    with open(MSG_DIR / "TrackArray.msg") as f:
         store.register(get_types_from_msg(f.read(), "blinktrack_ros/msg/TrackArray"))
     m = store.deserialize_cdr(data, "blinktrack_ros/msg/TrackArray")
     assert m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == snap.t_ns

@@ -223,9 +223,12 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
         else:
             topic, before = "events", node.inputs["events"].received
             ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
-        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1)
+        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1
+                           and node.worker.idle())
     n_updates = sum(len(b) for b in offline.rows)
-    assert _spin_until(ex, lambda: sum(len(m.ids) for m in tracks) >= n_updates)
+    assert _spin_until(ex, lambda: sum(len(m.ids) for m in tracks) >= n_updates
+                       and len(obs) == node.pipeline.stats.event_windows
+                       and len(clouds) == len(frames))
     live, ref = _rows(tracks), offline.as_rows()
     assert live.shape == ref.shape and len(ref) > 50
     np.testing.assert_array_equal(live[:, [0, 4]], ref[:, [0, 4]])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from blinktrack_ros.eval.metrics import delta_metrics, feature_age_metrics, mean_metrics
-from blinktrack_ros.eval.tracks_io import match_sequences, read_tracks
+from blinktrack_ros.eval.tracks_io import header_image_size, match_sequences, read_tracks
 
 # Image sizes of the public benchmarks (for the delta metrics' rescaling to 256 x 256).
 EC_SIZE = (240, 180)  # DAVIS240C
@@ -79,5 +79,6 @@ def evaluate_paths(pred: str | Path, gt: str | Path, corrected: bool = False,
     for pair in items:
         per_sequence[pair.name] = sequence_metrics(
             pair.name, read_tracks(pair.pred_path), read_tracks(pair.gt_path),
-            corrected=corrected, truncate_pred=truncate_pred, image_size=image_size)
+            corrected=corrected, truncate_pred=truncate_pred,
+            image_size=image_size or header_image_size(pair.gt_path))
     return summarize(per_sequence)

@@ -31,6 +31,19 @@ class TrackFileError(ValueError):
     """A track file that cannot be read as rows `id t x y [vis]`."""
 
 
+def header_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from a `# image size WxH` header line (what `blinktrack synth` writes
+    into its ground truth), None when the file has none."""
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                return None
+            found = re.match(r"#\s*image size (\d+)x(\d+)", line)
+            if found:
+                return int(found.group(1)), int(found.group(2))
+    return None
+
+
 def read_tracks(path: str | Path) -> np.ndarray:
     """Read a track file.
 

@@ -9,7 +9,6 @@ publishes what comes back.
 from __future__ import annotations
 
 from collections.abc import Callable
-import sys
 import time
 from typing import Any, Protocol
 
@@ -19,8 +18,10 @@ from rclpy.node import Node
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.nodes.config import DYNAMIC_SECTIONS, NodeConfig
 from blinktrack_ros.nodes.declare import NodeParameters
-from blinktrack_ros.nodes.diagnostics import OK, WARN, InputStats, ThrottledCounter
+from blinktrack_ros.nodes.diagnostics import ERROR, OK, WARN, InputStats, ThrottledCounter
+from blinktrack_ros.nodes.inbox import Arrival, Inbox, Worker
 from blinktrack_ros.nodes.qos import input_qos, output_qos
+from blinktrack_ros.nodes.runner import run  # the executables' main, imported from here
 from blinktrack_ros.tracking.fusion_types import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations
 
@@ -70,9 +71,12 @@ class FusionModule(Protocol):
 class GlueNode(Node):
     """An rclpy node with the blinktrack parameters, QoS, input statistics and /diagnostics.
 
-    Subclasses create their subscriptions with `self.subscribe(...)`, which counts every
-    message, measures its latency and turns ValueError (malformed input) into a counted drop
-    logged at a throttled rate.
+    Subclasses create their subscriptions with `self.subscribe(topic, ..., handler)`: the
+    callback only enqueues the message (with its wall-clock arrival) into `self.inbox`, and the
+    node's worker thread runs `process(items)` on everything waiting (by default each handler in
+    arrival order). ValueError (malformed input) becomes a counted drop logged at a throttled
+    rate. Diagnostics run on a steady-clock timer (they go on when /clock stops) and report
+    latency from the wall-clock arrival of the input to the publication of its result.
     """
 
     def __init__(self, name: str, sections: dict[str, Any], **node_kwargs: Any) -> None:
@@ -84,12 +88,30 @@ class GlueNode(Node):
         self.out_qos = output_qos()
         self.inputs: dict[str, InputStats] = {}
         self.malformed = ThrottledCounter(self.cfg.malformed_log_period_s)
+        self.loss_log = ThrottledCounter(self.cfg.malformed_log_period_s)
         self.resets = 0
+        self.errors: dict[str, str] = {}  # key -> text: level ERROR in diagnostics while set
+        self.processing_errors = 0
+        self.held_back: dict[str, int] = {}  # output topic -> arrays not published (older)
+        self._last_out_ns: dict[str, int] = {}
         self._newest_by_stream: dict[str, int] = {}
+        self._handlers: dict[str, Callable[[Any], None]] = {}
+        self._loss_seen = (0, 0)
+        self.arrival_ns = 0  # arrival of the input being processed (for latency)
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        self.steady_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        self.inbox = Inbox(self.cfg.inbox_capacity)
+        self.worker = Worker(self.inbox, self.process, self.on_processing_error,
+                             name=f"{name}_worker")
+
+    def steady_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        """A timer on the steady clock: it runs whether or not /clock (sim time) advances."""
+        from rclpy.clock import Clock, ClockType
+
+        return self.create_timer(period_s, callback,
+                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def on_config_change(self, section: str, cfg: Any) -> None:
         """A runtime parameter change was accepted (subclasses pass it to their module)."""
@@ -99,7 +121,7 @@ class GlueNode(Node):
 
     def subscribe(self, msg_type: Any, topic: str, handler: Callable[[Any], None],
                   raw: bool = False, **kwargs: Any) -> Any:
-        """Subscribe with the input QoS; `handler(msg)` runs guarded and counted.
+        """Subscribe with the input QoS; the callback enqueues, the worker runs `handler(msg)`.
 
         Samples the middleware reports lost (QoS event `message_lost`) count as dropped.
         """
@@ -110,22 +132,36 @@ class GlueNode(Node):
         def lost(info: Any) -> None:
             stats.dropped += int(info.total_count_change)
 
+        self._handlers[topic] = handler
         return self.create_subscription(
-            msg_type, topic, self.guard(topic, handler), self.in_qos, raw=raw,
+            msg_type, topic, self.enqueuer(topic), self.in_qos, raw=raw,
             event_callbacks=SubscriptionEventCallbacks(message_lost=lost), **kwargs)
 
-    def guard(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        """`handler` counted in the topic's statistics, with ValueError a counted drop."""
+    def enqueuer(self, topic: str) -> Callable[[Any], None]:
+        """The subscription callback of `topic`: count and enqueue, nothing else."""
         stats = self.inputs.setdefault(topic, InputStats())
 
         def callback(msg: Any) -> None:
             stats.on_message(time.monotonic())
-            try:
-                handler(msg)
-            except ValueError as exc:  # malformed input: counted, logged throttled, node lives
-                self.count_malformed(topic, exc)
+            self.inbox.put(topic, msg)
 
         return callback
+
+    def process(self, items: list[Arrival]) -> None:
+        """Run the handlers of these inputs in arrival order (the worker thread)."""
+        for item in items:
+            self.arrival_ns = item.arrival_ns
+            try:
+                self._handlers[item.topic](item.msg)
+            except ValueError as exc:  # malformed input: counted, logged throttled, node lives
+                self.count_malformed(item.topic, exc)
+
+    def on_processing_error(self, exc: BaseException) -> None:
+        """An unexpected exception in the worker: logged (throttled) and counted; node lives."""
+        self.processing_errors += 1
+        line = self.malformed.hit(f"error while processing input: {exc!r}")
+        if line:
+            self.get_logger().error(line)
 
     def count_malformed(self, topic: str, exc: Exception) -> None:
         """Count a malformed message of `topic` and log it at a throttled rate."""
@@ -134,28 +170,25 @@ class GlueNode(Node):
         if line:
             self.get_logger().warning(line)
 
-    def take_pending(self, topic: str, subscription: Any, limit: int = 1000) -> list[Any]:
-        """The messages waiting in `subscription`'s queue (at most `limit`), taken now and
-        counted as received: a callback that falls behind processes its backlog at once."""
-        stats = self.inputs.setdefault(topic, InputStats())
-        out: list[Any] = []
-        while len(out) < limit:
-            try:
-                with subscription.handle:
-                    taken = subscription.handle.take_message(subscription.msg_type,
-                                                             subscription.raw)
-            except Exception:  # noqa: BLE001 - a destroyed subscription: nothing to take
-                break
-            if taken is None:
-                break
-            stats.on_message(time.monotonic())
-            out.append(taken[0])
-        return out
-
-    def record_latency(self, topic: str, stamp_ns: int) -> None:
-        """Latency from a message's stamp to now (node clock: sim time during replays)."""
-        latency_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+    def record_latency(self, topic: str, arrival_ns: int | None = None) -> None:
+        """Latency from the wall-clock arrival of the input (default: the one being processed)
+        to now, its result published (independent of sim time and of the stamps' epoch)."""
+        arrival = self.arrival_ns if arrival_ns is None else arrival_ns
+        latency_s = (time.monotonic_ns() - arrival) * 1e-9
         self.inputs.setdefault(topic, InputStats()).add_latency(time.monotonic(), latency_s)
+
+    def publish_monotonic(self, pub: Any, msg: Any, t_ns: int) -> bool:
+        """Publish `msg` (stamped t_ns) unless it is older than the last one published on `pub`:
+        output stamps never go back (SLAM front-ends need that); held-back arrays are counted
+        (their observations were applied to the filter all the same)."""
+        topic = pub.topic_name
+        last = self._last_out_ns.get(topic)
+        if last is not None and t_ns < last:
+            self.held_back[topic] = self.held_back.get(topic, 0) + 1
+            return False
+        self._last_out_ns[topic] = int(t_ns)
+        pub.publish(msg)
+        return True
 
     def check_time(self, t_ns: int, stream: str = "") -> bool:
         """True (after a warning) when t_ns jumped back: the caller resets its module.
@@ -169,6 +202,7 @@ class GlueNode(Node):
                 f"{stream or 'input'} time went backwards by {(newest - t_ns) * 1e-9:.3f} s "
                 "(looped bag?): resetting the tracks")
             self._newest_by_stream = {stream: t_ns}
+            self._last_out_ns.clear()
             self.resets += 1
             return True
         self._newest_by_stream[stream] = t_ns if newest is None else max(newest, t_ns)
@@ -178,6 +212,29 @@ class GlueNode(Node):
         """Module-specific key/values (queue depth, merged or skipped windows, ...)."""
         return {}
 
+    def unused_inputs(self) -> int:
+        """Input messages (or their content) the node could not use, in total: middleware
+        losses, inbox overflow, malformed ones (subclasses add skipped frames, windows)."""
+        return sum(s.malformed + s.dropped for s in self.inputs.values()) + \
+            sum(self.inbox.dropped.values())
+
+    def _loss_level(self) -> tuple[int, str]:
+        """WARN when the fraction of inputs lost since the last report passes the threshold."""
+        received = sum(s.received for s in self.inputs.values())
+        lost = self.unused_inputs()
+        d_received, d_lost = received - self._loss_seen[0], lost - self._loss_seen[1]
+        self._loss_seen = (received, lost)
+        fraction = d_lost / max(d_received + d_lost, 1)
+        if d_lost and fraction > self.cfg.loss_warn_fraction:
+            text = (f"{d_lost} inputs lost or unused in the last "
+                    f"{self.cfg.diagnostics_period_s:g} s ({100 * fraction:.1f} %, {lost} in "
+                    "total; see the diagnostics values)")
+            line = self.loss_log.hit(text)
+            if line:
+                self.get_logger().warning(line)
+            return WARN, text
+        return OK, "ok"
+
     def publish_diagnostics(self) -> None:
         """Publish input rates, drops, malformed counts, latency and the module's figures."""
         from blinktrack_ros.nodes.diagnostics import diagnostic_array
@@ -186,82 +243,25 @@ class GlueNode(Node):
         values: dict[str, str] = {}
         for topic, stats in self.inputs.items():
             values.update(stats.values(now, topic))
+        for topic, count in self.inbox.dropped.items():
+            values[f"{topic} dropped (inbox full)"] = str(count)
+        values["inbox waiting"] = str(len(self.inbox))
+        values["processing errors"] = str(self.processing_errors)
+        for topic, count in self.held_back.items():
+            values[f"{topic} held back (older than the last published)"] = str(count)
         values["time resets"] = str(self.resets)
         values.update(self.extra_diagnostics())
-        bad = sum(s.malformed + s.dropped for s in self.inputs.values())
-        level, text = (WARN, f"{bad} inputs malformed or dropped") if bad else (OK, "ok")
+        level, text = self._loss_level()
+        if self.errors:
+            level, text = ERROR, "; ".join(self.errors.values())
         self._diag_pub.publish(diagnostic_array(
             f"blinktrack_ros: {self.get_name()}", self.get_fully_qualified_name(), level, text,
             values, self.get_clock().now().to_msg()))
 
-
-EXIT_GRACE_S = 5.0
-
-
-def _exit_watchdog() -> Any:
-    """A started timer that ends the process if teardown takes longer than EXIT_GRACE_S; cancel
-    it when teardown is done. DDS teardown occasionally hangs (a known class of upstream bugs,
-    e.g. ros2/system_tests#486); a stopped node must not keep a launch file waiting."""
-    import os
-    import threading
-
-    def _exit() -> None:
-        sys.stderr.write(f"blinktrack_ros: shutdown did not finish within {EXIT_GRACE_S} s "
-                         "(DDS teardown); exiting\n")
-        sys.stderr.flush()
-        os._exit(0)
-
-    timer = threading.Timer(EXIT_GRACE_S, _exit)
-    timer.daemon = True
-    timer.start()
-    return timer
+    def destroy_node(self) -> None:
+        """Stop the worker, then destroy the node."""
+        self.worker.stop()
+        super().destroy_node()
 
 
-def run(make_node: Callable[..., Node], args: list[str] | None = None,
-        multithreaded: bool = False) -> int:
-    """`main()` of a node executable: init, build (invalid parameters: exit 2), spin, shut down.
-
-    SIGINT/SIGTERM (rclpy's handlers shut the context down) end the process with 0 whenever they
-    arrive: while the node is being built, while it spins, or in the race where the executor
-    builds its wait set on a context that was just shut down (rclpy raises RCLError there).
-    """
-    import rclpy
-    from rclpy.exceptions import InvalidParameterValueException
-    from rclpy.executors import (
-        ExternalShutdownException,
-        MultiThreadedExecutor,
-        SingleThreadedExecutor,
-    )
-
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = make_node()
-        except (ValueError, InvalidParameterValueException) as exc:
-            if not rclpy.ok():
-                return 0
-            rclpy.logging.get_logger("blinktrack_ros").fatal(f"invalid parameters: {exc}")
-            return 2
-        executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
-        for each in getattr(node, "nodes", [node]):
-            executor.add_node(each)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a real error, not the shutdown racing the build or the spin
-            raise
-    finally:
-        watchdog = _exit_watchdog()
-        try:
-            if node is not None:
-                try:
-                    node.destroy_node()
-                except Exception:  # destroying after shutdown can fail; the process ends anyway
-                    if rclpy.ok():
-                        raise
-            rclpy.try_shutdown()
-        finally:
-            watchdog.cancel()
-    return 0
+__all__ = ["EventModule", "FusionModule", "GlueNode", "ImageModule", "run"]

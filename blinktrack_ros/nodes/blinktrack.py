@@ -21,8 +21,10 @@ from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
+from blinktrack_ros.nodes.camera_input import CameraInput
 from blinktrack_ros.nodes.config import default_sections
-from blinktrack_ros.nodes.event import event_msg_class
+from blinktrack_ros.nodes.event_topic import EventTopic
+from blinktrack_ros.nodes.inbox import Arrival
 from blinktrack_ros.tracking.observation import Source
 
 
@@ -37,7 +39,13 @@ def make_pipeline(configs: dict[str, Any]) -> Any:
 
 
 class PipelineNode(GlueNode):
-    """Glue around a Pipeline: decode, call on_events / on_image, publish the updates."""
+    """Glue around a Pipeline: decode, call on_events / on_image, publish the updates.
+
+    Callbacks only enqueue; the worker takes every input waiting and runs it in timestamp
+    order (event packets up to a frame's stamp first, like the offline replay; consecutive
+    packets as one batch, whose windows the pipeline merges or skips when behind,
+    `pipeline.backlog`), so the latency stays bounded and no input waits in the middleware.
+    """
 
     def __init__(self, pipeline: Any = None, name: str = "blinktrack", **kwargs: Any) -> None:
         """Create the node; `pipeline` defaults to make_pipeline(parameters)."""
@@ -48,8 +56,6 @@ class PipelineNode(GlueNode):
         import blinktrack_ros.msg
 
         msg, sensor = blinktrack_ros.msg, sensor_msgs.msg
-        self.events_in = convert.EventInput(self.cfg.event_msg_type)
-        self.cam: camera.CameraModel | None = None
         self._last_debug_s = -np.inf
         self.frames_skipped = 0  # stale frames of a backlog, see _skip_stale_frames
         self._frame_id = self.cfg.frame_id
@@ -61,11 +67,19 @@ class PipelineNode(GlueNode):
         self.obs_pubs.update({Source.IMAGE: image_obs, Source.KLT: image_obs})
         self.feature_pub = pub(sensor.PointCloud, "~/feature", self.out_qos)
         self.debug_pub = pub(sensor.Image, "~/debug_image", self.out_qos)
-        raw = self.cfg.event_msg_type == convert.DVS_EVENT_ARRAY
-        self._events_sub = self.subscribe(event_msg_class(self.cfg.event_msg_type), "events",
-                                          self.on_events, raw=raw)
-        self._image_sub = self.subscribe(sensor.Image, "image", self.on_image)
-        self.subscribe(sensor.CameraInfo, "camera_info", self.on_camera_info)
+        self.subscribe(sensor.Image, "image", lambda m: None)
+        self.camera = CameraInput(self, self.cfg.camera_info_wait_s, "camera_info")
+        self.events = EventTopic(self, self.cfg.event_msg_type, lambda m: None, "events")
+
+    @property
+    def events_in(self) -> Any:
+        """The event decoder (None until the event type is known)."""
+        return self.events.decoder
+
+    @property
+    def cam(self) -> camera.CameraModel | None:
+        """The latest CameraInfo's model (None: none known)."""
+        return self.camera.latest()
 
     def on_config_change(self, section: str, cfg: Any) -> None:
         """Fusion parameter changes go to the pipeline's engine."""
@@ -75,50 +89,39 @@ class PipelineNode(GlueNode):
 
             self.pipeline.engine.config = fusion_config_for(self.pipeline.config.mode, cfg)
 
-    def on_camera_info(self, msg: Any) -> None:
-        """Keep the latest intrinsics."""
-        self.cam = camera.camera_model_from_info(msg)
+    def process(self, items: list[Arrival]) -> None:
+        """CameraInfo at once; events and frames in timestamp order (see the class)."""
+        inputs = []
+        for item in items:
+            if item.topic == "events":
+                try:
+                    batch = self.events.decode(item.msg)
+                except ValueError as exc:
+                    self.count_malformed("events", exc)
+                    continue
+                if len(batch):
+                    inputs.append((int(batch.t[-1]), 0, item.arrival_ns, batch))
+            elif item.topic == "image":
+                inputs.append((convert.stamp_to_ns(item.msg.header.stamp), 1, item.arrival_ns,
+                               item.msg))
+            else:
+                super().process([item])
+        self._run_inputs(inputs)
 
-    def on_events(self, msg: Any) -> None:
-        """Decode, run the complete event windows, publish their updates (with the backlog)."""
-        batch = self.events_in.decode(msg)
-        self._run_inputs([(int(batch.t[-1]), 0, batch)] if len(batch) else [])
-
-    def on_image(self, msg: Any) -> None:
-        """Convert the frame, observe and seed, publish (with the backlog)."""
-        self._run_inputs([(convert.stamp_to_ns(msg.header.stamp), 1, msg)])
-
-    def _pending_inputs(self) -> list[tuple[int, int, Any]]:
-        """(stamp ns, 0 events / 1 frame, batch or Image) of every message waiting in the
-        input queues: when the node falls behind, the backlog is run at once, so that the
-        pipeline's `max_pending_windows` / `backlog` policy bounds the latency (messages
-        handled one by one would wait in the middleware queues instead)."""
-        items = []
-        for msg in self.take_pending("events", self._events_sub):
-            try:
-                batch = self.events_in.decode(msg)
-            except ValueError as exc:
-                self.count_malformed("events", exc)
-                continue
-            if len(batch):
-                items.append((int(batch.t[-1]), 0, batch))
-        for msg in self.take_pending("image", self._image_sub):
-            items.append((convert.stamp_to_ns(msg.header.stamp), 1, msg))
-        return items
-
-    def _run_inputs(self, items: list[tuple[int, int, Any]]) -> None:
-        """Run these inputs and the backlog in timestamp order (events up to a frame's stamp
-        first, like the offline replay); consecutive event packets go in as one batch."""
-        items = sorted(items + self._pending_inputs(), key=lambda item: item[:2])
-        items = self._skip_stale_frames(items)
+    def _run_inputs(self, items: list[tuple[int, int, int, Any]]) -> None:
+        """Run (stamp, 0 events / 1 frame, arrival, value) in timestamp order; consecutive
+        event packets go in as one batch."""
+        items = self._skip_stale_frames(sorted(items, key=lambda item: item[:2]))
         batches: list[Any] = []
-        for _, kind, value in items:
+        for _, kind, arrival_ns, value in items:
             if kind == 0 and (not batches or value.t[0] >= batches[-1].t[-1]):
                 batches.append(value)
+                self.arrival_ns = max(self.arrival_ns, arrival_ns)
                 continue
             if batches:
-                self.publish_updates(self.pipeline.on_events(EventBatch.concatenate(batches)))
+                self._run_events(EventBatch.concatenate(batches))
                 batches = []
+            self.arrival_ns = arrival_ns
             if kind == 0:
                 batches.append(value)
                 continue
@@ -127,10 +130,15 @@ class PipelineNode(GlueNode):
             except ValueError as exc:
                 self.count_malformed("image", exc)
         if batches:
-            self.publish_updates(self.pipeline.on_events(EventBatch.concatenate(batches)))
+            self._run_events(EventBatch.concatenate(batches))
 
-    def _skip_stale_frames(self, items: list[tuple[int, int, Any]]
-                           ) -> list[tuple[int, int, Any]]:
+    def _run_events(self, batch: EventBatch) -> None:
+        if self.check_time(int(batch.t[0]), "events"):  # the pipeline resets itself
+            self.events.decoder.reset()
+        self.publish_updates(self.pipeline.on_events(batch))
+
+    def _skip_stale_frames(self, items: list[tuple[int, int, int, Any]]
+                           ) -> list[tuple[int, int, int, Any]]:
         """When the backlog spans more than the pipeline's event backlog bound
         (max_pending_windows x event_window_ms), frames older than the newest pending one
         are dropped (counted): each costs a whole image-network pass, so running them all
@@ -149,13 +157,16 @@ class PipelineNode(GlueNode):
     def _frame(self, msg: Any) -> None:
         """Convert the frame, observe and seed, publish; the feature cloud and debug image."""
         t_ns = convert.stamp_to_ns(msg.header.stamp)
-        self._frame_id = self.cfg.frame_id or msg.header.frame_id
+        self.check_time(t_ns, "image")  # output stamps start again (the pipeline resets itself)
+        self._frame_id = self.cfg.frame_id or msg.header.frame_id or self._frame_id
         gray = image_msg_to_gray(msg)
+        self.camera.ready()  # warns once when no CameraInfo came
         updates = self.pipeline.on_image(t_ns, gray)
         self.publish_updates(updates)
-        if updates and self.cam is not None:
+        cam = self.camera.model_for(t_ns) if updates else None
+        if updates and cam is not None:
             self.feature_pub.publish(camera.feature_cloud(
-                updates[-1].tracks, self.cam, self.cfg.camera_id, self._frame_id))
+                updates[-1].tracks, cam, self.cfg.camera_id, self._frame_id))
         rate, now = self.cfg.debug_image_rate_hz, time.monotonic()
         if updates and rate > 0 and now - self._last_debug_s >= 1.0 / rate:
             self._last_debug_s = now
@@ -163,26 +174,39 @@ class PipelineNode(GlueNode):
                 camera.draw_tracks(gray, updates[-1].tracks), t_ns, self._frame_id))
 
     def publish_updates(self, updates: list[Any]) -> None:
-        """Observations and tracks of each update, in order; latency from the update's stamp."""
+        """Observations and tracks of each update, in order and never going back in time
+        (an update older than the last published is fused and counted, not published);
+        latency from the wall-clock arrival of the input that completed it."""
+        cam = self.cam
         for update in updates:
             if update.observations is not None:
                 pub = self.obs_pubs.get(update.observations.source)
                 if pub is not None:
-                    pub.publish(convert.observations_to_msg(update.observations,
-                                                            self._frame_id))
+                    self.publish_monotonic(pub, convert.observations_to_msg(
+                        update.observations, self._frame_id), update.observations.t_ns)
             snap = update.tracks
-            und = camera.undistort_normalised(self.cam, snap.positions_px) if self.cam else None
-            self.tracks_pub.publish(convert.snapshot_to_msg(snap, self._frame_id, und))
-            self.record_latency("updates", snap.t_ns)
+            und = camera.undistort_normalised(cam, snap.positions_px) if cam else None
+            if self.publish_monotonic(self.tracks_pub,
+                                      convert.snapshot_to_msg(snap, self._frame_id, und),
+                                      snap.t_ns):
+                self.record_latency("updates")
 
     def extra_diagnostics(self) -> dict[str, str]:
         """Pipeline counters (windows merged/skipped, births, losses, resets) and decoding."""
         stats = asdict(self.pipeline.stats)
         out = {f"pipeline {k}": str(v) for k, v in stats.items() if k != "fusion"}
         out.update({f"fusion {k}": str(v) for k, v in stats.get("fusion", {}).items()})
-        out.update({f"decode {k}": str(v) for k, v in self.events_in.stats.as_dict().items()})
+        out.update({f"decode {k}": str(v) for k, v in self.events.stats().items()})
+        out["pipeline backlog policy"] = str(getattr(self.pipeline.config.backlog, "value",
+                                                     self.pipeline.config.backlog))
         out["frames skipped (backlog)"] = str(self.frames_skipped)
+        out.update(self.camera.stats())
         return out
+
+    def unused_inputs(self) -> int:
+        """Also the frames skipped and the event windows skipped when behind."""
+        skipped = getattr(self.pipeline.stats, "windows_skipped", 0)
+        return super().unused_inputs() + self.frames_skipped + int(skipped)
 
 
 def main(args: list[str] | None = None) -> int:

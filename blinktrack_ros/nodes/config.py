@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from blinktrack_ros.nodes.convert import EVENT_MSG_TYPES, EVENT_PACKET
+from blinktrack_ros.nodes.convert import EVENT_MSG_TYPES
 from blinktrack_ros.tracking.event_source import EventSourceConfig
 from blinktrack_ros.tracking.fusion_types import FusionConfig
 from blinktrack_ros.tracking.image_source import ImageSourceConfig
@@ -14,6 +14,7 @@ from blinktrack_ros.tracking.pipeline import PipelineConfig
 from blinktrack_ros.tracking.seeding import SeedConfig
 
 RELIABILITIES = ("best_effort", "reliable")
+AUTO = "auto"  # event_msg_type: detected from the type the topic is published with
 # Sections whose parameters may change while a node runs (the others are read_only).
 DYNAMIC_SECTIONS = frozenset({"fusion"})
 # Config fields that are not parameters of their own (set from another parameter).
@@ -35,9 +36,23 @@ class NodeConfig:
     """ROS-side settings of the blinktrack_ros nodes (the core's settings are other sections).
 
     Attributes:
-        event_msg_type: message type of the event input topic.
+        event_msg_type: message type of the event input topic; auto = the type its publishers
+            use (a set type that differs from the publishers' is an error in the log and in
+            diagnostics).
         input_reliability: QoS reliability of the inputs (sensor-data profile otherwise).
-        input_queue_depth: QoS history depth of the inputs.
+        input_queue_depth: QoS history depth of the inputs (callbacks only enqueue, so this
+            only has to hold a burst between two executor turns).
+        inbox_capacity: input messages waiting for processing before the oldest are dropped
+            (counted); when behind, the waiting event packets are processed together (see
+            pipeline.backlog: merge or skip windows).
+        loss_warn_fraction: diagnostics level WARN (and a throttled log line) when the fraction
+            of inputs lost or unused in a diagnostics period is above this.
+        camera_info_wait_s: with no CameraInfo after this long, images are used without it
+            (no undistortion) and one warning names the topic.
+        fusion_wait_ms: fusion_node: an observation array waits until the other module's
+            arrays have reached its time, at most this long (data time) behind the newest
+            arrival, so that the arrays are fused in timestamp order (the launch file sets 300
+            in split mode); 0 = fused on arrival (older entries counted stale).
         device: torch device of the networks (cpu, cuda, cuda:1, ...).
         event_weights: event network checkpoint; empty = the shipped lite weights.
         image_weights: image network checkpoint; empty = the shipped lite weights.
@@ -48,9 +63,13 @@ class NodeConfig:
         malformed_log_period_s: at most one log line per this period about malformed input.
     """
 
-    event_msg_type: str = _opt(EVENT_PACKET, choices=EVENT_MSG_TYPES)
+    event_msg_type: str = _opt(AUTO, choices=(AUTO, *EVENT_MSG_TYPES))
     input_reliability: str = _opt("best_effort", choices=RELIABILITIES)
-    input_queue_depth: int = _opt(10, value_range=(1, 1000))
+    input_queue_depth: int = _opt(100, value_range=(1, 10000))
+    inbox_capacity: int = _opt(10000, value_range=(10, 1000000))
+    loss_warn_fraction: float = _opt(0.01, value_range=(0.0, 1.0), dynamic=True)
+    camera_info_wait_s: float = _opt(1.0, value_range=(0.0, 60.0))
+    fusion_wait_ms: float = _opt(0.0, value_range=(0.0, 10000.0))
     device: str = _opt("cpu")
     event_weights: str = _opt("")
     image_weights: str = _opt("")
@@ -62,9 +81,9 @@ class NodeConfig:
 
     def __post_init__(self) -> None:
         """Reject values outside the choices."""
-        if self.event_msg_type not in EVENT_MSG_TYPES:
+        if self.event_msg_type not in (AUTO, *EVENT_MSG_TYPES):
             raise ValueError(f"event_msg_type {self.event_msg_type!r} is not one of "
-                             f"{', '.join(EVENT_MSG_TYPES)}")
+                             f"{', '.join((AUTO, *EVENT_MSG_TYPES))}")
         if self.input_reliability not in RELIABILITIES:
             raise ValueError(f"input_reliability {self.input_reliability!r} is not one of "
                              f"{', '.join(RELIABILITIES)}")

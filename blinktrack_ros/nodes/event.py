@@ -1,30 +1,27 @@
 """event_node: events (+ images, fused tracks) -> event ObservationArrays.
 
-Subscribes `events` (`node.event_msg_type`: EventPacket objects, or dvs_msgs/EventArray
-subscribed raw and decoded from the CDR buffer with numpy), `image` (reference patches at track
-birth) and `tracks` (fused positions = next crop centres). Publishes `~/observations`.
+Subscribes `events` (`node.event_msg_type`, `auto` = the type the topic is published with:
+EventPacket objects, or dvs_msgs/EventArray subscribed raw and decoded from the CDR buffer with
+numpy), `image` (reference patches at track birth) and `tracks` (fused positions = next crop
+centres). Publishes `~/observations`. Callbacks only enqueue; the worker thread runs the event
+network on every event packet waiting at once (windows merged or skipped when behind,
+`pipeline.backlog`), after the frames and tracks that arrived before them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import convert
 from blinktrack_ros.nodes.base import GlueNode, run
 from blinktrack_ros.nodes.config import default_sections
+from blinktrack_ros.nodes.event_topic import EventTopic, event_msg_class
+from blinktrack_ros.nodes.inbox import Arrival
 from blinktrack_ros.nodes.modules import build_modules
 
-
-def event_msg_class(msg_type: str) -> Any:
-    """The rclpy class of an event message type name (convert.EVENT_MSG_TYPES)."""
-    if msg_type == convert.DVS_EVENT_ARRAY:
-        from dvs_msgs.msg import EventArray
-
-        return EventArray
-    from event_camera_msgs.msg import EventPacket
-
-    return EventPacket
+__all__ = ["EventNode", "event_msg_class", "main"]
 
 
 class EventNode(GlueNode):
@@ -43,27 +40,58 @@ class EventNode(GlueNode):
         import blinktrack_ros.msg
 
         self.msg = blinktrack_ros.msg
-        self.events_in = convert.EventInput(self.cfg.event_msg_type)
+        self.frame_id = self.cfg.frame_id
         self.obs_pub = self.create_publisher(self.msg.ObservationArray, "~/observations",
                                              self.out_qos)
-        raw = self.cfg.event_msg_type == convert.DVS_EVENT_ARRAY
-        self.subscribe(event_msg_class(self.cfg.event_msg_type), "events", self.on_events,
-                       raw=raw)
         self.subscribe(sensor_msgs.msg.Image, "image", self.on_image)
         self.subscribe(self.msg.TrackArray, "tracks", self.on_tracks)
+        self.events = EventTopic(self, self.cfg.event_msg_type, self.on_event_batch, "events")
 
-    def on_events(self, msg: Any) -> None:
-        """Decode, pass to the module, publish the observations of completed windows."""
-        batch = self.events_in.decode(msg)
+    @property
+    def events_in(self) -> Any:
+        """The event decoder (None until the event type is known)."""
+        return self.events.decoder
+
+    def process(self, items: list[Arrival]) -> None:
+        """Frames and tracks first, in arrival order; then the event packets waiting, as one
+        batch (one call of the module: its backlog policy bounds the work)."""
+        batch: list[EventBatch] = []
+        arrival = 0
+        for item in items:
+            if item.topic != "events":
+                super().process([item])
+                continue
+            try:
+                decoded = self.events.decode(item.msg)
+            except ValueError as exc:
+                self.count_malformed("events", exc)
+                continue
+            if len(decoded) and batch and decoded.t[0] < batch[-1].t[-1]:
+                self._run_events(EventBatch.concatenate(batch), arrival)  # out of order: split
+                batch = []
+            if len(decoded):
+                batch.append(decoded)
+                arrival = item.arrival_ns
+        if batch:
+            self._run_events(EventBatch.concatenate(batch), arrival)
+
+    def on_event_batch(self, msg: Any) -> None:
+        """One event message (the default handler path, unused by `process`)."""
+        self._run_events(self.events.decode(msg), self.arrival_ns)
+
+    def _run_events(self, batch: EventBatch, arrival_ns: int) -> None:
+        """Pass to the module, publish the observations of the completed windows."""
         if len(batch) and self.check_time(int(batch.t[0])):
             self.module.reset()
-            self.events_in.reset()
+            self.events.decoder.reset()
         for obs in self.module.on_events(batch):
-            self.obs_pub.publish(convert.observations_to_msg(obs, self.cfg.frame_id))
-            self.record_latency("events", obs.t_ns)
+            if self.publish_monotonic(self.obs_pub,
+                                      convert.observations_to_msg(obs, self.frame_id), obs.t_ns):
+                self.record_latency("events", arrival_ns)
 
     def on_image(self, msg: Any) -> None:
-        """Frames give the reference patches of new tracks."""
+        """Frames give the reference patches of new tracks (and the outputs' frame_id)."""
+        self.frame_id = self.cfg.frame_id or msg.header.frame_id or self.frame_id
         self.module.on_image(convert.stamp_to_ns(msg.header.stamp), image_msg_to_gray(msg))
 
     def on_tracks(self, msg: Any) -> None:
@@ -72,10 +100,18 @@ class EventNode(GlueNode):
 
     def extra_diagnostics(self) -> dict[str, str]:
         """Decode counters and the module's own figures (queue depth, merged/skipped windows)."""
-        out = {f"decode {k}": str(v) for k, v in self.events_in.stats.as_dict().items()}
+        out = {f"decode {k}": str(v) for k, v in self.events.stats().items()}
         if hasattr(self.module, "stats"):
             out.update({f"event module {k}": str(v) for k, v in self.module.stats().items()})
+        elif hasattr(self.module, "counts"):
+            out.update({f"event module {k}": str(v) for k, v in self.module.counts.items()})
         return out
+
+    def unused_inputs(self) -> int:
+        """Also the windows skipped when behind and the births whose frame was gone."""
+        counts = getattr(self.module, "counts", {})
+        return super().unused_inputs() + int(counts.get("windows_skipped", 0)) + \
+            int(counts.get("births_frame_lost", 0))
 
 
 def main(args: list[str] | None = None) -> int:

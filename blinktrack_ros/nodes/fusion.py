@@ -1,14 +1,19 @@
 """fusion_node: ObservationArrays from the modules -> fused TrackArray, VINS feature cloud.
 
 Subscribes `event_observations`, `image_observations` (ObservationArray; SEED arrays start
-tracks), `camera_info` (optional: undistorted output and ~/feature) and `image` (only for
-~/debug_image). Publishes `~/tracks` on every fused update, `~/feature` at frame rate (on each
-IMAGE array, when CameraInfo is known), `~/debug_image` (throttled) and /diagnostics.
+tracks; fused in timestamp order across the two, each array waiting at most
+`node.fusion_wait_ms` for the other module to catch up), `camera_info` (optional: undistorted
+output and ~/feature; one warning when none came) and `image` (only for ~/debug_image).
+Publishes `~/tracks` on every fused update with a stamp
+not older than the last one published (an older array is fused and counted, not published),
+`~/feature` at frame rate (on each IMAGE array, when CameraInfo is known), `~/debug_image`
+(throttled) and /diagnostics. Every message carries the frame_id (`node.frame_id`, else the
+latest non-empty one of the inputs).
 """
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 import time
 from typing import Any
 
@@ -17,7 +22,9 @@ import numpy as np
 from blinktrack_ros.images import image_msg_to_gray
 from blinktrack_ros.nodes import camera, convert
 from blinktrack_ros.nodes.base import GlueNode, run
+from blinktrack_ros.nodes.camera_input import CameraInput
 from blinktrack_ros.nodes.config import NodeConfig
+from blinktrack_ros.nodes.ordering import StreamOrder
 from blinktrack_ros.tracking.fusion_types import FusionConfig, TrackSnapshot
 from blinktrack_ros.tracking.modules import FusionModule
 from blinktrack_ros.tracking.observation import Observations, Source
@@ -30,15 +37,20 @@ class FusionNode(GlueNode):
         """Create the node; `module` defaults to the core's FusionModule."""
         super().__init__(name, {"node": NodeConfig(), "fusion": FusionConfig()}, **kwargs)
         self.module = module or FusionModule(self.params.configs["fusion"])
-        self.cam: camera.CameraModel | None = None
-        self._lock = threading.Lock()
         self._last_debug_s = -np.inf
         self._latest_snap: TrackSnapshot | None = None
+        self.frame_id = self.cfg.frame_id
         self.init_outputs()
+        self.order = StreamOrder(int(self.cfg.fusion_wait_ms * 1e6))
         for topic in ("event_observations", "image_observations"):
-            self.subscribe(self.msg.ObservationArray, topic, self.on_observation_msg)
-        self.subscribe(self.sensor.CameraInfo, "camera_info", self.on_camera_info)
+            self.subscribe(self.msg.ObservationArray, topic, partial(self.on_arrays, topic))
+        self.camera = CameraInput(self, self.cfg.camera_info_wait_s, "camera_info")
         self.subscribe(self.sensor.Image, "image", self.on_image)
+
+    @property
+    def cam(self) -> camera.CameraModel | None:
+        """The latest CameraInfo's model (None: none known)."""
+        return self.camera.latest()
 
     def init_outputs(self) -> None:
         """Publishers of ~/tracks, ~/feature and ~/debug_image."""
@@ -58,34 +70,43 @@ class FusionNode(GlueNode):
         if section == "fusion" and hasattr(self, "module"):
             self.module.set_config(cfg)
 
-    def on_camera_info(self, msg: Any) -> None:
-        """Keep the latest intrinsics (malformed ones are counted by the guard)."""
-        self.cam = camera.camera_model_from_info(msg)
-
-    def on_observation_msg(self, msg: Any) -> None:
-        """Convert, fuse, publish."""
-        self.fuse(convert.msg_to_observations(msg), msg.header.frame_id)
+    def on_arrays(self, stream: str, msg: Any) -> None:
+        """Convert; fuse (and publish) every array now due in timestamp order (StreamOrder:
+        the event and image modules deliver with different delays)."""
+        obs = convert.msg_to_observations(msg)
+        if self.check_time(obs.t_ns, stream):
+            self.module.reset()
+            self.order.reset()
+        for due, frame_id, arrival_ns in self.order.push(stream, obs.t_ns,
+                                                         (obs, msg.header.frame_id,
+                                                          self.arrival_ns)):
+            self.arrival_ns = arrival_ns
+            self.fuse(due, frame_id)
 
     def fuse(self, obs: Observations, frame_id: str = "") -> TrackSnapshot | None:
         """Fuse one array and publish the results."""
-        with self._lock:
-            if self.check_time(obs.t_ns, obs.source.name):
-                self.module.reset()
-            snap = self.module.on_observations(obs)
-        self.record_latency("observations", obs.t_ns)
+        snap = self.module.on_observations(obs)
         if snap is None:
             return None
-        frame_id = self.cfg.frame_id or frame_id
-        und = camera.undistort_normalised(self.cam, snap.positions_px) if self.cam else None
-        self.tracks_pub.publish(convert.snapshot_to_msg(snap, frame_id, und))
-        if obs.source == Source.IMAGE and self.cam is not None:
-            self.feature_pub.publish(camera.feature_cloud(snap, self.cam, self.cfg.camera_id,
-                                                          frame_id))
+        self.frame_id = self.cfg.frame_id or frame_id or self.frame_id
+        self.camera.ready()  # warns once when no CameraInfo came
+        cam = self.cam
+        und = camera.undistort_normalised(cam, snap.positions_px) if cam else None
+        if not self.publish_monotonic(self.tracks_pub,
+                                      convert.snapshot_to_msg(snap, self.frame_id, und),
+                                      snap.t_ns):
+            return None
+        self.record_latency("observations")
+        if obs.source == Source.IMAGE and cam is not None:
+            self.feature_pub.publish(camera.feature_cloud(snap, cam, self.cfg.camera_id,
+                                                          self.frame_id))
         self._latest_snap = snap
         return snap
 
     def on_image(self, msg: Any) -> None:
-        """Draw the latest tracks on this frame, at most debug_image_rate_hz times a second."""
+        """Draw the latest tracks on this frame, at most debug_image_rate_hz times a second
+        (the frames also give the outputs' frame_id when the observations carry none)."""
+        self.frame_id = self.cfg.frame_id or msg.header.frame_id or self.frame_id
         rate = self.cfg.debug_image_rate_hz
         now = time.monotonic()
         if rate <= 0 or self._latest_snap is None or now - self._last_debug_s < 1.0 / rate:
@@ -93,12 +114,16 @@ class FusionNode(GlueNode):
         self._last_debug_s = now
         img = camera.draw_tracks(image_msg_to_gray(msg), self._latest_snap)
         self.debug_pub.publish(camera.bgr_image_msg(
-            img, convert.stamp_to_ns(msg.header.stamp), msg.header.frame_id))
+            img, convert.stamp_to_ns(msg.header.stamp), self.frame_id))
 
     def extra_diagnostics(self) -> dict[str, str]:
         """The fusion counters."""
         stats = self.module.stats() if hasattr(self.module, "stats") else {}
-        return {f"fusion {k}": str(v) for k, v in stats.items()}
+        out = {f"fusion {k}": str(v) for k, v in stats.items()}
+        out["arrays waiting for the other module"] = str(len(self.order))
+        out["arrays arrived after later ones were fused"] = str(self.order.late)
+        out.update(self.camera.stats())
+        return out
 
 
 def main(args: list[str] | None = None) -> int:

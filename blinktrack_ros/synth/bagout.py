@@ -142,5 +142,6 @@ def write_sequence_bag(seq: Sequence, bag_dir: Path, event_msg: str = "dvs",
             _, topic, msgtype, msg = streams[i][j]
             bag.write(topic, msgtype, t, msg)
         counts = dict(bag.counts)
-    write_gt_txt(seq.gt, bag_dir.parent / f"{bag_dir.name}.gt.txt")
+    h, w = seq.frames.shape[1:3]
+    write_gt_txt(seq.gt, bag_dir.parent / f"{bag_dir.name}.gt.txt", size=(w, h))
     return counts

@@ -151,16 +151,19 @@ def ground_truth(scene: Scene, frames: np.ndarray, frame_times_ns: np.ndarray,
     return GroundTruth(np.arange(layer.size, dtype=np.int64), times_ns, xy, vis, layer, uv, qt)
 
 
-def write_gt_txt(gt: GroundTruth, path: Path) -> None:
-    """Write rows `id t x y vis` (t in seconds) from each query time on, by id then time."""
+def write_gt_txt(gt: GroundTruth, path: Path, size: tuple[int, int] | None = None) -> None:
+    """Write rows `id t x y vis` (t in seconds) from each query time on, by id then time;
+    `size` (width, height) goes into the header, where `blinktrack eval` finds it."""
     S, N = gt.vis.shape
     ids = np.repeat(gt.ids, S)
     t = np.tile(gt.times_ns, N) * 1e-9
     xy = gt.xy.transpose(1, 0, 2).reshape(-1, 2)
     vis = gt.vis.T.reshape(-1)
     table = np.column_stack([ids, t, xy, vis])[gt.alive().T.reshape(-1)]
-    np.savetxt(path, table, fmt=["%d", "%.9f", "%.4f", "%.4f", "%d"],
-               header="id t x y vis  (t in s; vis 1 visible, 0 occluded, -1 out of frame)")
+    header = "id t x y vis  (t in s; vis 1 visible, 0 occluded, -1 out of frame)"
+    if size is not None:
+        header += f"\nimage size {int(size[0])}x{int(size[1])}"
+    np.savetxt(path, table, fmt=["%d", "%.9f", "%.4f", "%.4f", "%d"], header=header)
 
 
 def read_gt_txt(path: Path) -> np.ndarray:

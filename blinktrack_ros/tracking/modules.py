@@ -27,7 +27,12 @@ from blinktrack_ros.tracking.seeding import SeedConfig, Seeds, detect_seeds
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 LOG = logging.getLogger(__name__)
-FRAMES_KEPT = 8  # frames (and their features) kept to give new tracks their references
+# Frames (and their features) are kept to give new tracks their references for as long as a
+# birth can still be announced: FRAMES_RETAIN_NS before the newest fused tracks received (between
+# nodes the TrackArray announcing a birth may come hundreds of ms after the frame), and at most
+# FRAMES_KEPT of them (the bound while no tracks come back).
+FRAMES_KEPT = 48
+FRAMES_RETAIN_NS = 1_000_000_000
 # A new track's reference comes from its birth frame; between nodes the TrackArray announcing
 # the birth may arrive before that frame: the birth then waits for it (or its time) to arrive.
 BIRTH_FRAME_TOLERANCE_NS = 1_000_000
@@ -110,6 +115,15 @@ class FrameMemory:
             return None
         return t, item
 
+    def prune_before(self, t_ns: int) -> None:
+        """Forget the items older than t_ns (the newest one is always kept)."""
+        while len(self._items) > 1 and self._items[0][0] < int(t_ns):
+            self._items.popleft()
+
+    def oldest_ns(self) -> int | None:
+        """Time of the oldest item kept (None when empty)."""
+        return self._items[0][0] if self._items else None
+
     def clear(self) -> None:
         self._items.clear()
 
@@ -124,7 +138,7 @@ class EventModule:
         self.max_pending = int(max_pending_windows)
         self.merge_backlog = merge_backlog
         self.counts = {"windows": 0, "windows_merged": 0, "windows_skipped": 0,
-                       "events_late": 0, "births_waiting": 0}
+                       "events_late": 0, "births_waiting": 0, "births_frame_lost": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -154,6 +168,13 @@ class EventModule:
         if born.size:
             birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
             found = self.frames.nearest(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
+            oldest = self.frames.oldest_ns()
+            if found is None and oldest is not None and \
+                    birth_ns < oldest - BIRTH_FRAME_TOLERANCE_NS:
+                # the birth frame is gone: these tracks get no events (counted, not retried)
+                self.counts["births_frame_lost"] += int(born.size)
+                self.frames.prune_before(int(snap.t_ns) - FRAMES_RETAIN_NS)
+                return
             if found is None:  # the birth frame has not arrived yet: wait for it
                 self.tracks.forget(born)
                 self.counts["births_waiting"] += int(born.size)
@@ -164,6 +185,7 @@ class EventModule:
             # from a snapshot's float32 age (a track first seen late) is off by up to ~100 ns.
             if self._next_end_ns is None:
                 self._next_end_ns = int(frame_ns) + self.window_ns
+        self.frames.prune_before(int(snap.t_ns) - FRAMES_RETAIN_NS)
 
     def on_provisional_tracks(self, snap: TrackSnapshot) -> None:
         """Crop centres from a provisional fusion (positions of known tracks only)."""
@@ -239,7 +261,7 @@ class ImageModule:
         self.seeding = seeding or SeedConfig()
         self.reseed = reseed
         self.seeds: Seeds | None = None
-        self.counts = {"frames": 0, "seeds_proposed": 0}
+        self.counts = {"frames": 0, "seeds_proposed": 0, "births_frame_lost": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -252,6 +274,9 @@ class ImageModule:
         self.features = FrameMemory()  # encoded frames (image network)
         self.frames_gray = FrameMemory()
         self._seeded_once = False
+        # seeds proposed whose tracks have not come back yet (t_ns, (K, 2) px): they count
+        # towards the target, so that a fusion node behind by a few frames is not over-seeded
+        self._pending_seeds: list[tuple[int, np.ndarray]] = []
         self._seeds_used = np.zeros(len(self.seeds) if self.seeds else 0, bool)
 
     def set_seeds(self, seeds: Seeds) -> None:
@@ -276,9 +301,11 @@ class ImageModule:
             obs = self.klt.observe(t_ns, gray, ids, pred)
             if len(obs):
                 out.append(obs)
-        seeds = self._propose(t_ns, gray, pred)
+        pending = [p for _, p in self._pending_seeds]
+        seeds = self._propose(t_ns, gray, np.concatenate([pred.reshape(-1, 2)] + pending))
         if seeds is not None:
             out.append(seeds)
+            self._pending_seeds.append((int(t_ns), seeds.positions_px))
         return out
 
     def _propose(self, t_ns: int, gray: np.ndarray, alive_px: np.ndarray) -> Observations | None:
@@ -304,6 +331,7 @@ class ImageModule:
         """New tracks get their references; dead ones are forgotten; KLT restarts from the
         fused positions of its last frame."""
         born, birth_pos, dead = self.tracks.update(snap)
+        self._pending_seeds = [(t, p) for t, p in self._pending_seeds if t > snap.t_ns]
         if dead.size and self.image_source is not None:
             self.image_source.remove_tracks(dead)
         if dead.size and self.klt is not None:
@@ -311,15 +339,23 @@ class ImageModule:
         if born.size:
             birth_ns = int(self.tracks.birth_ns[np.isin(self.tracks.ids, born)].min())
             gray = self.frames_gray.at(birth_ns, BIRTH_FRAME_TOLERANCE_NS)
-            if gray is None:  # the birth frame has not arrived yet: wait for it
+            oldest = self.frames_gray.oldest_ns()
+            if gray is None and oldest is not None and \
+                    birth_ns < oldest - BIRTH_FRAME_TOLERANCE_NS:
+                self.counts["births_frame_lost"] += int(born.size)  # counted, not retried
+                born = born[:0]
+            elif gray is None:  # the birth frame has not arrived yet: wait for it
                 self.tracks.forget(born)
                 return
+        if born.size:
             if self.image_source is not None:
                 self.image_source.add_tracks(born, self.features.at(birth_ns), birth_pos)
             if self.klt is not None:
                 self.klt.add_points(born, birth_pos, gray)
         if self.klt is not None and snap.t_ns == self._last_frame_ns():
             self.klt.set_previous_points(self.tracks.ids, self.tracks.positions_px)
+        self.frames_gray.prune_before(int(snap.t_ns) - FRAMES_RETAIN_NS)
+        self.features.prune_before(int(snap.t_ns) - FRAMES_RETAIN_NS)
 
     def _last_frame_ns(self) -> int | None:
         items = self.frames_gray._items
