@@ -93,7 +93,7 @@ def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig, t_s:
     for k_layer in np.unique(owner):
         sel = owner == k_layer
         A_inv = invert_affine(scene.layers[k_layer].trajectory.matrices(t_s)[0])
-        uv[sel] = apply_affine(A_inv, xy[sel])
+        uv[sel] = apply_affine(A_inv, scene.to_world(t_s, xy[sel]))
     return xy, owner, uv
 
 
@@ -113,6 +113,7 @@ def track_points(scene: Scene, layer: np.ndarray, uv: np.ndarray,
             continue
         A_inv = layer_inverse_maps(scene.layers[j], times_s)
         covered[:, nearer] |= alpha_at(scene.layers[j], A_inv, xy[:, nearer]) > 0.5
+    xy = scene.to_image(times_s, xy)  # occlusion is decided on the world plane
     inside = ((xy[..., 0] >= -0.5) & (xy[..., 0] <= scene.width - 0.5)
               & (xy[..., 1] >= -0.5) & (xy[..., 1] <= scene.height - 0.5))
     vis = np.where(inside, np.where(covered, OCCLUDED, VISIBLE), OUTSIDE).astype(np.int8)

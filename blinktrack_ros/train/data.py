@@ -1,5 +1,15 @@
 """Training data: a cached set of small synthetic sequences and augmented track snippets.
 
+Realistic random training data (DAVIS-like sensor, every parameter drawn per sequence over
+ranges wider than the test presets, training-split photographs + procedural textures):
+
+    from blinktrack_ros.train.data import DataSpec, load_or_generate
+    spec = DataSpec(preset="random", duration_s=0.5, seeds=tuple(range(1000, 1000 + N)))
+    seqs = load_or_generate(spec, "cache/train", workers=8)   # N CachedSequence, cached as npz
+
+Other presets (`davis`, `fast`, ...) work the same way and also use training textures; the
+challenge test set uses other seeds and held-out photographs (`synth.textures`).
+
 A snippet is one sequence, one start time t0 (a frame time), one random similarity transform
 (augmentation) and up to `n_tracks` ground-truth tracks that are visible at t0. Everything in a
 snippet (frames, events, ground truth) is already in the transformed image coordinates, so the
@@ -18,7 +28,7 @@ from tqdm import tqdm
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.synth.config import preset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: sensor presets, training-split textures
 BORDER_PX = 12  # tracks start at least this far from the image border
 
 
@@ -75,10 +85,13 @@ class DataSpec:
 
 
 def generate(spec: DataSpec, seed: int) -> CachedSequence:
-    """Generate one sequence of the spec in memory."""
+    """Generate one sequence of the spec in memory (training-split textures, never test)."""
     from blinktrack_ros.synth.sequence import generate_sequence
+    from blinktrack_ros.synth.textures import sample_textures
 
-    seq = generate_sequence(preset(spec.preset, spec.width, spec.height, spec.duration_s), seed)
+    config = preset(spec.preset, spec.width, spec.height, spec.duration_s)
+    textures = sample_textures(seed, "train") if config.sensor is not None else None
+    seq = generate_sequence(config, seed, textures)
     return CachedSequence(seq.frames.astype(np.float32), seq.frame_times_ns, seq.events,
                           seq.gt.times_ns, seq.gt.xy, seq.gt.vis, seq.gt.query_t_ns)
 
@@ -100,28 +113,50 @@ def _load(path: Path) -> CachedSequence:
                               z["gt_times_ns"], z["gt_xy"], z["gt_vis"], z["query_t_ns"])
 
 
+def _generate_rounded(spec: DataSpec, seed: int) -> CachedSequence:
+    seq = generate(spec, seed)  # frames stored as float16: the same values cached or not
+    return replace(seq, frames=seq.frames.astype(np.float16).astype(np.float32))
+
+
 def load_or_generate(spec: DataSpec, cache_dir: str | Path | None,
-                     progress: bool = True) -> list[CachedSequence]:
+                     progress: bool = True, workers: int = 1) -> list[CachedSequence]:
     """The spec's sequences, generated once into cache_dir (None: no cache) with progress.
 
     Frames are kept at float16 precision whether they come from the cache or not, so a run
-    sees the same data when it is resumed from the cache.
+    sees the same data when it is resumed from the cache. workers > 1 generates the missing
+    sequences in that many processes (same arrays as one process: each depends on its seed).
     """
-    out = []
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    for seed in tqdm(spec.seeds, desc=f"sequences ({spec.preset})", disable=not progress):
-        path = cache / spec.key(seed) if cache is not None else None
+    paths = [cache / spec.key(seed) if cache is not None else None for seed in spec.seeds]
+    found: dict[int, CachedSequence] = {}
+    missing = []
+    for i, path in enumerate(paths):
         if path is not None and path.is_file():
-            out.append(_load(path))
-            continue
-        seq = generate(spec, seed)  # frames stored as float16: the same values cached or not
-        seq = replace(seq, frames=seq.frames.astype(np.float16).astype(np.float32))
-        if path is not None:
-            _save(path, seq)
-        out.append(seq)
-    return out
+            found[i] = _load(path)
+        else:
+            missing.append(i)
+    bar = tqdm(total=len(spec.seeds), initial=len(found), desc=f"sequences ({spec.preset})",
+               disable=not progress)
+    if workers > 1 and len(missing) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+            futures = {i: pool.submit(_generate_rounded, spec, spec.seeds[i]) for i in missing}
+            for i, fut in futures.items():
+                found[i] = fut.result()
+                if paths[i] is not None:
+                    _save(paths[i], found[i])
+                bar.update()
+    else:
+        for i in missing:
+            found[i] = _generate_rounded(spec, spec.seeds[i])
+            if paths[i] is not None:
+                _save(paths[i], found[i])
+            bar.update()
+    bar.close()
+    return [found[i] for i in range(len(spec.seeds))]
 
 
 @dataclass(frozen=True)
