@@ -245,7 +245,11 @@ def comparison_rows(results: dict[str, dict], keys=COMPARE_KEYS,
         rows[preset] = row
     if len(rows) > 1:
         cols = dict.fromkeys(c for r in rows.values() for c in r)
-        rows["summary"] = {c: float(np.nanmean([r.get(c, np.nan) for r in rows.values()]))
+        def finite_mean(values: list[float]) -> float:
+            good = [v for v in values if np.isfinite(v)]
+            return float(np.mean(good)) if good else float("nan")
+
+        rows["summary"] = {c: finite_mean([r.get(c, np.nan) for r in rows.values()])
                            for c in cols}
     return rows
 
