@@ -229,3 +229,22 @@ def test_presets_validate_and_training_ranges_contain_test_ranges():
             lo, hi = getattr(test, field)
             assert getattr(train, field)[0] <= lo and hi <= getattr(train, field)[1], (name,
                                                                                       field)
+
+
+def test_texture_splits_are_disjoint_and_deterministic():
+    from blinktrack_ros.synth.textures import (
+        photo_names,
+        sample_textures,
+        texture_split,
+        textured_fraction,
+    )
+
+    train, test = set(photo_names("train")), set(photo_names("test"))
+    assert train and test and not train & test
+    assert not any("opencv" in n.lower() for n in train | test)  # reserved for evaluation
+    assert texture_split("a/Elephants_3840x2160.jpg") == texture_split("b/Elephants.jpg")
+    a, b = sample_textures(3, "train"), sample_textures(3, "train")
+    assert len(a) == 6 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = sample_textures(3, "test")
+    assert not any(x.shape == y.shape and np.array_equal(x, y) for x in a for y in c)
+    assert all(textured_fraction(t) > 0.05 for t in a + c)  # no flat textures

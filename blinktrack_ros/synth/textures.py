@@ -99,10 +99,14 @@ SPLITS = ("train", "test")
 
 
 def texture_split(name: str) -> str:
-    """'test' for about 1 in 5 photograph names (stable hash), else 'train'."""
+    """'test' for about 1 in 5 photographs (stable hash of the name), else 'train'."""
     import zlib
 
-    return "test" if zlib.crc32(Path(name).name.lower().encode()) % 5 == 0 else "train"
+    import re
+
+    # one photograph shipped at several sizes (`Elephants_3840x2160.jpg`) stays in one split
+    key = re.sub(r"_\d+x\d+$", "", Path(name).stem.lower())
+    return "test" if zlib.crc32(key.encode()) % 5 == 0 else "train"
 
 
 def system_texture_paths(dirs: tuple[str, ...] = SYSTEM_TEXTURE_DIRS) -> list[Path]:
@@ -214,19 +218,45 @@ def procedural_texture(rng: np.random.Generator, size: int = 384) -> np.ndarray:
     return _to_gray_float(img)
 
 
+MIN_TEXTURED_FRACTION = 0.1  # of pixels with a Sobel gradient above 0.1 (grey in [0, 1])
+MIN_MEAN_GRADIENT = 0.05  # photographs flatter than this (plain wallpapers) are not used
+CROP_TRIES = 5
+
+
+def textured_fraction(img: np.ndarray) -> float:
+    """Fraction of pixels whose |d/dx| + |d/dy| (Sobel) exceeds 0.1."""
+    g = np.abs(cv2.Sobel(img, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(img, cv2.CV_32F, 0, 1))
+    return float(np.mean(g > 0.1))
+
+
+@lru_cache(maxsize=2)
+def textured_photo_names(split: str) -> tuple[str, ...]:
+    """photo_names(split) without the flat ones (mean Sobel gradient < MIN_MEAN_GRADIENT)."""
+    out = []
+    for name in photo_names(split):
+        img = _photo(name)
+        if img is None:
+            continue
+        g = np.abs(cv2.Sobel(img, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(img, cv2.CV_32F, 0, 1))
+        if g.mean() >= MIN_MEAN_GRADIENT:
+            out.append(name)
+    return tuple(out)
+
+
 def sample_textures(seed: int, split: str = "train", n_photos: int = 4,
                     n_procedural: int = 2) -> tuple[np.ndarray, ...]:
     """A per-sequence texture set: random photographs of the split (random crop and zoom,
     random flip, random gamma) plus fresh procedural textures.
 
     Deterministic in (seed, split); the two splits never share a photograph and draw their
-    procedural textures from different seed streams. Falls back to procedural textures only
+    procedural textures from different seed streams. Flat photographs are left out and flat
+    crops redrawn (textured_fraction). Falls back to procedural textures only
     when the split has no readable photograph.
     """
     import zlib
 
     rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
-    names = photo_names(split)
+    names = textured_photo_names(split)
     out: list[np.ndarray] = []
     if names:
         for i in rng.choice(len(names), size=min(n_photos, len(names)), replace=False):
@@ -234,10 +264,15 @@ def sample_textures(seed: int, split: str = "train", n_photos: int = 4,
             if img is None:
                 continue
             h, w = img.shape
-            zoom = rng.uniform(0.35, 1.0)
-            ch, cw = max(32, int(h * zoom)), max(32, int(w * zoom))
-            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            crop = img[y0:y0 + ch, x0:x0 + cw]
+            for _ in range(CROP_TRIES):  # a crop with texture (flat sky, walls: redraw)
+                zoom = rng.uniform(0.35, 1.0)
+                ch, cw = max(32, int(h * zoom)), max(32, int(w * zoom))
+                y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+                crop = img[y0:y0 + ch, x0:x0 + cw]
+                if textured_fraction(crop) >= MIN_TEXTURED_FRACTION:
+                    break
+            else:
+                continue
             if rng.random() < 0.5:
                 crop = crop[:, ::-1]
             lo, hi = INTENSITY_RANGE
