@@ -100,9 +100,8 @@ SPLITS = ("train", "test")
 
 def texture_split(name: str) -> str:
     """'test' for about 1 in 5 photographs (stable hash of the name), else 'train'."""
-    import zlib
-
     import re
+    import zlib
 
     # one photograph shipped at several sizes (`Elephants_3840x2160.jpg`) stays in one split
     key = re.sub(r"_\d+x\d+$", "", Path(name).stem.lower())
