@@ -67,3 +67,35 @@ def test_frame_only_modes_on_real_ec_frames_without_events(shared_data, tmp_path
     assert "klt FA" in capsys.readouterr().out
     # event modes still demand an events file, with a clear message
     assert main(["benchmark", str(data), "--modes", "e", "--out", str(tmp_path / "c")]) == 2
+
+
+def test_shipped_klt_settings_were_tuned_off_the_test_seeds():
+    from blinktrack_ros.eval.klt_tuning import DEFAULT_FILE, GRID, load_klt_configs
+    from blinktrack_ros.synth.commands import SUITE_SEED
+    from blinktrack_ros.synth.config import SUITES
+    from blinktrack_ros.tracking.klt import KltConfig
+
+    record = json.loads(DEFAULT_FILE.read_text())
+    assert record["tune_seed"] != SUITE_SEED
+    configs = load_klt_configs(DEFAULT_FILE)
+    assert set(configs) == set(SUITES["challenge"])
+    for name, cfg in configs.items():
+        entry = record["presets"][name]
+        assert isinstance(cfg, KltConfig)
+        # the best of the grid, and never worse than the defaults on the tuning seeds
+        assert entry["best_feature_age"] == max(s["feature_age"] for s in entry["scores"])
+        assert entry["best_feature_age"] >= entry["default_feature_age"]
+        assert len(entry["scores"]) == int(np.prod([len(v) for v in GRID.values()]))
+    assert load_klt_configs(None) == {}
+
+
+def test_synth_suite_writes_every_preset(tmp_path):
+    from blinktrack_ros.bag.sequence import discover_bags
+    from blinktrack_ros.cli import main
+    from blinktrack_ros.synth.config import SUITES
+
+    assert main(["synth", "--suite", "challenge", "--out", str(tmp_path), "--sequences", "1",
+                 "--duration", "0.05", "--size", "64x48"]) == 0
+    names = sorted(b.name for b in discover_bags(tmp_path))
+    assert names == sorted(f"{p}_s2027_0000" for p in SUITES["challenge"])
+    assert sorted({preset_of(n) for n in names}) == sorted(SUITES["challenge"])
