@@ -30,14 +30,22 @@ def test_comparison_rows_differences_and_summary():
     }
     rows = comparison_rows(results)
     assert rows["davis"]["ei:feature_age"] == pytest.approx(0.6)
-    assert rows["davis"]["ei-klt:feature_age"] == pytest.approx(0.0)
-    assert rows["davis"]["ei-klt:delta_occ"] == pytest.approx(0.2)
-    assert rows["fast"]["ei-klt:feature_age"] == pytest.approx(-0.2)
+    assert rows["davis"]["ei - klt:feature_age"] == pytest.approx(0.0)
+    assert rows["davis"]["ei - klt:delta_occ"] == pytest.approx(0.2)
+    assert rows["fast"]["ei - klt:feature_age"] == pytest.approx(-0.2)
     # summary: each preset weighted equally; NaN presets left out of that column's mean
-    assert rows["summary"]["ei-klt:feature_age"] == pytest.approx(-0.1)
-    assert rows["summary"]["ei-klt:delta_occ"] == pytest.approx(0.2)
+    assert rows["summary"]["ei - klt:feature_age"] == pytest.approx(-0.1)
+    assert rows["summary"]["ei - klt:delta_occ"] == pytest.approx(0.2)
     text = comparison_markdown(rows)
-    assert "ei-klt FA" in text and "+0.200" in text and "-0.200" in text
+    assert "ei - klt FA" in text and "+0.200" in text and "-0.200" in text
+    # the difference e - klt never overwrites the mode e-klt's own value
+    results["e"] = results["ei"]
+    results["e-klt"] = {"sequences": {k: _metrics(0.9, 0.9, 0.9)
+                                      for k in results["klt"]["sequences"]}}
+    rows = comparison_rows(results)
+    assert rows["davis"]["e-klt:feature_age"] == pytest.approx(0.9)
+    assert rows["davis"]["e - klt:feature_age"] == pytest.approx(0.0)
+    assert rows["davis"]["e-klt - klt:feature_age"] == pytest.approx(0.3)
     assert preset_of("davis_s2027_0002") == "davis" and preset_of("hfr_truck_s0") == "hfr_truck"
     assert preset_of("shapes_translation_8_88") == "shapes_translation_8_88"
 

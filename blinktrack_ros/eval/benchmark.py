@@ -229,7 +229,8 @@ def comparison_rows(results: dict[str, dict], keys=COMPARE_KEYS,
     equally): every mode's value of every key, the differences `a - b` of the pairs present,
     and `zero` (the floor) where it ran.
 
-    Column names: `<mode>:<key>` and `<a>-<b>:<key>` (e.g. `ei-klt:feature_age`).
+    Column names: `<mode>:<key>` and `<a> - <b>:<key>` (e.g. `ei - klt:feature_age`; the
+    spaces keep the difference e - klt apart from the mode e-klt).
     """
     by_preset = preset_means(results)
     rows: dict[str, dict[str, float]] = {}
@@ -241,7 +242,7 @@ def comparison_rows(results: dict[str, dict], keys=COMPARE_KEYS,
         for a, b in pairs:
             if a in modes and b in modes:
                 for key in keys:
-                    row[f"{a}-{b}:{key}"] = row[f"{a}:{key}"] - row[f"{b}:{key}"]
+                    row[f"{a} - {b}:{key}"] = row[f"{a}:{key}"] - row[f"{b}:{key}"]
         rows[preset] = row
     if len(rows) > 1:
         cols = dict.fromkeys(c for r in rows.values() for c in r)
@@ -261,7 +262,7 @@ def comparison_markdown(rows: dict[str, dict[str, float]], keys=COMPARE_KEYS) ->
     out = []
     for kind in ("values", "differences"):
         cols = dict.fromkeys(c for r in rows.values() for c in r
-                             if (("-klt:" in c) == (kind == "differences"))
+                             if ((" - " in c) == (kind == "differences"))
                              and c.split(":")[1] in keys)
         cols = sorted(cols, key=lambda c: (keys.index(c.split(":")[1]),
                                            list(cols).index(c)))
