@@ -273,8 +273,8 @@ def comparison_markdown(rows: dict[str, dict[str, float]], keys=COMPARE_KEYS) ->
         lines = ["| preset | " + " | ".join(title) + " |",
                  "|---|" + "|".join("---" for _ in cols) + "|"]
         for name, r in rows.items():
-            cells = [f"{r[c]:+.3f}" if kind == "differences" and c in r else
-                     (f"{r[c]:.3f}" if c in r else "") for c in cols]
+            cells = ["" if c not in r else "n/a" if not np.isfinite(r[c]) else
+                     f"{r[c]:+.3f}" if kind == "differences" else f"{r[c]:.3f}" for c in cols]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
