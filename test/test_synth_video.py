@@ -67,6 +67,10 @@ def test_cli_from_video_writes_a_benchmark_sequence(tmp_path):
                  "--frame-hz", "50", "--exposure-ms", "8"]) == 0
     assert [b.name for b in discover_bags(tmp_path / "o")] == ["v_s0"]
     assert (tmp_path / "o" / "v_s0.reference.json").is_file()
+    # rows stop where a reference track ends: no rows of unknown position
+    rows = np.loadtxt(tmp_path / "o" / "v_s0.gt.txt", ndmin=2)
+    assert np.all(rows[:, 4] == 1) and np.all(rows[:, 2:4] >= 0)
+    assert np.unique(rows[:, 0]).size >= 10
 
 
 def test_bad_video_folders_are_usage_errors(tmp_path):

@@ -223,9 +223,11 @@ def video_sequence(folder: str | Path, seed: int = 0, options: VideoOptions = Vi
     vis = np.where(np.isfinite(gxy[..., 0]), VISIBLE, OUTSIDE).astype(np.int8)
     gxy = np.nan_to_num(gxy, nan=-1.0)
     N = gxy.shape[1]
-    gt = GroundTruth(np.arange(N, dtype=np.int64), gt_times, gxy, vis, np.zeros(N, np.int64),
-                     np.zeros((N, 2)), np.full(N, t_ns[start], np.int64))
     last = np.array([np.flatnonzero(alive[:, n]).max() for n in range(N)])
+    # a reference track ends where its check fails: no GT rows after that (unknown, not
+    # occluded)
+    gt = GroundTruth(np.arange(N, dtype=np.int64), gt_times, gxy, vis, np.zeros(N, np.int64),
+                     np.zeros((N, 2)), np.full(N, t_ns[start], np.int64), t_ns[last])
     end_fb = fb[last, np.arange(N)]
     stats = {
         "video_frames": T, "video_hz": float((T - 1) / times[-1]), "aps_frames": len(aps),
