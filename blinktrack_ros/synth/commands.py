@@ -111,6 +111,19 @@ def _synth(args: argparse.Namespace) -> int:
         raise UsageError(f"--textures: {exc}") from None
     split = args.split or "test"
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.suite and folder is None:
+        import json
+
+        from blinktrack_ros.synth.textures import system_texture_paths, textured_photo_names
+
+        photos = list(textured_photo_names(split))
+        if not system_texture_paths():
+            print("note: the Debian wallpaper packages are not installed (bash tools/setup.sh "
+                  "--textures): this suite uses scikit-image's and procedural textures only, "
+                  "so it differs from one made with them")
+        (args.out / f"{args.suite}_suite.json").write_text(json.dumps(
+            {"suite": args.suite, "presets": presets, "seed": seed, "sequences": n,
+             "texture_split": split, "photographs": photos}, indent=1))
     jobs = [(name, f"{name}_s{seed}_{i:04d}", sequence_seed(seed, i, name))
             for name in presets for i in range(n)]
     taken = [j[1] for j in jobs if (args.out / j[1]).exists()]
