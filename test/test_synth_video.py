@@ -81,3 +81,22 @@ def test_bad_video_folders_are_usage_errors(tmp_path):
                  str(tmp_path / "empty")]) == 2
     with pytest.raises(FileNotFoundError):
         read_video_folder(tmp_path / "missing")
+
+
+def test_flow_upsampling_moves_content_halfway():
+    from blinktrack_ros.synth.video import _interpolate
+
+    rng = np.random.default_rng(1)
+    tex = cv2.GaussianBlur(rng.uniform(0, 1, (140, 180)).astype(np.float32), (0, 0), 2.5)
+    tex = (tex - tex.min()) / (tex.max() - tex.min())
+
+    def shifted(dx):
+        A = np.array([[1.0, 0, dx - 10], [0, 1.0, -10]])
+        return cv2.warpAffine(tex, A, (150, 110), flags=cv2.INTER_CUBIC)
+
+    a, b, half = shifted(0.0), shifted(4.0), shifted(2.0)
+    (mid,) = _interpolate(a, b, 2)
+    inner = np.s_[15:-15, 15:-15]
+    err = np.abs(mid - half)[inner].mean()
+    blend = np.abs(0.5 * (a + b) - half)[inner].mean()  # what linear ESIM interpolation sees
+    assert err < 0.5 * blend
