@@ -142,7 +142,6 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                          "e,i,ei,klt,e-klt,zero)")
     needs_events = any(m == "dv" or (m in {x.value for x in Mode} and Mode(m).uses_events)
                        for m in modes)
-    n, sequences = load_benchmark_sequences(args.data, require_events=needs_events)
     try:
         klt_configs = {} if args.klt_default else load_klt_configs(args.klt_tuned)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -154,6 +153,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         from blinktrack_ros.eval.dv_baseline import with_dv
 
         tracker = with_dv(tracker)
+    n, sequences = load_benchmark_sequences(args.data, require_events=needs_events)
     config = BenchmarkConfig(modes=modes, corrected=args.corrected, render=not args.no_render,
                              event_window_s=args.window_ms * 1e-3 if args.window_ms else None)
     try:
