@@ -110,7 +110,10 @@ def test_unreadable_checkpoint_is_named_without_traceback(argv, tmp_path, capsys
     (["synth", "--out", "{t}/s", "--preset", "no_such_preset"], "no_such_preset"),
     (["benchmark", "{t}", "--out", "{t}/b", "--modes", "no_such_mode"], "no_such_mode"),
     (["train", "event", "--run-dir", "{t}/r", "--unroll", "bad"], "--unroll"),
-], ids=["demo-preset", "demo-duration", "synth-preset", "benchmark-modes", "train-unroll"])
+    (["tune-klt", "--out", "{t}/k.json", "--presets", "no_such_preset"], "no_such_preset"),
+    (["synth", "--out", "{t}/s", "--from-video", "{t}/no_such_video"], "no_such_video"),
+], ids=["demo-preset", "demo-duration", "synth-preset", "benchmark-modes", "train-unroll",
+        "tune-klt-preset", "synth-from-video"])
 def test_bad_value_is_named_without_traceback(argv, word, tmp_path, capsys):
     _assert_clean_error(capsys, [a.format(t=tmp_path) for a in argv], word)
 
@@ -118,7 +121,8 @@ def test_bad_value_is_named_without_traceback(argv, word, tmp_path, capsys):
 def test_every_command_is_covered():
     """A new top-level command must get a missing-file or bad-value case here."""
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    covered = {c[1][0] for c in MISSING_FILE_CASES} | {"demo", "synth", "train", "bench"}
+    covered = {c[1][0] for c in MISSING_FILE_CASES} | {"demo", "synth", "train", "bench",
+                                                       "tune-klt"}
     exempt = {"realcheck", "eval-real"}  # registered by another area; checked there
     assert set(sub.choices) - covered - exempt == set(), COMMAND_MODULES
 
