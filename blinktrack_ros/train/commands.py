@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)
+    v = tsub.add_parser("validate", help="figures of weights on the fixed validation snippets "
+                        "(seeds 500-503, what training validates on and ships by)")
+    v.add_argument("weights", type=Path, nargs="+", help="event or image checkpoints")
+    v.add_argument("--preset", default="train")
+    v.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_validate)
 
 
 def _common(q: argparse.ArgumentParser, module: str) -> None:
@@ -153,6 +160,37 @@ def _train(args: argparse.Namespace) -> int:
                  {"train_config": repr(cfg), "steps_done": tr.step, "wall_s": wall,
                   "validation": val})
         print(f"wrote {args.export}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from blinktrack_ros.cli import UsageError
+    from blinktrack_ros.models.checkpoint import CheckpointError
+    from blinktrack_ros.train.trainer import validate_file
+
+    if args.preset == "benchmark":
+        raise UsageError("the benchmark preset is the test split: validate on --preset train")
+    out = {}
+    for path in args.weights:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        import torch
+
+        kind = torch.load(str(path), map_location="cpu", weights_only=True).get("kind")
+        module = {"event_net": "event", "image_net": "image"}.get(kind)
+        if module is None:
+            raise UsageError(f"{path}: not an event or image network checkpoint ({kind})")
+        try:
+            out[str(path)] = {"module": module,
+                              **validate_file(module, path, args.cache_dir, args.preset)}
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for name, row in out.items():
+            print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in row.items()))
     return 0
 
 

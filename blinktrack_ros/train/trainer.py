@@ -231,6 +231,26 @@ def validate(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list, width: 
     return out
 
 
+def validation_snippets(cfg: TrainConfig, preset: str, cache_dir: str | Path | None,
+                        progress: bool = False) -> tuple[list, int, int]:
+    """The fixed validation snippets of a run (VAL_SEEDS, no augmentation, seed 12345)."""
+    spec = DataSpec(preset, seeds=VAL_SEEDS)
+    seqs = load_or_generate(spec, cache_dir, progress)
+    rng = np.random.default_rng(12345)
+    n_steps = cfg.val_unroll if cfg.module == "event" else 8
+    snippets = draw(cfg, seqs, rng, n_steps, cfg.val_snippets, Augment.none(), 32)
+    return snippets, *seqs[0].size
+
+
+def validate_file(module: str, path: str | Path, cache_dir: str | Path | None,
+                  preset: str = "train") -> dict[str, float]:
+    """Validation figures of saved weights on the snippets every run validates on."""
+    cfg = TrainConfig(module=module)
+    net = load_net(cfg, path)
+    snippets, w, h = validation_snippets(cfg, preset, cache_dir)
+    return validate(cfg, net, snippets, w, h)
+
+
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as f:
@@ -391,6 +411,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step on a freshly drawn batch; returns the logged figures."""
         cfg = self.cfg
+        t0 = time.time()
         set_mode(cfg, self.net)
         n_steps = cfg.unroll_at(self.step)
         snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets, Augment(), cfg.tracks)
@@ -423,8 +444,10 @@ class Trainer:
             for b in self.net.buffers():
                 tdist.broadcast(b, 0)
         self.step += 1
+        seconds = time.time() - t0
+        self.elapsed_s += seconds  # before the schedule step: a --minutes schedule reads it
         self.sched.step()
-        return {"step": self.step, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
+        return {"step": self.step, "seconds": seconds, "elapsed_s": self.elapsed_s, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
                 "loss": loss.item(), "loss_disp": r.loss_disp.item(),
                 "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
 
@@ -457,11 +480,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.module}",
                    disable=not self.progress)
         while self.step < cfg.steps:
-            t = time.time()
             row = self.train_step()
-            row["seconds"] = time.time() - t
-            self.elapsed_s += row["seconds"]
-            row["elapsed_s"] = self.elapsed_s
             main = self.dist.main
             if main:
                 _append_csv(self.run_dir / "train.csv", row)
