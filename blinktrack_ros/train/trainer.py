@@ -447,7 +447,8 @@ class Trainer:
         seconds = time.time() - t0
         self.elapsed_s += seconds  # before the schedule step: a --minutes schedule reads it
         self.sched.step()
-        return {"step": self.step, "seconds": seconds, "elapsed_s": self.elapsed_s, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
+        return {"step": self.step, "seconds": seconds, "elapsed_s": self.elapsed_s,
+                "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
                 "loss": loss.item(), "loss_disp": r.loss_disp.item(),
                 "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
 
