@@ -15,7 +15,7 @@ $PY -c "import torch; print(torch.__version__, torch.cuda.is_available() and tor
 $PY tools/pregen.py $C train 0.5 1000-$NSEQ $J 2>&1 | tee -a "$OUT/campaign.log"
 $PY tools/pregen.py $C train 0.5 500-503 4 2>&1 | tee -a "$OUT/campaign.log"
 T="$PY -m blinktrack_ros.cli train"
-COMMON="--cache-dir $C --train-seeds 1000-$NSEQ --fresh-every 0 --device $DEV --minutes $MIN --steps 1000000 --threads $TH --ckpt-every 200"
+COMMON="--cache-dir $C --train-seeds 1000-$NSEQ --fresh-every 0 --device $DEV --minutes $MIN --steps 1000000 --threads $TH --ckpt-every 200 --photometric"
 $T event --config lite2 --run-dir $R/ev_lite2 --lr 2e-3 --snippets 16 --tracks 16 --unroll 0:4,0.25:8,0.5:16 --kalman-in-loop --seed 21 --val-every 40 $COMMON > $R/ev_lite2.log 2>&1 &
 $T event --config base --run-dir $R/ev_base --lr 1e-3 --snippets 16 --tracks 16 --unroll 0:4,0.25:8,0.5:16 --kalman-in-loop --seed 22 --val-every 40 $COMMON > $R/ev_base.log 2>&1 &
 $T image --config lite2 --init-partial weights/image_lite.pt --run-dir $R/im_lite2 --lr 1e-3 --snippets 8 --tracks 32 --unroll 0:4,0.3:8 --seed 23 --val-every 40 $COMMON > $R/im_lite2.log 2>&1 &

@@ -71,8 +71,8 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
                         "(--steps then only bounds the run)")
     q.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"),
                    help="mixed precision (auto: bf16 on CUDA, none on CPU)")
-    q.add_argument("--no-photometric", action="store_true",
-                   help="no photometric augmentation (gamma, vignetting, blur, noise, JPEG)")
+    q.add_argument("--photometric", action="store_true",
+                   help="photometric augmentation (gamma, vignetting, blur, noise, JPEG)")
     q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     q.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
 
@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
                       args.tracks, _unroll(args.unroll), args.seed, args.val_every,
                       args.ckpt_every, args.fresh_every,
                       kalman_in_loop=getattr(args, "kalman_in_loop", False),
-                      minutes=args.minutes, photometric=not args.no_photometric, amp=args.amp)
+                      minutes=args.minutes, photometric=args.photometric, amp=args.amp)
     spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
     t0 = time.time()
     dist, device = distributed_from_env(args.device)  # torchrun: one process per GPU

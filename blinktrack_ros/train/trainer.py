@@ -66,7 +66,8 @@ class TrainConfig:
         minutes: > 0: the learning-rate schedule runs over this wall time (one-cycle shape
             over the larger of step / steps and elapsed / minutes) and the run stops there;
             0: the one-cycle schedule over `steps`.
-        photometric: photometric augmentation of the frames (`train.photometric`).
+        photometric: photometric augmentation of the frames (`train.photometric`); off by
+            default so that the commands of the earlier shipped weights draw the same data.
         amp: mixed precision "bf16" / "fp16" (CUDA), "none", or "auto" (bf16 on CUDA, none
             elsewhere).
         vis_weight: weight of the visibility loss in stage 1 of the compact event network
@@ -89,7 +90,7 @@ class TrainConfig:
     val_unroll: int = 16
     kalman_in_loop: bool = False
     minutes: float = 0.0
-    photometric: bool = True
+    photometric: bool = False
     amp: str = "auto"
     vis_weight: float = 0.5
 
