@@ -160,3 +160,15 @@ def test_event_source_runs_the_compact_network():
     out = src.observe(events, 5_000_000, 5_000_000, ids, pos)
     assert out is not None
     assert isinstance(src._state, EventNetState) and len(src._state) == 4
+
+
+def test_cost_model_counts_fewer_operator_calls_for_the_compact_design():
+    """The design goal in numbers: lite2 does more arithmetic in fewer operator calls."""
+    from blinktrack_ros.models.cost_model import count_ops
+    from blinktrack_ros.models.event_commands import flops_per_track
+
+    lite = prepare_for_inference(EventNet(EventNetConfig.lite()).eval())
+    lite2 = prepare_for_inference(EventNet(EventNetConfig.lite2()).eval())
+    (_, ops_lite), (_, ops_lite2) = count_ops(lite), count_ops(lite2)
+    assert ops_lite2 < 0.6 * ops_lite
+    assert flops_per_track(lite2)[0] > 2 * flops_per_track(lite)[0]

@@ -29,6 +29,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="Mev/s of the synthetic events for the EventSource.observe figure")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile(dynamic=True) of the lite model (~30 s)")
+    p.add_argument("--cost-model", action="store_true",
+                   help="only the cost model: aten calls, MFLOP per track and median ms per "
+                        "step of each --config at each N, timed interleaved (side by side)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
 
@@ -212,6 +215,13 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise UsageError(f"--config {unknown}: choose from {sorted(CONFIGS)} or both")
+    if args.cost_model:
+        from blinktrack_ros.models.cost_model import cost_table
+
+        table = cost_table(names, tuple(sizes), args.repeats, args.threads)
+        report("event-net", {f"{name}_{k}": v for name, row in table.items()
+                             for k, v in row.items()}, args.json)
+        return 0
     if args.device != "cpu":
         from blinktrack_ros.models.device_bench import event_figures, parse_modes
 
