@@ -176,7 +176,11 @@ def _validate(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: no such file")
         import torch
 
-        kind = torch.load(str(path), map_location="cpu", weights_only=True).get("kind")
+        try:
+            payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a usage error
+            raise UsageError(f"{path}: not a readable checkpoint ({exc})") from None
+        kind = payload.get("kind") if isinstance(payload, dict) else None
         module = {"event_net": "event", "image_net": "image"}.get(kind)
         if module is None:
             raise UsageError(f"{path}: not an event or image network checkpoint ({kind})")
