@@ -116,8 +116,10 @@ def test_unreadable_checkpoint_is_named_without_traceback(argv, tmp_path, capsys
     (["bench", "event-net", "--config", "tiny"], "tiny"),
     (["bench", "event-net", "--config", "lite2", "--device", "cpu:0", "--autocast", "int8"],
      "int8"),
+    (["tune-klt", "--out", "{t}/k.json", "--presets", "no_such_preset"], "no_such_preset"),
+    (["synth", "--out", "{t}/s", "--from-video", "{t}/no_such_video"], "no_such_video"),
 ], ids=["demo-preset", "demo-duration", "synth-preset", "benchmark-modes", "train-unroll",
-        "bench-event-config", "bench-event-autocast"])
+        "bench-event-config", "bench-event-autocast", "tune-klt-preset", "synth-from-video"])
 def test_bad_value_is_named_without_traceback(argv, word, tmp_path, capsys):
     _assert_clean_error(capsys, [a.format(t=tmp_path) for a in argv], word)
 
@@ -125,7 +127,8 @@ def test_bad_value_is_named_without_traceback(argv, word, tmp_path, capsys):
 def test_every_command_is_covered():
     """A new top-level command must get a missing-file or bad-value case here."""
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    covered = {c[1][0] for c in MISSING_FILE_CASES} | {"demo", "synth", "train", "bench"}
+    covered = {c[1][0] for c in MISSING_FILE_CASES} | {"demo", "synth", "train", "bench",
+                                                       "tune-klt"}
     exempt = {"realcheck", "eval-real"}  # registered by another area; checked there
     assert set(sub.choices) - covered - exempt == set(), COMMAND_MODULES
 

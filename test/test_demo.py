@@ -49,8 +49,12 @@ def test_readme_gif_is_small_and_reproducible(tmp_path, capsys):
         assert main(["demo", "--readme-gif", str(out), "--duration", "0.2"]) == 0
     assert first.read_bytes() == second.read_bytes()  # same command, same file
     with Image.open(first) as gif:
-        config = preset("occlusion", duration_s=0.2)
-        assert gif.n_frames == round(config.duration_s * config.frame_hz) + 1
+        from blinktrack_ros.demo import README_GIF
+        from blinktrack_ros.synth.sequence import generate_sequence
+
+        config = preset(README_GIF["preset"], duration_s=0.2)
+        # one GIF frame per camera frame (the sensor presets draw their frame rate)
+        assert gif.n_frames == len(generate_sequence(config, README_GIF["seed"]).frames)
         assert gif.size == (2 * config.width, 2 * config.height)
     assert first.stat().st_size < 2_000_000
     assert str(first) in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import json
 from types import SimpleNamespace
 
@@ -28,7 +29,9 @@ def synth_fast(tmp_path_factory):
     from blinktrack_ros.synth.groundtruth import read_gt_txt, write_gt_txt
     from blinktrack_ros.synth.sequence import generate_sequence
 
-    s = generate_sequence(preset("fast", duration_s=0.3), seed=11)
+    # fast motion on the simple sensor model (sharp 50 Hz frames, no sensor noise)
+    s = generate_sequence(replace(preset("fast", duration_s=0.3), sensor=None,
+                                  camera_shake=None), seed=11)
     path = tmp_path_factory.mktemp("dv") / "fast_0011.gt.txt"
     write_gt_txt(s.gt, path)
     return SimpleNamespace(name="fast_0011", frames=list(s.frames),

@@ -4,18 +4,23 @@
 #   bash tools/setup.sh --test          + test tools (pytest, ruff, filterpy, evt3)
 #   bash tools/setup.sh --ros           + pip ROS 2 Jazzy wheels, messages built with cmake
 #   bash tools/setup.sh --numpy1 --venv .venv-np126   numpy 1.26 + OpenCV 4.10 (the distros' numpy 1.x)
+#   bash tools/setup.sh --textures      + Debian wallpaper packages (training/test photographs for
+#                                       synthetic data; optional: without them the synthesizer
+#                                       uses scikit-image's photographs + procedural textures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 ROS=0
 TEST=0
 NUMPY1=0
+TEXTURES=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --venv) VENV="$2"; shift ;;
     --ros) ROS=1 ;;
     --test) TEST=1 ;;
     --numpy1) NUMPY1=1 ;;
+    --textures) TEXTURES=1 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -39,5 +44,12 @@ EXTRAS=""
 "${PIP[@]}" "${CONSTRAINTS[@]}" -e ".${EXTRAS}"
 if [ "$ROS" = 1 ]; then
   bash tools/build_msgs.sh "$VENV"
+fi
+if [ "$TEXTURES" = 1 ]; then
+  # Photographs under /usr/share/backgrounds (never opencv-doc: reserved for evaluation).
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+    mate-backgrounds ukui-wallpapers lomiri-wallpapers-20.04
 fi
 echo "setup.sh: ready: $VENV (ros=$ROS test=$TEST numpy1=$NUMPY1)"

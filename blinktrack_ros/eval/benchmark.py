@@ -169,3 +169,146 @@ def run_benchmark(sequences: Iterable[BenchmarkSequence], tracker: TrackerFn,
     results = {mode: summarize(seqs) for mode, seqs in per_mode.items()}
     write_outputs(results, out_dir)
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# "Do the events help?": per-preset means, differences against KLT, the zero-motion floor.
+# ---------------------------------------------------------------------------------------------
+
+ZERO_MODE = "zero"  # every track stays at its seed: the floor a tracker must clear
+COMPARE_KEYS = ("feature_age", "age_5", "delta_occ")
+COMPARE_PAIRS = (("ei", "klt"), ("e-klt", "klt"), ("e", "klt"), ("i", "klt"))
+
+
+def zero_motion_tracker(seq: BenchmarkSequence, mode: str, seeds: np.ndarray,
+                        window_ns: int) -> np.ndarray:
+    """TrackerFn of the zero-motion floor: each seed reported unmoved at every frame time."""
+    times = np.asarray(seq.frame_times_ns, np.float64) * 1e-9
+    rows = []
+    for fid, t0, x, y in np.asarray(seeds, np.float64):
+        t = np.r_[t0, times[times > t0 + 1e-9]]
+        rows.append(np.column_stack([np.full(t.size, fid), t, np.full(t.size, x),
+                                     np.full(t.size, y)]))
+    return np.concatenate(rows) if rows else np.zeros((0, 4))
+
+
+def with_zero_motion(tracker: TrackerFn) -> TrackerFn:
+    """tracker, with mode `zero` answered by `zero_motion_tracker`."""
+
+    def track(seq, mode, seeds, window_ns):
+        if mode == ZERO_MODE:
+            return zero_motion_tracker(seq, mode, seeds, window_ns)
+        return tracker(seq, mode, seeds, window_ns)
+
+    return track
+
+
+def preset_of(name: str) -> str:
+    """The preset a sequence name belongs to: `davis_s2027_0001` -> `davis`; else the name."""
+    import re
+
+    m = re.match(r"^(.*)_s\d+(_\d+)?$", name)
+    return m.group(1) if m else name
+
+
+def preset_means(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """preset -> mode -> mean metrics over that preset's sequences (`evaluate.summarize`)."""
+    from blinktrack_ros.eval.metrics import mean_metrics
+
+    groups: dict[str, dict[str, dict[str, dict]]] = {}
+    for mode, result in results.items():
+        for name, metrics in result["sequences"].items():
+            groups.setdefault(preset_of(name), {}).setdefault(mode, {})[name] = metrics
+    return {p: {m: mean_metrics(seqs) for m, seqs in modes.items()}
+            for p, modes in groups.items()}
+
+
+def comparison_rows(results: dict[str, dict], keys=COMPARE_KEYS,
+                    pairs=COMPARE_PAIRS) -> dict[str, dict[str, float]]:
+    """One row per preset (and `summary` = mean of the presets' means, each preset weighted
+    equally): every mode's value of every key, the differences `a - b` of the pairs present,
+    and `zero` (the floor) where it ran.
+
+    Column names: `<mode>:<key>` and `<a> - <b>:<key>` (e.g. `ei - klt:feature_age`; the
+    spaces keep the difference e - klt apart from the mode e-klt).
+    """
+    by_preset = preset_means(results)
+    rows: dict[str, dict[str, float]] = {}
+    for preset, modes in by_preset.items():
+        row = {}
+        for mode, mean in modes.items():
+            for key in keys:
+                row[f"{mode}:{key}"] = float(mean.get(key, float("nan")))
+        for a, b in pairs:
+            if a in modes and b in modes:
+                for key in keys:
+                    row[f"{a} - {b}:{key}"] = row[f"{a}:{key}"] - row[f"{b}:{key}"]
+        rows[preset] = row
+    if len(rows) > 1:
+        cols = dict.fromkeys(c for r in rows.values() for c in r)
+        def finite_mean(values: list[float]) -> float:
+            good = [v for v in values if np.isfinite(v)]
+            return float(np.mean(good)) if good else float("nan")
+
+        rows["summary"] = {c: finite_mean([r.get(c, np.nan) for r in rows.values()])
+                           for c in cols}
+    return rows
+
+
+def comparison_markdown(rows: dict[str, dict[str, float]], keys=COMPARE_KEYS) -> str:
+    """Two markdown tables: values per mode, then the differences against KLT."""
+    from blinktrack_ros.eval.report import COLUMN_TITLES
+
+    out = []
+    for kind in ("values", "differences"):
+        cols = dict.fromkeys(c for r in rows.values() for c in r
+                             if ((" - " in c) == (kind == "differences"))
+                             and c.split(":")[1] in keys)
+        cols = sorted(cols, key=lambda c: (keys.index(c.split(":")[1]),
+                                           list(cols).index(c)))
+        if not cols:
+            continue
+        title = [f"{c.split(':')[0]} {COLUMN_TITLES.get(c.split(':')[1], c.split(':')[1])}"
+                 for c in cols]
+        lines = ["| preset | " + " | ".join(title) + " |",
+                 "|---|" + "|".join("---" for _ in cols) + "|"]
+        for name, r in rows.items():
+            cells = ["" if c not in r else "n/a" if not np.isfinite(r[c]) else
+                     f"{r[c]:+.3f}" if kind == "differences" else f"{r[c]:.3f}" for c in cols]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def plot_presets(results: dict[str, dict], out_dir: str | Path,
+                 keys=COMPARE_KEYS) -> list[Path]:
+    """One PNG per preset: bars of FA, FA@5px and delta_occ per mode (zero floor dashed)."""
+    from blinktrack_ros.eval.plots import _pyplot
+    from blinktrack_ros.eval.report import COLUMN_TITLES
+
+    plt = _pyplot()
+    paths = []
+    for preset, modes in preset_means(results).items():
+        names = [m for m in modes if m != ZERO_MODE]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
+        for ax, key in zip(np.atleast_1d(axes), keys):
+            vals = [modes[m].get(key, np.nan) for m in names]
+            ax.bar(range(len(names)), vals, color=["#4c72b0" if "klt" not in m else "#dd8452"
+                                                   for m in names])
+            ax.set_xticks(range(len(names)), names, rotation=30)
+            if ZERO_MODE in modes and np.isfinite(modes[ZERO_MODE].get(key, np.nan)):
+                ax.axhline(modes[ZERO_MODE][key], ls="--", color="k", lw=1,
+                           label="zero motion")
+                ax.legend(fontsize=7)
+            ax.set_title(COLUMN_TITLES.get(key, key))
+            ax.set_ylim(0, 1.02)
+            ax.grid(axis="y", alpha=0.3)
+        n = modes[names[0]]["n_sequences"] if names else 0
+        fig.suptitle(f"{preset} ({n} sequences)")
+        fig.tight_layout()
+        path = Path(out_dir) / f"preset_{preset}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

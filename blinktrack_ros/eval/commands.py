@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from blinktrack_ros.cli import UsageError
 
@@ -84,8 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_benchmark(sub)
 
 
-def load_benchmark_sequences(data: str):
-    """Synthetic bags with `<name>.gt.txt`, or EC/EDS sub-sequence folders, one at a time."""
+def load_benchmark_sequences(data: str, require_events: bool = True):
+    """Synthetic bags with `<name>.gt.txt`, or EC/EDS sub-sequence folders, one at a time.
+
+    require_events=False (only frame-only modes asked): EC/EDS folders without events load.
+    """
     from pathlib import Path
 
     from blinktrack_ros.bag.sequence import discover_bags, load_bag_sequence
@@ -103,29 +107,53 @@ def load_benchmark_sequences(data: str):
         folders = discover_sequences(path)
     except FileNotFoundError as exc:
         raise UsageError(f"{exc}; or synthetic bags with <name>.gt.txt beside them") from None
-    return len(folders), (load_sequence(f) for f in folders)
+    if require_events:
+        from blinktrack_ros.eval.ec_eds import has_events
+
+        bare = [f.name for f in folders if not has_events(f)]
+        if bare:
+            raise UsageError(f"{bare[0]} has no events file (events_corrected.txt, events.txt "
+                             "or .h5): score the frame-only modes with --modes i,klt,zero")
+    return len(folders), (load_sequence(f, require_events=require_events) for f in folders)
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
     """Track every sequence in every mode, evaluate, write tables, plots and videos."""
-    from blinktrack_ros.eval.benchmark import MODES, BenchmarkConfig, run_benchmark
+    from blinktrack_ros.eval.benchmark import (
+        ZERO_MODE,
+        BenchmarkConfig,
+        comparison_markdown,
+        comparison_rows,
+        plot_presets,
+        run_benchmark,
+        with_zero_motion,
+    )
+    from blinktrack_ros.eval.klt_tuning import load_klt_configs
     from blinktrack_ros.eval.report import sequence_table
     from blinktrack_ros.eval.tracker import pipeline_tracker
     from blinktrack_ros.tracking.pipeline import Mode
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    known = {m.value for m in Mode} | {"dv"}  # dv: dv-processing's tracker (baselines extra)
+    # dv: dv-processing's tracker (baselines extra); zero: every track stays at its seed
+    known = {m.value for m in Mode} | {"dv", ZERO_MODE}
     bad = [m for m in modes if m not in known]
     if bad or not modes:
         raise UsageError(f"unknown modes {bad}; choose from {sorted(known)} (default "
-                         f"{','.join(MODES)})")
-    n, sequences = load_benchmark_sequences(args.data)
-    tracker = pipeline_tracker(args.event_weights, args.image_weights, args.untrained,
-                               args.device)
+                         "e,i,ei,klt,e-klt,zero)")
+    needs_events = any(m == "dv" or (m in {x.value for x in Mode} and Mode(m).uses_events)
+                       for m in modes)
+    try:
+        klt_configs = {} if args.klt_default else load_klt_configs(args.klt_tuned)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--klt-tuned {args.klt_tuned}: {exc}") from None
+    tracker = with_zero_motion(pipeline_tracker(
+        args.event_weights, args.image_weights, args.untrained, args.device,
+        klt_configs=klt_configs))
     if "dv" in modes:
         from blinktrack_ros.eval.dv_baseline import with_dv
 
         tracker = with_dv(tracker)
+    n, sequences = load_benchmark_sequences(args.data, require_events=needs_events)
     config = BenchmarkConfig(modes=modes, corrected=args.corrected, render=not args.no_render,
                              event_window_s=args.window_ms * 1e-3 if args.window_ms else None)
     try:
@@ -135,7 +163,18 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     for mode, result in results.items():
         print(f"\n## mode {mode} ({n} sequences)")
         print(sequence_table(result))
-    print(f"\nwrote {args.out}/results.md, results.csv, results.json, plots and videos/")
+    rows = comparison_rows(results)
+    table = comparison_markdown(rows)
+    tuned = sorted(klt_configs) if klt_configs else "defaults"
+    print(f"\n## per preset: do the events help? (KLT settings: {tuned}; zero = every "
+          "track stays at its seed)\n")
+    print(table)
+    out = Path(args.out)
+    (out / "comparison.md").write_text(table + "\n")
+    (out / "comparison.json").write_text(json.dumps(rows, indent=1))
+    plot_presets(results, out)
+    print(f"\nwrote {args.out}/results.md, results.csv, results.json, comparison.md/.json, "
+          "preset_<name>.png, plots and videos/")
     return 0
 
 
@@ -143,11 +182,15 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark", help="track and evaluate sequences in several modes (tables, plots, GIFs)",
         description="DATA: a folder of synthetic bags with <name>.gt.txt beside them "
-                    "(`blinktrack synth --preset benchmark`), or an EC/EDS sub-sequence folder "
-                    "(or a folder of them). Tracks start from the ground truth at t0.")
+                    "(`blinktrack synth --suite challenge`, or --preset NAME), or an EC/EDS "
+                    "sub-sequence folder (or a folder of them; without events: frame-only "
+                    "modes). Tracks start from the ground truth at t0. Prints per preset the "
+                    "modes' FA, FA@5px and delta_occ, their differences against klt and the "
+                    "zero-motion floor (comparison.md, preset_<name>.png).")
     p.add_argument("data", help="dataset folder")
-    p.add_argument("--modes", default="e,i,ei,ei-naive,klt",
-                   help="comma-separated modes: e, i, ei, ei-naive, klt, e-klt, dv "
+    p.add_argument("--modes", default="e,i,ei,klt,e-klt,zero",
+                   help="comma-separated modes: e, i, ei, ei-naive, klt, e-klt, zero (every "
+                        "track stays at its seed: the floor), dv "
                         "(dv-processing's event+frame LK tracker: pip install dv-processing)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--window-ms", type=float, default=None,
@@ -159,4 +202,40 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--corrected", action="store_true", help="see `blinktrack eval --help`")
     p.add_argument("--no-render", action="store_true", help="skip the annotated GIFs")
+    p.add_argument("--klt-tuned", type=Path, default=None,
+                   help="KLT settings per preset (default: the shipped config/klt_tuned.json, "
+                        "tuned on training seeds by `blinktrack tune-klt`)")
+    p.add_argument("--klt-default", action="store_true",
+                   help="KLT with its default settings for every preset")
     p.set_defaults(func=run_benchmark_command)
+    t = sub.add_parser(
+        "tune-klt", help="tune KLT per preset on training seeds (for a fair benchmark)",
+        description="Grid search of the KLT settings per preset of the challenge suite on "
+                    "sequences of the tuning seed stream (never the test seeds); writes the "
+                    "best setting per preset with every score.")
+    t.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    t.add_argument("--sequences", type=int, default=3, help="tuning sequences per preset")
+    t.add_argument("--duration", type=float, default=0.6, help="seconds per sequence")
+    t.add_argument("--presets", default=None,
+                   help="comma-separated presets (default: the challenge suite)")
+    t.set_defaults(func=_tune_klt)
+
+
+def _tune_klt(args: argparse.Namespace) -> int:
+    from blinktrack_ros.eval.klt_tuning import tune
+    from blinktrack_ros.synth.config import PRESETS, SUITES
+
+    presets = tuple(p.strip() for p in args.presets.split(",")) if args.presets \
+        else SUITES["challenge"]
+    bad = [p for p in presets if p not in PRESETS]
+    if bad or args.sequences < 1 or args.duration <= 0:
+        raise UsageError(f"unknown presets {bad} or bad --sequences/--duration")
+    record = tune(presets, args.sequences, args.duration)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1))
+    for name, entry in record["presets"].items():
+        best = {k: entry["best"][k] for k in record["grid"]}
+        print(f"{name}: best {best} FA {entry['best_feature_age']:.3f} (defaults "
+              f"{entry['default_feature_age']:.3f})")
+    print(f"wrote {args.out}")
+    return 0

@@ -170,11 +170,16 @@ def find_gt(folder: Path, name: str | None = None) -> Path | None:
 
 
 def load_sequence(folder: str | Path, gt_path: str | Path | None = None,
-                  time_unit: str = "auto", event_time_unit: str = "auto") -> EcEdsSequence:
+                  time_unit: str = "auto", event_time_unit: str = "auto",
+                  require_events: bool = True) -> EcEdsSequence:
     """Load frames, events and ground truth of one EC/EDS sub-sequence folder.
 
+    require_events=False: a folder without an events file loads with no events (for the
+    frame-only modes `i` and `klt`).
+
     Raises:
-        FileNotFoundError: the folder lacks frames, timestamps or events (message says which).
+        FileNotFoundError: the folder lacks frames, timestamps or (when required) events
+            (message says which).
         ValueError: inconsistent counts or malformed rows.
     """
     folder = Path(folder)
@@ -182,11 +187,19 @@ def load_sequence(folder: str | Path, gt_path: str | Path | None = None,
         raise FileNotFoundError(f"sequence folder not found: {folder}")
     frames, frame_times_ns = load_frames(folder, time_unit)
     height, width = frames[0].shape[:2]
-    events, dropped = load_events(first_file(folder, EVENT_FILES, "events file"), width, height,
-                                  event_time_unit)
+    if require_events or any((folder / f).is_file() for f in EVENT_FILES):
+        events, dropped = load_events(first_file(folder, EVENT_FILES, "events file"), width,
+                                      height, event_time_unit)
+    else:
+        events, dropped = EventBatch.empty(width, height), 0
     gt_file = Path(gt_path) if gt_path is not None else find_gt(folder)
     gt = read_tracks(gt_file) if gt_file is not None else None
     return EcEdsSequence(folder.name, frames, frame_times_ns, events, gt, dropped)
+
+
+def has_events(folder: Path) -> bool:
+    """True if the sub-sequence folder has an events file."""
+    return any((Path(folder) / f).is_file() for f in EVENT_FILES)
 
 
 def is_sequence_folder(folder: Path) -> bool:

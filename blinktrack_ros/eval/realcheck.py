@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODES = ("e", "ei", "e-klt")
+DEFAULT_MODES = ("e", "ei", "e-klt", "klt")
 EXTRA_EVENT_FILES = ("events_chunk.txt",)  # the shared slider_depth excerpt; then EC/EDS names
 
 
@@ -153,6 +153,8 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
             elif snap.t_ns in times:
                 at_frame[int(np.searchsorted(times, snap.t_ns))] = xy
     interp = _interpolate(np.asarray(event_t, np.float64), np.asarray(event_xy), times)
+    if interp.shape[1] != n:  # frame-only modes: no event windows to interpolate
+        interp = np.full((len(times), n, 2), np.nan)
     interp[0] = seeds_px
     return interp, at_frame, asdict(pipe.stats)
 
@@ -170,6 +172,180 @@ def _interpolate(t: np.ndarray, xy: np.ndarray, times: np.ndarray) -> np.ndarray
         a = (tf - t[j - 1]) / (t[j] - t[j - 1])
         out[f] = (1 - a) * xy[j - 1] + a * xy[j]  # NaN propagates from a lost track
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A real error on a slider recording (EC slider_depth): static scene, camera on a linear slider.
+# After undistortion every point keeps its y and moves in x linearly with the slider position
+# (pure x translation: u = u0 - (f / Z) s), so per track a line fit of u against s and a
+# constant fit of v must leave only the tracker's error. A track that does not move fits
+# perfectly too (f / Z = 0, a point at infinity), so the fitted motion is reported beside the
+# residuals, and the zero-motion row shows that floor.
+# ---------------------------------------------------------------------------------------------
+
+LINE_FIT_MIN_FRAMES = 3
+
+
+def read_slider(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(K (3, 3), distortion (5,), groundtruth rows t tx ...) of a slider folder, or None
+    when calib.txt or groundtruth.txt is missing."""
+    folder = Path(folder)
+    calib, gt = folder / "calib.txt", folder / "groundtruth.txt"
+    if not (calib.is_file() and gt.is_file()):
+        return None
+    c = np.loadtxt(calib).ravel()
+    if c.size < 4:
+        raise ValueError(f"{calib}: expected fx fy cx cy [k1 k2 p1 p2 k3]")
+    K = np.array([[c[0], 0, c[2]], [0, c[1], c[3]], [0, 0, 1.0]])
+    dist = np.zeros(5)
+    dist[:min(5, c.size - 4)] = c[4:9]
+    rows = np.loadtxt(gt, ndmin=2)
+    if rows.shape[1] < 2 or rows.shape[0] < 2:
+        raise ValueError(f"{gt}: expected rows `t tx ty tz qx qy qz qw`")
+    return K, dist, rows
+
+
+def slider_position(gt_rows: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """Slider x (m) at times: linear interpolation of the poses, linear extrapolation from the
+    nearest 3 poses outside their span."""
+    t, x = gt_rows[:, 0], gt_rows[:, 1]
+    out = np.interp(times_s, t, x)
+    lo, hi = times_s < t[0], times_s > t[-1]
+    if lo.any():
+        a = np.polyfit(t[:3], x[:3], 1)
+        out[lo] = np.polyval(a, times_s[lo])
+    if hi.any():
+        a = np.polyfit(t[-3:], x[-3:], 1)
+        out[hi] = np.polyval(a, times_s[hi])
+    return out
+
+
+def undistort(xy: np.ndarray, K: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """(..., 2) raw pixel xy -> undistorted pixel xy (same K); NaN stays NaN."""
+    import cv2
+
+    flat = xy.reshape(-1, 2).astype(np.float64)
+    ok = np.isfinite(flat).all(1)
+    out = np.full_like(flat, np.nan)
+    if ok.any():
+        out[ok] = cv2.undistortPoints(flat[ok].reshape(-1, 1, 2), K, dist, P=K).reshape(-1, 2)
+    return out.reshape(xy.shape)
+
+
+def line_fit(positions: np.ndarray, valid: np.ndarray, s: np.ndarray) -> dict:
+    """Per track: u = a + b s, v = c by least squares over the frames where it is valid.
+
+    Args:
+        positions: (F, N, 2) undistorted pixel xy at the frame times.
+        valid: (F, N) bool.
+        s: (F,) slider position (m).
+
+    Returns:
+        stats of the per-track RMS residual (px; x and y together, and each), of the fitted
+        motion |b| x span(s) (px), tracks fitted and tracks with too few frames.
+    """
+    ok = valid & np.isfinite(positions).all(-1)
+    rms, rx, ry, moved = [], [], [], []
+    for n in range(positions.shape[1]):
+        m = ok[:, n]
+        if m.sum() < LINE_FIT_MIN_FRAMES:
+            continue
+        u, v, sn = positions[m, n, 0], positions[m, n, 1], s[m]
+        A = np.column_stack([np.ones(sn.size), sn])
+        coef, *_ = np.linalg.lstsq(A, u, rcond=None)
+        eu, ev = u - A @ coef, v - v.mean()
+        rms.append(np.sqrt(np.mean(eu ** 2 + ev ** 2)))
+        rx.append(np.sqrt(np.mean(eu ** 2)))
+        ry.append(np.sqrt(np.mean(ev ** 2)))
+        moved.append(abs(coef[1]) * (sn.max() - sn.min()))
+    out = {"tracks": len(rms), "too_short": int(positions.shape[1] - len(rms))}
+    for key, vals in (("rms", rms), ("x", rx), ("y", ry), ("moved", moved)):
+        arr = np.asarray(vals)
+        out[f"{key}_median_px"] = float(np.median(arr)) if arr.size else float("nan")
+        out[f"{key}_p90_px"] = float(np.percentile(arr, 90)) if arr.size else float("nan")
+    return out
+
+
+def slider_line_fits(folder: str | Path, result: dict) -> dict | None:
+    """Line-fit residuals of every tracker of a real_check result (None without slider files).
+
+    Event modes use `interp` (what the track says at the frame time from the events and the
+    earlier frames), frame-only modes (`i`, `klt`) their output after the frame (`at_frame`);
+    `lk` is the frame-0-to-frame-k LK reference, `zero motion` the seeds.
+    """
+    slider = read_slider(folder)
+    if slider is None:
+        return None
+    K, dist, gt_rows = slider
+    times = np.asarray(result["frame_times_s"])
+    s = slider_position(gt_rows, times)
+    arrays = result["arrays"]
+    F = times.size
+    trackers = {"zero motion": (np.repeat(arrays["seeds"][None], F, 0), np.ones(
+        (F, arrays["seeds"].shape[0]), bool)),
+        "lk (frame 0 -> k)": (arrays["lk"], arrays["lk_valid"])}
+    for mode, info in result["modes"].items():
+        if "skipped" in info:
+            continue
+        key = "at_frame" if mode in ("i", "klt") else "interp"
+        pos = arrays[f"{mode}_{key}"].copy()
+        pos[0] = arrays["seeds"]
+        trackers[f"mode {mode}"] = (pos, np.isfinite(pos).all(-1))
+    fits = {name: line_fit(undistort(pos, K, dist), valid, s)
+            for name, (pos, valid) in trackers.items()}
+    return {"slider_m": s.tolist(), "fits": fits,
+            "undistorted": {name: undistort(pos, K, dist) for name, (pos, _) in
+                            trackers.items()},
+            "valid": {name: valid for name, (_, valid) in trackers.items()}}
+
+
+def format_line_fits(fits: dict) -> str:
+    """Markdown table of the line-fit residuals per tracker."""
+    lines = ["| tracker | tracks | RMS residual median [px] | p90 [px] | x median | y median "
+             "| fitted motion median [px] |", "|---|---|---|---|---|---|---|"]
+    for name, f in fits["fits"].items():
+        lines.append(f"| {name} | {f['tracks']} | {f['rms_median_px']:.3f} | "
+                     f"{f['rms_p90_px']:.3f} | {f['x_median_px']:.3f} | {f['y_median_px']:.3f}"
+                     f" | {f['moved_median_px']:.1f} |")
+    s = fits["slider_m"]
+    lines.append(f"slider {s[0]:.4f} -> {s[-1]:.4f} m over {len(s)} frames; a correct track "
+                 "keeps y and moves in x linearly with the slider (after undistortion); zero "
+                 "motion fits exactly but does not move")
+    return "\n".join(lines)
+
+
+def plot_line_fits(fits: dict, path: str | Path) -> Path:
+    """Per tracker: undistorted x minus its start against the slider position, with the
+    per-track line fits, and y minus its start (should stay 0)."""
+    from blinktrack_ros.eval.plots import _pyplot
+
+    plt = _pyplot()
+    names = list(fits["undistorted"])
+    s = np.asarray(fits["slider_m"])
+    fig, axes = plt.subplots(2, len(names), figsize=(2.8 * len(names), 5.2), sharex=True,
+                             squeeze=False)
+    for j, name in enumerate(names):
+        pos, valid = fits["undistorted"][name], fits["valid"][name]
+        for n in range(pos.shape[1]):
+            m = valid[:, n] & np.isfinite(pos[:, n]).all(-1)
+            if m.sum() < LINE_FIT_MIN_FRAMES:
+                continue
+            u, v = pos[m, n, 0], pos[m, n, 1]
+            b = np.polyfit(s[m], u, 1)
+            axes[0, j].plot(s[m], u - u[0], ".", ms=2, color="C0")
+            axes[0, j].plot(s[m], np.polyval(b, s[m]) - u[0], "-", lw=0.5, color="C1")
+            axes[1, j].plot(s[m], v - v[0], ".-", ms=2, lw=0.4, color="C2")
+        f = fits["fits"][name]
+        axes[0, j].set_title(f"{name}\nRMS {f['rms_median_px']:.2f} px", fontsize=8)
+        axes[1, j].set_xlabel("slider x [m]")
+    axes[0, 0].set_ylabel("x - x0 [px] (undistorted)")
+    axes[1, 0].set_ylabel("y - y0 [px]")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _stats(err: np.ndarray) -> dict:
@@ -228,7 +404,8 @@ def real_check(folder: str | Path, config: RealCheckConfig = RealCheckConfig()) 
 
 
 _COLOURS = {"lk": (60, 200, 60), "seed": (160, 160, 160), "e": (40, 40, 230),
-            "ei": (230, 120, 30), "e-klt": (200, 40, 200)}
+            "ei": (230, 120, 30), "e-klt": (200, 40, 200),
+            "klt": (0, 160, 255), "i": (255, 200, 0)}
 
 
 def render(frame: np.ndarray, result: dict, path: str | Path, scale: int = 3) -> Path:
@@ -323,18 +500,29 @@ def run_realcheck(args: argparse.Namespace) -> int:
                              fb_max_px=args.fb_max, event_weights=args.event_weights,
                              image_weights=args.image_weights, device=args.device)
     result = real_check(args.data, config)
+    try:
+        fits = slider_line_fits(args.data, result)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = format_table(result)
+    if fits is not None:
+        result["line_fit"] = fits["fits"]
+        table += "\n\nLine-fit residuals (real error on a slider recording):\n\n" + \
+            format_line_fits(fits)
     if args.out:
         out = Path(args.out)
         frame = load_real(args.data).frames[-1]
         image = render(frame, result, out / "realcheck.png")
+        if fits is not None:
+            plot_line_fits(fits, out / "realcheck_linefit.png")
         (out / "realcheck.json").write_text(json.dumps(summary(result), indent=1))
-        (out / "realcheck.md").write_text(format_table(result) + "\n")
+        (out / "realcheck.md").write_text(table + "\n")
     if args.json:
         print(json.dumps(summary(result)))
     else:
-        print(format_table(result))
+        print(table)
         if args.out:
-            print(f"wrote {image}, realcheck.json, realcheck.md")
+            print(f"wrote {image}, realcheck_linefit.png, realcheck.json, realcheck.md")
     return 0
 
 

@@ -39,20 +39,28 @@ def pipeline_tracker(event_weights: str | Path | None = None,
                      device: str = "cpu", progress: bool = False,
                      fusion: FusionConfig | None = None,
                      observer: Callable[[Observations, dict[int, int]], None] | None = None,
-                     with_status: bool = False):
+                     with_status: bool = False, klt_configs: dict | None = None):
     """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline.
 
     fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
     observation array before it is fused, and the internal -> external id map (calibration).
     with_status: rows `id t x y status` (TrackStatus), e.g. to draw occluded tracks.
+    klt_configs: preset name -> KltConfig for the modes that use KLT (the preset of a sequence
+    is `benchmark.preset_of(name)`; key "*" for any other; None: KltConfig defaults).
     """
     fusion = fusion or BENCHMARK_FUSION
 
     def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
         config = PipelineConfig(mode=Mode(mode), event_window_ms=window_ns * 1e-6,
                                 reseed=False, max_pending_windows=1 << 30)
+        klt_config = None
+        if klt_configs:
+            from blinktrack_ros.eval.benchmark import preset_of
+
+            klt_config = klt_configs.get(preset_of(seq.name), klt_configs.get("*"))
         pipe = build_pipeline(config, fusion=fusion, event_weights=event_weights,
-                              image_weights=image_weights, device=device, untrained=untrained)
+                              image_weights=image_weights, device=device, untrained=untrained,
+                              klt_config=klt_config)
         if observer is not None:
             engine, apply = pipe.engine, pipe.engine.apply
 

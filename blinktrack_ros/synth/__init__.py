@@ -11,7 +11,10 @@ In memory (no ROS, no bags), for the trainer and tests:
     seq.gt.vis          # (S, N) int8: 1 visible, 0 occluded, -1 outside the image
     seq.K               # (3, 3) pinhole intrinsics
 
-Modules: `config` (SequenceConfig, MotionConfig, PRESETS), `textures`, `motion` (similarity
-trajectories), `scene` (layers, rendering), `groundtruth`, `esim` (simulator), `sequence`,
-`bagout` (mcap bag + `<seq>.gt.txt`), `commands` (`blinktrack synth`, `blinktrack bench synth`).
+Modules: `config` (SequenceConfig, MotionConfig, SensorConfig, CameraShakeConfig, PRESETS,
+SUITES), `textures` (photographs by split, procedural textures), `motion` (similarity
+trajectories, camera rotation homographies), `scene` (layers, rendering), `groundtruth`, `esim`
+(simulator), `sequence` (incl. the DAVIS-like sensor), `video` (sequences from high-frame-rate
+video), `bagout` (mcap bag + `<seq>.gt.txt`), `commands` (`blinktrack synth`, `blinktrack bench
+synth`). See docs/synthetic.md.
 """

@@ -35,6 +35,12 @@ class EsimConfig:
         noise_rate_hz: background-activity events per pixel per second (random polarity).
         hot_pixel_fraction: fraction of pixels that fire constantly with a fixed polarity.
         hot_pixel_rate_hz: firing rate of a hot pixel.
+        cutoff_hz: photoreceptor bandwidth: the log intensity a pixel sees is low-pass filtered
+            (first order) with cutoff cutoff_hz * I (proportional to the photocurrent, I in
+            render units); dark pixels respond later and miss fast changes. 0 = no filter.
+        max_rate_ev_s: read-out bandwidth cap (events/s over the sensor); events of a render
+            step beyond the cap are dropped at random and counted in EsimState.dropped.
+            0 = no cap.
     """
 
     contrast_pos: float = 0.2
@@ -46,6 +52,8 @@ class EsimConfig:
     noise_rate_hz: float = 0.0
     hot_pixel_fraction: float = 0.0
     hot_pixel_rate_hz: float = 500.0
+    cutoff_hz: float = 0.0
+    max_rate_ev_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class EsimState:
     hot_index: np.ndarray
     hot_polarity: np.ndarray
     t_ns: int
+    dropped: int = 0
 
 
 def log_intensity(image: np.ndarray, log_floor: float) -> np.ndarray:
@@ -174,18 +183,29 @@ def step(state: EsimState, image: np.ndarray, t_ns: int, config: EsimConfig,
     if image.shape != state.ref_log.shape:
         raise ValueError(f"image shape {image.shape} != sensor shape {state.ref_log.shape}")
     L1 = log_intensity(image, config.log_floor)
+    if config.cutoff_hz > 0:
+        fc = config.cutoff_hz * np.maximum(np.asarray(image, np.float64), config.log_floor)
+        gain = -np.expm1(-2 * np.pi * fc * ((t_ns - state.t_ns) * 1e-9))
+        L1 = state.last_log + gain * (L1 - state.last_log)
     (idx, t, p), new_ref, new_last = _crossings(state, L1, int(t_ns), config.refractory_ns)
     n_idx, n_t, n_p = _noise(state, int(t_ns), config, rng, L1.size)
     if n_idx.size:
         idx, t, p = np.concatenate([idx, n_idx]), np.concatenate([t, n_t]), np.concatenate(
             [p, n_p])
+    dropped = state.dropped
+    if config.max_rate_ev_s > 0:
+        cap = int(config.max_rate_ev_s * (t_ns - state.t_ns) * 1e-9)
+        if idx.size > cap:
+            keep = np.sort(rng.choice(idx.size, size=cap, replace=False))
+            dropped += idx.size - cap
+            idx, t, p = idx[keep], t[keep], p[keep]
     t_int = np.clip(np.ceil(t).astype(np.int64), state.t_ns + 1, int(t_ns))
     order = np.lexsort((idx, t_int))
     H, W = L1.shape
     idx, t_int, p = idx[order], t_int[order], p[order]
     batch = EventBatch((idx % W).astype(np.uint16), (idx // W).astype(np.uint16), t_int, p, W, H)
     new_state = EsimState(new_ref, L1, new_last, state.c_pos, state.c_neg, state.hot_index,
-                          state.hot_polarity, int(t_ns))
+                          state.hot_polarity, int(t_ns), dropped)
     return new_state, batch
 
 

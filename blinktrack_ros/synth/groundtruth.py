@@ -34,6 +34,8 @@ class GroundTruth:
         query_t_ns: (N,) int64 time each point was seeded (a frame time). xy and vis are
             exact at every time, but a point's track starts at its query time: writers and
             `alive` skip earlier samples.
+        end_t_ns: (N,) int64 last time of each track, or None (synthetic tracks never end);
+            writers and `alive` skip later samples.
     """
 
     ids: np.ndarray
@@ -43,10 +45,15 @@ class GroundTruth:
     layer: np.ndarray
     uv: np.ndarray
     query_t_ns: np.ndarray
+    end_t_ns: np.ndarray | None = None
 
     def alive(self) -> np.ndarray:
-        """(S, N) bool: the point's track has started (times_ns >= query_t_ns)."""
-        return self.times_ns[:, None] >= self.query_t_ns[None, :]
+        """(S, N) bool: the point's track has started (times_ns >= query_t_ns) and, when
+        end_t_ns is set (reference tracks that end, e.g. from real video), not yet ended."""
+        out = self.times_ns[:, None] >= self.query_t_ns[None, :]
+        if self.end_t_ns is not None:
+            out &= self.times_ns[:, None] <= self.end_t_ns[None, :]
+        return out
 
 
 def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig, t_s: float = 0.0,
@@ -93,7 +100,7 @@ def select_queries(scene: Scene, frame: np.ndarray, config: SequenceConfig, t_s:
     for k_layer in np.unique(owner):
         sel = owner == k_layer
         A_inv = invert_affine(scene.layers[k_layer].trajectory.matrices(t_s)[0])
-        uv[sel] = apply_affine(A_inv, xy[sel])
+        uv[sel] = apply_affine(A_inv, scene.to_world(t_s, xy[sel]))
     return xy, owner, uv
 
 
@@ -113,6 +120,7 @@ def track_points(scene: Scene, layer: np.ndarray, uv: np.ndarray,
             continue
         A_inv = layer_inverse_maps(scene.layers[j], times_s)
         covered[:, nearer] |= alpha_at(scene.layers[j], A_inv, xy[:, nearer]) > 0.5
+    xy = scene.to_image(times_s, xy)  # occlusion is decided on the world plane
     inside = ((xy[..., 0] >= -0.5) & (xy[..., 0] <= scene.width - 0.5)
               & (xy[..., 1] >= -0.5) & (xy[..., 1] <= scene.height - 0.5))
     vis = np.where(inside, np.where(covered, OCCLUDED, VISIBLE), OUTSIDE).astype(np.int8)

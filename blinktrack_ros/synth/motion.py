@@ -107,3 +107,90 @@ def random_trajectory(rng: np.random.Generator, motion: MotionConfig, duration_s
         c, s = np.cos(turn), np.sin(turn)
         velocity[2:] = np.array([[c, -s], [s, c]]) @ velocity[2:]
     return SimilarityTrajectory(CubicSpline(key_t, keys, axis=0), np.asarray(anchor, np.float64))
+
+
+# Camera rotation profiles: (frequency band Hz, share of the angular speed) per component.
+# Hand-held: physiological tremor and arm sway; vehicle: slow turns plus engine/road
+# vibration; drone: slow banking plus rotor vibration.
+CAMERA_PROFILES: dict[str, tuple[tuple[tuple[float, float], float], ...]] = {
+    "handheld": (((0.5, 2.0), 0.4), ((2.0, 6.0), 0.4), ((6.0, 12.0), 0.2)),
+    "vehicle": (((0.1, 0.5), 0.7), ((8.0, 20.0), 0.3)),
+    "drone": (((0.2, 1.0), 0.6), ((1.0, 3.0), 0.3), ((10.0, 25.0), 0.1)),
+}
+
+
+@dataclass(frozen=True)
+class CameraRotation:
+    """Camera rotation R(t) (pan, tilt, roll as sums of sinusoids) seen as homographies.
+
+    A point at world-plane pixel x_w (where it would be seen with R = I) is seen at
+    x ~ K R(t) K^-1 x_w: rotation and perspective, as a hand-held or vehicle camera sees a far
+    scene. R(0) = I, so the first frame shows the world plane unrotated.
+
+    Attributes:
+        K: (3, 3) intrinsics.
+        amp, freq, phase: (3, B) amplitude (rad), frequency (Hz), phase of each component,
+            rows pan (about y), tilt (about x), roll (about z).
+    """
+
+    K: np.ndarray
+    amp: np.ndarray
+    freq: np.ndarray
+    phase: np.ndarray
+
+    def angles(self, times_s: np.ndarray) -> np.ndarray:
+        """(S, 3) pan, tilt, roll in radians (zero at t = 0)."""
+        t = np.atleast_1d(np.asarray(times_s, np.float64))[:, None, None]
+        w = 2 * np.pi * self.freq
+        return (self.amp * (np.sin(w * t + self.phase) - np.sin(self.phase))).sum(-1)
+
+    def homographies(self, times_s: np.ndarray) -> np.ndarray:
+        """(S, 3, 3) world-plane pixel -> image pixel maps K R(t) K^-1."""
+        a = self.angles(times_s)
+        cy, sy = np.cos(a[:, 0]), np.sin(a[:, 0])
+        cx, sx = np.cos(a[:, 1]), np.sin(a[:, 1])
+        cz, sz = np.cos(a[:, 2]), np.sin(a[:, 2])
+        S = a.shape[0]
+        Ry = np.zeros((S, 3, 3))
+        Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = cy, sy, 1, -sy, cy
+        Rx = np.zeros((S, 3, 3))
+        Rx[:, 0, 0], Rx[:, 1, 1], Rx[:, 1, 2], Rx[:, 2, 1], Rx[:, 2, 2] = 1, cx, -sx, sx, cx
+        Rz = np.zeros((S, 3, 3))
+        Rz[:, 0, 0], Rz[:, 0, 1], Rz[:, 1, 0], Rz[:, 1, 1], Rz[:, 2, 2] = cz, -sz, sz, cz, 1
+        R = Rz @ Ry @ Rx
+        return self.K @ R @ np.linalg.inv(self.K)
+
+
+def apply_homography(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Apply maps (S, 3, 3) to points (S, N, 2) or (N, 2) -> (S, N, 2); one (3, 3) to (N, 2)."""
+    if H.ndim == 2:
+        p = xy @ H[:, :2].T + H[:, 2]
+        return p[..., :2] / p[..., 2:3]
+    if xy.ndim == 2:
+        xy = np.broadcast_to(xy, (H.shape[0], *xy.shape))
+    p = np.einsum("sij,snj->sni", H[:, :, :2], xy) + H[:, None, :, 2]
+    return p[..., :2] / p[..., 2:3]
+
+
+def random_camera_rotation(rng: np.random.Generator, profile: str, angular_speed_rad_s: float,
+                           roll_ratio: float, max_angle_rad: float,
+                           K: np.ndarray) -> CameraRotation:
+    """Draw a rotation of the named profile whose components peak at about the given speed.
+
+    Each component k of a profile gets the share w_k of the angular speed w: amplitude
+    w * w_k / (2 pi f_k) (clipped to max_angle_rad), random frequency in its band, random
+    phase; pan and tilt split the speed at a random direction, roll gets roll_ratio of it.
+    """
+    if profile not in CAMERA_PROFILES:
+        raise ValueError(f"unknown camera profile {profile!r}; choose from "
+                         f"{', '.join(CAMERA_PROFILES)}")
+    bands = CAMERA_PROFILES[profile]
+    B = len(bands)
+    phi = rng.uniform(0, 2 * np.pi)
+    axis_share = np.array([abs(np.cos(phi)), abs(np.sin(phi)), roll_ratio])
+    freq = np.array([[rng.uniform(*band) for band, _ in bands] for _ in range(3)])
+    share = np.array([w for _, w in bands])
+    amp = angular_speed_rad_s * axis_share[:, None] * share[None, :] / (2 * np.pi * freq)
+    amp = np.minimum(amp, max_angle_rad / B)
+    phase = rng.uniform(0, 2 * np.pi, (3, B))
+    return CameraRotation(np.asarray(K, np.float64), amp, freq, phase)

@@ -14,9 +14,12 @@ from scipy.ndimage import map_coordinates
 
 from blinktrack_ros.synth.config import REFERENCE_WIDTH, SequenceConfig
 from blinktrack_ros.synth.motion import (
+    CameraRotation,
     SimilarityTrajectory,
     apply_affine,
+    apply_homography,
     invert_affine,
+    random_camera_rotation,
     random_trajectory,
 )
 
@@ -40,11 +43,40 @@ class Layer:
 
 @dataclass(frozen=True)
 class Scene:
-    """Layers back to front (index 0 = background); image size in pixels."""
+    """Layers back to front (index 0 = background); image size in pixels.
+
+    Layers move on a world plane (their similarity maps give world-plane pixels); `camera`, when
+    set, rotates the camera so the image is the world plane seen through the homography
+    K R(t) K^-1 (None: image = world plane).
+    """
 
     layers: tuple[Layer, ...]
     width: int
     height: int
+    camera: CameraRotation | None = None
+
+    def camera_maps(self, times_s) -> np.ndarray | None:
+        """(S, 3, 3) world -> image homographies at times (None without a camera rotation)."""
+        return None if self.camera is None else self.camera.homographies(times_s)
+
+    def to_image(self, times_s, world_xy: np.ndarray) -> np.ndarray:
+        """World-plane points (S, N, 2) at times (S,) -> image points (S, N, 2)."""
+        if self.camera is None:
+            return world_xy
+        return apply_homography(self.camera.homographies(times_s), world_xy)
+
+    def to_world(self, t_s: float, image_xy: np.ndarray) -> np.ndarray:
+        """Image points (N, 2) at one time -> world-plane points (N, 2)."""
+        if self.camera is None:
+            return image_xy
+        return apply_homography(np.linalg.inv(self.camera.homographies(t_s)[0]), image_xy)
+
+
+def _full_map(Hc: np.ndarray | None, A: np.ndarray) -> np.ndarray | None:
+    """(3, 3) texture -> image map of the affine A (2, 3) under the camera map Hc (or None)."""
+    if Hc is None:
+        return None
+    return Hc @ np.vstack([A, [0.0, 0.0, 1.0]])
 
 
 def _scaled(texture: np.ndarray, min_side: int) -> np.ndarray:
@@ -118,13 +150,28 @@ def make_scene(config: SequenceConfig, textures: tuple[np.ndarray, ...],
             anchor=np.array([(size - 1) / 2, (size - 1) / 2]), speed_scale=speed_scale,
             heading_xy=heading, start_angle=rng.uniform(-np.pi, np.pi))
         layers.append(Layer(texture, alpha, traj))
-    return Scene(tuple(layers), W, H)
+    camera = None
+    shake = config.camera_shake
+    if shake is not None and shake.angular_speed_deg_s[1] > 0:
+        from blinktrack_ros.synth.sequence import intrinsics
+
+        profile = shake.profiles[int(rng.integers(len(shake.profiles)))]
+        camera = random_camera_rotation(
+            rng, profile, np.deg2rad(rng.uniform(*shake.angular_speed_deg_s)), shake.roll_ratio,
+            np.deg2rad(shake.max_angle_deg), intrinsics(W, H))
+    return Scene(tuple(layers), W, H, camera)
 
 
 def _warp_box(layer: Layer, A: np.ndarray, W: int, H: int):
-    """Integer image box (x0, y0, x1, y1) that can receive the layer, or None if off-image."""
+    """Integer image box (x0, y0, x1, y1) that can receive the layer, or None if off-image.
+
+    A: (2, 3) affine or (3, 3) homography texture -> image.
+    """
     h, w = layer.texture.shape
-    corners = apply_affine(A, np.array([[-1, -1], [w, -1], [-1, h], [w, h]], np.float64))
+    box = np.array([[-1, -1], [w, -1], [-1, h], [w, h]], np.float64)
+    corners = apply_affine(A, box) if A.shape[0] == 2 else apply_homography(A, box)
+    if not np.all(np.isfinite(corners)):
+        return 0, 0, W, H
     x0, y0 = np.floor(corners.min(0)).astype(int)
     x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
@@ -135,21 +182,36 @@ def render(scene: Scene, t_s: float) -> np.ndarray:
     """Composite all layers back to front at time t_s: (H, W) float32 in [0, 1]."""
     W, H = scene.width, scene.height
     bg = scene.layers[0]
-    image = cv2.warpAffine(bg.texture, bg.trajectory.matrices(t_s)[0], (W, H),
-                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    A0 = bg.trajectory.matrices(t_s)[0]
+    Hc = None if scene.camera is None else scene.camera.homographies(t_s)[0]
+    M0 = _full_map(Hc, A0)
+    if M0 is None:
+        image = cv2.warpAffine(bg.texture, A0, (W, H), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT_101)
+    else:
+        image = cv2.warpPerspective(bg.texture, M0, (W, H), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT_101)
     for layer in scene.layers[1:]:
         A = layer.trajectory.matrices(t_s)[0]
-        box = _warp_box(layer, A, W, H)
+        M = _full_map(Hc, A)
+        box = _warp_box(layer, A if M is None else M, W, H)
         if box is None:
             continue
         x0, y0, x1, y1 = box
-        A_box = A.copy()
-        A_box[:, 2] -= (x0, y0)  # render straight into the box's pixels
         size = (x1 - x0, y1 - y0)
-        tex = cv2.warpAffine(layer.texture, A_box, size, flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(layer.alpha, A_box, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if M is None:
+            A_box = A.copy()
+            A_box[:, 2] -= (x0, y0)  # render straight into the box's pixels
+            tex = cv2.warpAffine(layer.texture, A_box, size, flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+            alpha = cv2.warpAffine(layer.alpha, A_box, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        else:
+            M_box = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1.0]]) @ M
+            tex = cv2.warpPerspective(layer.texture, M_box, size, flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+            alpha = cv2.warpPerspective(layer.alpha, M_box, size, flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         view = image[y0:y1, x0:x1]
         view += alpha * (tex - view)
     return image
@@ -159,10 +221,16 @@ def layer_alpha_images(scene: Scene, t_s: float) -> np.ndarray:
     """(L, H, W) float32 warped alpha of every layer at t_s (background all ones)."""
     W, H = scene.width, scene.height
     out = np.ones((len(scene.layers), H, W), np.float32)
+    Hc = None if scene.camera is None else scene.camera.homographies(t_s)[0]
     for k, layer in enumerate(scene.layers[1:], start=1):
-        out[k] = cv2.warpAffine(layer.alpha, layer.trajectory.matrices(t_s)[0], (W, H),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=0)
+        A = layer.trajectory.matrices(t_s)[0]
+        M = _full_map(Hc, A)
+        if M is None:
+            out[k] = cv2.warpAffine(layer.alpha, A, (W, H), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        else:
+            out[k] = cv2.warpPerspective(layer.alpha, M, (W, H), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out
 
 

@@ -1,5 +1,15 @@
 """Training data: a cached set of small synthetic sequences and augmented track snippets.
 
+Realistic random training data (DAVIS-like sensor, every parameter drawn per sequence over
+ranges wider than the test presets, training-split photographs + procedural textures):
+
+    from blinktrack_ros.train.data import DataSpec, load_or_generate
+    spec = DataSpec(preset="random", duration_s=0.5, seeds=tuple(range(1000, 1000 + N)))
+    seqs = load_or_generate(spec, "cache/train", workers=8)   # N CachedSequence, cached as npz
+
+Other presets (`davis`, `fast`, ...) work the same way and also use training textures; the
+challenge test set uses other seeds and held-out photographs (`synth.textures`).
+
 A snippet is one sequence, one start time t0 (a frame time), one random similarity transform
 (augmentation) and up to `n_tracks` ground-truth tracks that are visible at t0. Everything in a
 snippet (frames, events, ground truth) is already in the transformed image coordinates, so the
@@ -18,7 +28,7 @@ from tqdm import tqdm
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.synth.config import preset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: sensor presets, training-split textures
 BORDER_PX = 12  # tracks start at least this far from the image border
 
 
@@ -49,6 +59,31 @@ class CachedSequence:
         """(width, height) in pixels."""
         return self.events.width, self.events.height
 
+    def gt_at(self, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth (K, N, 2) xy and (K, N) vis at any times within the GT span.
+
+        Exact at GT sample times; between samples (e.g. 10 ms steps from a sensor frame
+        stamped at the centre of its exposure, half a millisecond off the 1 kHz grid) xy is
+        interpolated linearly between the two neighbouring samples (1 ms apart: the error is
+        below acceleration x (0.5 ms)^2 / 2) and vis is the lower of the two (occluded or
+        outside wins).
+        """
+        t = np.asarray(times_ns, np.int64)
+        gt_t = self.gt_times_ns
+        if t.min() < gt_t[0] or t.max() > gt_t[-1]:
+            raise ValueError("requested times are outside the ground truth")
+        hi = np.clip(np.searchsorted(gt_t, t), 1, gt_t.size - 1)
+        exact = gt_t[np.minimum(np.searchsorted(gt_t, t), gt_t.size - 1)] == t
+        lo = hi - 1
+        w = ((t - gt_t[lo]) / np.maximum(gt_t[hi] - gt_t[lo], 1))[:, None, None]
+        w = np.where(exact[:, None, None], np.where(gt_t[hi] == t, 1.0, 0.0)[:, None, None], w)
+        xy = (1 - w) * self.gt_xy[lo] + w * self.gt_xy[hi]
+        vis = np.minimum(self.gt_vis[lo], self.gt_vis[hi])
+        at_hi, at_lo = exact & (gt_t[hi] == t), exact & (gt_t[lo] == t)
+        vis[at_hi] = self.gt_vis[hi[at_hi]]
+        vis[at_lo] = self.gt_vis[lo[at_lo]]
+        return xy, vis
+
     def gt_index(self, times_ns: np.ndarray) -> np.ndarray:
         """Indices of the ground-truth samples at exactly these times (ValueError if absent)."""
         idx = np.searchsorted(self.gt_times_ns, times_ns)
@@ -75,10 +110,13 @@ class DataSpec:
 
 
 def generate(spec: DataSpec, seed: int) -> CachedSequence:
-    """Generate one sequence of the spec in memory."""
+    """Generate one sequence of the spec in memory (training-split textures, never test)."""
     from blinktrack_ros.synth.sequence import generate_sequence
+    from blinktrack_ros.synth.textures import sample_textures
 
-    seq = generate_sequence(preset(spec.preset, spec.width, spec.height, spec.duration_s), seed)
+    config = preset(spec.preset, spec.width, spec.height, spec.duration_s)
+    textures = sample_textures(seed, "train") if config.sensor is not None else None
+    seq = generate_sequence(config, seed, textures)
     return CachedSequence(seq.frames.astype(np.float32), seq.frame_times_ns, seq.events,
                           seq.gt.times_ns, seq.gt.xy, seq.gt.vis, seq.gt.query_t_ns)
 
@@ -100,28 +138,50 @@ def _load(path: Path) -> CachedSequence:
                               z["gt_times_ns"], z["gt_xy"], z["gt_vis"], z["query_t_ns"])
 
 
+def _generate_rounded(spec: DataSpec, seed: int) -> CachedSequence:
+    seq = generate(spec, seed)  # frames stored as float16: the same values cached or not
+    return replace(seq, frames=seq.frames.astype(np.float16).astype(np.float32))
+
+
 def load_or_generate(spec: DataSpec, cache_dir: str | Path | None,
-                     progress: bool = True) -> list[CachedSequence]:
+                     progress: bool = True, workers: int = 1) -> list[CachedSequence]:
     """The spec's sequences, generated once into cache_dir (None: no cache) with progress.
 
     Frames are kept at float16 precision whether they come from the cache or not, so a run
-    sees the same data when it is resumed from the cache.
+    sees the same data when it is resumed from the cache. workers > 1 generates the missing
+    sequences in that many processes (same arrays as one process: each depends on its seed).
     """
-    out = []
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    for seed in tqdm(spec.seeds, desc=f"sequences ({spec.preset})", disable=not progress):
-        path = cache / spec.key(seed) if cache is not None else None
+    paths = [cache / spec.key(seed) if cache is not None else None for seed in spec.seeds]
+    found: dict[int, CachedSequence] = {}
+    missing = []
+    for i, path in enumerate(paths):
         if path is not None and path.is_file():
-            out.append(_load(path))
-            continue
-        seq = generate(spec, seed)  # frames stored as float16: the same values cached or not
-        seq = replace(seq, frames=seq.frames.astype(np.float16).astype(np.float32))
-        if path is not None:
-            _save(path, seq)
-        out.append(seq)
-    return out
+            found[i] = _load(path)
+        else:
+            missing.append(i)
+    bar = tqdm(total=len(spec.seeds), initial=len(found), desc=f"sequences ({spec.preset})",
+               disable=not progress)
+    if workers > 1 and len(missing) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+            futures = {i: pool.submit(_generate_rounded, spec, spec.seeds[i]) for i in missing}
+            for i, fut in futures.items():
+                found[i] = fut.result()
+                if paths[i] is not None:
+                    _save(paths[i], found[i])
+                bar.update()
+    else:
+        for i in missing:
+            found[i] = _generate_rounded(spec, spec.seeds[i])
+            if paths[i] is not None:
+                _save(paths[i], found[i])
+            bar.update()
+    bar.close()
+    return [found[i] for i in range(len(spec.seeds))]
 
 
 @dataclass(frozen=True)
@@ -190,9 +250,17 @@ def _start_time(seq: CachedSequence, span_ns: int, rng: np.random.Generator) -> 
     return int(rng.choice(ok)) if ok.size else None
 
 
+def _frame_step_start(seq: CachedSequence, n_steps: int, rng: np.random.Generator) -> int | None:
+    """A random frame time with n_steps later frames inside the ground truth."""
+    last = int(seq.gt_times_ns[-1])
+    ok = np.flatnonzero(seq.frame_times_ns <= last)
+    ok = ok[ok + n_steps <= ok.max(initial=-1)] if ok.size else ok
+    return int(seq.frame_times_ns[int(rng.choice(ok))]) if ok.size else None
+
+
 def sample_snippet(seq: CachedSequence, rng: np.random.Generator, n_tracks: int, n_steps: int,
                    step_ns: int, aug: Augment, with_events: bool, n_frames: int = 1,
-                   t0_ns: int | None = None) -> Snippet | None:
+                   t0_ns: int | None = None, frame_steps: bool | None = None) -> Snippet | None:
     """Draw a snippet of n_steps steps of step_ns after a start frame; None if impossible.
 
     Args:
@@ -205,17 +273,32 @@ def sample_snippet(seq: CachedSequence, rng: np.random.Generator, n_tracks: int,
         with_events: include the (transformed) events of (t0, t_last].
         n_frames: frames from t0 on to include (1: the reference frame only).
         t0_ns: fixed start time (default: random frame time).
+        frame_steps: the sample times are the n_steps + 1 consecutive frame times from t0
+            (step_ns is ignored). Default (None): on when n_frames == n_steps + 1 and no
+            events are asked (the image module), so sensor presets with their own, slightly
+            irregular frame rate per sequence get the ground truth of each frame exactly.
     """
-    span = n_steps * step_ns
-    t0 = _start_time(seq, span, rng) if t0_ns is None else int(t0_ns)
-    if t0 is None:
-        return None
-    times = t0 + step_ns * np.arange(n_steps + 1, dtype=np.int64)
+    if frame_steps is None:
+        frame_steps = n_frames == n_steps + 1 and not with_events
+    if frame_steps:
+        t0 = _frame_step_start(seq, n_steps, rng) if t0_ns is None else int(t0_ns)
+        if t0 is None:
+            return None
+        f0 = int(np.searchsorted(seq.frame_times_ns, t0))
+        times = seq.frame_times_ns[f0:f0 + n_steps + 1].astype(np.int64)
+        if times.size < n_steps + 1 or times[-1] > seq.gt_times_ns[-1]:
+            return None
+    else:
+        span = n_steps * step_ns
+        t0 = _start_time(seq, span, rng) if t0_ns is None else int(t0_ns)
+        if t0 is None:
+            return None
+        times = t0 + step_ns * np.arange(n_steps + 1, dtype=np.int64)
     w, h = seq.size
     A = _transform(rng, aug, w, h)
-    gi = seq.gt_index(times)
-    xy = _apply(A, seq.gt_xy[gi])  # K N 2
-    vis = seq.gt_vis[gi].copy()
+    gxy, vis = seq.gt_at(times)
+    xy = _apply(A, gxy)  # K N 2
+    vis = vis.copy()
     inside = ((xy[..., 0] >= -0.5) & (xy[..., 0] <= w - 0.5) & (xy[..., 1] >= -0.5)
               & (xy[..., 1] <= h - 0.5))
     vis[~inside] = -1
