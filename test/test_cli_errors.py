@@ -54,6 +54,9 @@ MISSING_FILE_CASES = [
     ("train-resume", ["train", "event", "--run-dir", "{t}/{m}", "--cache-dir", "{t}/cache",
                       "--resume", "--steps", "1"]),
     ("train-evaluate", ["train", "evaluate", "--event", "{m}.pt", "--cache-dir", "{t}/cache"]),
+    ("train-validate", ["train", "validate", "{m}.pt", "--cache-dir", "{t}/cache"]),
+    ("train-init-partial", ["train", "image", "--run-dir", "{t}/run", "--cache-dir",
+                            "{t}/cache", "--config", "lite2", "--init-partial", "{m}.pt"]),
     ("bench-events", ["bench", "events", "--bag", "{m}", "--repeats", "1"]),
     ("bench-pipeline", ["bench", "pipeline", "--event-weights", "{m}.pt", "--no-live",
                         "--duration-s", "0.05"]),
@@ -110,10 +113,13 @@ def test_unreadable_checkpoint_is_named_without_traceback(argv, tmp_path, capsys
     (["synth", "--out", "{t}/s", "--preset", "no_such_preset"], "no_such_preset"),
     (["benchmark", "{t}", "--out", "{t}/b", "--modes", "no_such_mode"], "no_such_mode"),
     (["train", "event", "--run-dir", "{t}/r", "--unroll", "bad"], "--unroll"),
+    (["bench", "event-net", "--config", "tiny"], "tiny"),
+    (["bench", "event-net", "--config", "lite2", "--device", "cpu:0", "--autocast", "int8"],
+     "int8"),
     (["tune-klt", "--out", "{t}/k.json", "--presets", "no_such_preset"], "no_such_preset"),
     (["synth", "--out", "{t}/s", "--from-video", "{t}/no_such_video"], "no_such_video"),
 ], ids=["demo-preset", "demo-duration", "synth-preset", "benchmark-modes", "train-unroll",
-        "tune-klt-preset", "synth-from-video"])
+        "bench-event-config", "bench-event-autocast", "tune-klt-preset", "synth-from-video"])
 def test_bad_value_is_named_without_traceback(argv, word, tmp_path, capsys):
     _assert_clean_error(capsys, [a.format(t=tmp_path) for a in argv], word)
 

@@ -13,7 +13,12 @@ REFERENCE_MS = {1: 150.0, 16: 3900.0}
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     """Add `blinktrack bench event-net`."""
     p = bench_sub.add_parser("event-net", help="event network: ms per step, FLOPs per track")
-    p.add_argument("--config", choices=("paper", "lite", "both"), default="both")
+    p.add_argument("--config", default="both",
+                   help="paper, lite, lite2, base, both (= lite,paper) or a comma list")
+    p.add_argument("--device", default="cpu",
+                   help="cuda, cuda:1, ...: time on that device per --autocast dtype instead")
+    p.add_argument("--autocast", default="fp32,bf16,fp16",
+                   help="with --device: dtypes to time, and their max output diff vs fp32")
     p.add_argument("--sizes", default="1,16,64,256", help="comma-separated track counts N")
     p.add_argument("--repeats", type=int, default=30, help="timed steps per N (lite)")
     p.add_argument("--paper-repeats", type=int, default=3, help="timed steps per N (paper)")
@@ -24,6 +29,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="Mev/s of the synthetic events for the EventSource.observe figure")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile(dynamic=True) of the lite model (~30 s)")
+    p.add_argument("--cost-model", action="store_true",
+                   help="only the cost model: aten calls, MFLOP per track and median ms per "
+                        "step of each --config at each N, timed interleaved (side by side)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
 
@@ -125,6 +133,7 @@ def eager_baseline(name: str, n: int, repeats: int) -> dict[str, Any]:
     from blinktrack_ros.models.event_config import CONFIGS
     from blinktrack_ros.models.event_net import EventNet
 
+    torch.manual_seed(0)
     model = EventNet(CONFIGS[name]()).eval()
     s, c = model.config.patch_size, model.config.in_channels
     with torch.inference_mode():
@@ -200,7 +209,35 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--repeats, --paper-repeats and --threads must be >= 1")
     sizes = _parse_sizes(args.sizes)
     torch.set_num_threads(args.threads)
-    names = ("lite", "paper") if args.config == "both" else (args.config,)
+    from blinktrack_ros.models.event_config import CONFIGS
+
+    names = ("lite", "paper") if args.config == "both" else tuple(args.config.split(","))
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise UsageError(f"--config {unknown}: choose from {sorted(CONFIGS)} or both")
+    if args.cost_model:
+        from blinktrack_ros.models.cost_model import cost_table
+
+        table = cost_table(names, tuple(sizes), args.repeats, args.threads)
+        report("event-net", {f"{name}_{k}": v for name, row in table.items()
+                             for k, v in row.items()}, args.json)
+        return 0
+    if args.device != "cpu":
+        from blinktrack_ros.models.device_bench import event_figures, parse_modes
+
+        try:
+            modes = parse_modes(args.autocast)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        figures = {"device": args.device, "kept": "inference_mode + BatchNorm folded + "
+                   "channels-last; *_kept: max |disp - fp32 disp| <= 0.01 px"}
+        if torch.device(args.device).type == "cuda":
+            figures["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+        for name in names:
+            repeats = args.paper_repeats if name == "paper" else args.repeats
+            figures.update(event_figures(name, args.device, sizes, modes, repeats))
+        report("event-net", figures, args.json)
+        return 0
     figures: dict[str, Any] = {
         "kept": "inference_mode + BatchNorm folded + channels-last + auto chunks of tracks "
                 "(auto_chunk_rows); *_traced: + the frozen TorchScript trace EventSource runs "
@@ -208,7 +245,7 @@ def _bench(args: argparse.Namespace) -> int:
     for name in names:
         repeats = args.paper_repeats if name == "paper" else args.repeats
         figures.update(bench_config(name, sizes, repeats, args.budget_s))
-        if name == "lite" and 64 in sizes:
+        if name in ("lite", "lite2") and 64 in sizes:
             figures.update(eager_baseline(name, 64, repeats))
             figures.update(source_figures(name, 64, repeats, args.event_rate))
         if name == "lite" and args.compile:

@@ -38,6 +38,11 @@ class EventNetConfig:
         vis_kernels: kernels of those blocks (unpadded; block 3 ends with a 2x2 downsampling
             conv); the last block must bring the map to 1x1.
         head_convs: conv+BN+LeakyReLU layers per block of the motion and visibility heads.
+        arch: "fpn" (the paper's structure, `event_net.EventNet`; checkpoints written before
+            this field existed are "fpn") or "compact" (`event_compact.CompactEventNet`: the
+            same method in few wide ops; it reads patch_size, in_channels, enc_channels[:2],
+            enc_kernels[0] (stem), feature_dim, redir_dim, motion_channels, lstm_kernel,
+            embed_dim and out_dim).
     """
 
     patch_size: int = 62
@@ -56,9 +61,19 @@ class EventNetConfig:
     vis_channels: tuple[int, ...] = (128, 64, 64, 64, 128)
     vis_kernels: tuple[int, ...] = (1, 5, 5, 3, 3)
     head_convs: int = 2
+    arch: str = "fpn"
 
     def __post_init__(self) -> None:
         """Check that every stage has a positive size and the heads end at 1x1."""
+        if self.arch == "compact":
+            if self.patch_size % 8 or self.patch_size < 16:
+                raise ValueError(f"compact event net: patch_size must be a multiple of 8 and "
+                                 f">= 16, got {self.patch_size}")
+            if self.motion_channels[0] != self.motion_channels[1]:
+                raise ValueError("compact event net: motion_channels[0] must equal [1]")
+            return
+        if self.arch != "fpn":
+            raise ValueError(f"unknown event net arch {self.arch!r}: 'fpn' or 'compact'")
         if len(self.enc_channels) != 5 or len(self.enc_kernels) != 6 or len(self.enc_convs) != 6:
             raise ValueError("enc_channels needs 5 widths, enc_kernels and enc_convs 6 entries")
         if len(self.motion_channels) != 3 or len(self.vis_channels) != 5 or len(
@@ -132,4 +147,30 @@ class EventNetConfig:
             vis_channels=(8, 8, 8, 8, 8), vis_kernels=(1, 3, 3, 3, 2), head_convs=1)
 
 
-CONFIGS = {"paper": EventNetConfig.paper, "lite": EventNetConfig.lite}
+    @staticmethod
+    def lite2() -> EventNetConfig:
+        """The compact architecture sized for 2 CPU cores: 24x24 patches, 12x12 features.
+
+        6.6 MFLOP per track and step (3.2x `lite`), 0.20 M parameters (4x) in 49 compute
+        calls (`lite`: 104), at or below `lite`'s time at 64 tracks; see docs/networks_cost.md
+        for the measured cost model it was designed to.
+        """
+        return EventNetConfig(
+            arch="compact", patch_size=24, enc_channels=(16, 32, 0, 0, 0),
+            enc_kernels=(5, 0, 0, 0, 0, 0), enc_convs=(1, 0, 0, 0, 0, 0), feature_dim=24,
+            redir_dim=12, motion_channels=(24, 24, 48), lstm_kernel=3, embed_dim=128,
+            out_dim=64, head_convs=1)
+
+    @staticmethod
+    def base() -> EventNetConfig:
+        """The compact architecture for GPU robots and Jetson-class boards: 48x48 patches,
+        4x wider (about 0.2 GFLOP per track and step)."""
+        return EventNetConfig(
+            arch="compact", patch_size=48, enc_channels=(64, 128, 0, 0, 0),
+            enc_kernels=(5, 0, 0, 0, 0, 0), enc_convs=(1, 0, 0, 0, 0, 0), feature_dim=96,
+            redir_dim=48, motion_channels=(96, 96, 128), lstm_kernel=3, embed_dim=256,
+            out_dim=128, head_convs=1)
+
+
+CONFIGS = {"paper": EventNetConfig.paper, "lite": EventNetConfig.lite,
+           "lite2": EventNetConfig.lite2, "base": EventNetConfig.base}

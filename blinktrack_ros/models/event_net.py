@@ -84,7 +84,18 @@ def put_rows(state: EventNetState, rows: torch.Tensor, part: EventNetState) -> E
 
 
 class EventNet(nn.Module):
-    """Two FPN encoders, two-scale softmax correlation, ConvLSTM motion head, visibility head."""
+    """Two FPN encoders, two-scale softmax correlation, ConvLSTM motion head, visibility head.
+
+    `EventNet(config)` with config.arch == "compact" builds an `event_compact.CompactEventNet`
+    (a subclass), so a checkpoint's config selects the architecture.
+    """
+
+    def __new__(cls, config: EventNetConfig | None = None):
+        if cls is EventNet and config is not None and config.arch == "compact":
+            from blinktrack_ros.models.event_compact import CompactEventNet
+
+            return super().__new__(CompactEventNet)
+        return super().__new__(cls)
 
     def __init__(self, config: EventNetConfig | None = None):
         super().__init__()

@@ -17,7 +17,12 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--tracks", type=int, default=64, help="tracks per frame (default 64)")
     p.add_argument("--repeats", type=int, default=10, help="timed frames per case (default 10)")
-    p.add_argument("--configs", default="paper,lite", help="comma-separated: paper,lite")
+    p.add_argument("--configs", default="paper,lite",
+                   help="comma-separated: paper,lite,lite2,base")
+    p.add_argument("--device", default="cpu",
+                   help="cuda, cuda:1, ...: time on that device per --autocast dtype instead")
+    p.add_argument("--autocast", default="fp32,bf16,fp16",
+                   help="with --device: dtypes to time, and their max output diff vs fp32")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.set_defaults(func=_bench)
 
@@ -38,6 +43,21 @@ def _bench(args: argparse.Namespace) -> int:
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)  # restored after the report (which records it)
     try:
+        if args.device != "cpu":
+            from blinktrack_ros.models.device_bench import image_figures, parse_modes
+
+            try:
+                modes = parse_modes(args.autocast)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            figures = {"device": args.device, "tracks": args.tracks}
+            if torch.device(args.device).type == "cuda":
+                figures["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+            for name, _ in configs:
+                figures.update(image_figures(name, args.device, args.tracks, modes,
+                                             args.repeats))
+            report("image-net", figures, args.json)
+            return 0
         figures: dict[str, Any] = {"tracks": args.tracks, "repeats": args.repeats}
         for name, config in configs:
             figures.update(bench_config(name, config, args.tracks, args.repeats))

@@ -34,6 +34,9 @@ class ImageNetConfig:
             were trained on. Instance norm sees every row, so the two differ from the stem on.
             With "none" only frames smaller than `min_size_px` are padded (to that size).
             Part of the checkpoint: each checkpoint carries its own convention.
+        input_norm: standardise each frame (zero mean, unit deviation) before the encoder, so
+            the features do not depend on the renderer's or camera's brightness and contrast
+            (False for checkpoints written before this field existed).
     """
 
     stem_dim: int = 64
@@ -49,6 +52,7 @@ class ImageNetConfig:
     mlp_expansion: int = 4
     iterations: int = 3
     frame_padding: str = "replicate"
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         if len(self.stage_dims) != 4:
@@ -91,7 +95,18 @@ LITE = ImageNetConfig(stem_dim=16, stage_dims=(16, 24, 32, 48), blocks_per_stage
                       mlp_expansion=2, iterations=3)
 """A CPU configuration of the same architecture (real time on two cores)."""
 
-CONFIGS = {"paper": PAPER, "lite": LITE}
+LITE2 = ImageNetConfig(stem_dim=16, stage_dims=(16, 24, 32, 48), blocks_per_stage=1,
+                       fuse_dim=64, feature_dim=64, embed_dim=16, mlp_dim=256, mlp_depth=4,
+                       mlp_expansion=2, iterations=3, input_norm=True)
+"""The CPU configuration with a 4x wider per-point MLP (its cost is per track and nearly
+free at 64 tracks: matrix products) and frame standardisation."""
+
+BASE = ImageNetConfig(stem_dim=32, stage_dims=(32, 48, 64, 96), blocks_per_stage=1,
+                      fuse_dim=128, feature_dim=96, embed_dim=32, mlp_dim=384, mlp_depth=6,
+                      mlp_expansion=4, iterations=3, input_norm=True)
+"""For GPU robots and Jetson-class boards (about 1/4 of the paper's encoder arithmetic)."""
+
+CONFIGS = {"paper": PAPER, "lite": LITE, "lite2": LITE2, "base": BASE}
 
 
 def config_by_name(name: str) -> ImageNetConfig:

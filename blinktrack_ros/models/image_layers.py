@@ -38,6 +38,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: ImageNetConfig) -> None:
         super().__init__()
+        self.input_norm = config.input_norm
         self.stem = nn.Conv2d(1, config.stem_dim, 7, stride=2, padding=3)
         stages = []
         in_dim = config.stem_dim
@@ -53,6 +54,9 @@ class Encoder(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) in [0, 1] -> (B, C, H/8, W/8)."""
         size = (image.shape[-2] // STRIDE, image.shape[-1] // STRIDE)
+        if self.input_norm:  # per frame: independent of brightness and contrast
+            std, mean = torch.std_mean(image, dim=(-2, -1), keepdim=True)
+            image = (image - mean) / (std + 0.02)
         x = F.relu(F.instance_norm(self.stem(image)))
         scales = []
         for stage in self.stages:

@@ -60,6 +60,7 @@ def sample_map(fmap: torch.Tensor, points: torch.Tensor, padding: str) -> torch.
     grid_sample with align_corners=True puts -1 and +1 on the centres of the first and last cells,
     so a point at integer (u, v) returns fmap[:, v, u] exactly. padding is 'zeros' or 'border'.
     """
+    fmap = fmap.to(points.dtype)  # under autocast: sample bf16/fp16 maps in the grid's dtype
     out = F.grid_sample(fmap[None], cell_grid(points, *fmap.shape[-2:])[None], mode="bilinear",
                         padding_mode=padding, align_corners=True)  # 1 C N K
     return out[0].permute(1, 2, 0)  # N K C
@@ -126,7 +127,8 @@ def sample_volumes(volumes: tuple[torch.Tensor, ...], coords: torch.Tensor, radi
     out = []
     for level, vol in enumerate(volumes):
         grid = cell_grid(coords[:, None, :] / 2**level + offsets, *vol.shape[-2:])  # N K 2
-        out.append(F.grid_sample(vol, grid[:, :, None], mode="bilinear", padding_mode="zeros",
+        out.append(F.grid_sample(vol.to(grid.dtype), grid[:, :, None], mode="bilinear",
+                                 padding_mode="zeros",
                                  align_corners=True)[:, 0, :, 0])  # N K
     return torch.cat(out, dim=1)  # N L*K
 

@@ -27,12 +27,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)
+    v = tsub.add_parser("validate", help="figures of weights on the fixed validation snippets "
+                        "(seeds 500-503, what training validates on and ships by)")
+    v.add_argument("weights", type=Path, nargs="+", help="event or image checkpoints")
+    v.add_argument("--preset", default="train")
+    v.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_validate)
 
 
 def _common(q: argparse.ArgumentParser, module: str) -> None:
     q.add_argument("--run-dir", type=Path, required=True, help="checkpoints and CSV logs")
     q.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="sequence cache")
-    q.add_argument("--config", default="lite", choices=("lite", "paper"))
+    q.add_argument("--config", default="lite",
+                   choices=("lite", "lite2", "base", "paper"),
+                   help="network size (lite2/base: the compact/wider designs)")
     q.add_argument("--stage", type=int, default=1, choices=(1, 2) if module == "event" else (1,))
     q.add_argument("--steps", type=int, default=2000)
     q.add_argument("--lr", type=float, default=1e-3)
@@ -48,13 +57,23 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
     q.add_argument("--ckpt-every", type=int, default=100)
     q.add_argument("--fresh-every", type=int, default=50)
     q.add_argument("--init", type=Path, help="start from these weights (stage 2: stage 1's)")
+    q.add_argument("--init-partial", type=Path,
+                   help="copy the tensors of these weights whose names and shapes match "
+                        "(another size, e.g. the shipped lite encoder into lite2)")
     q.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
     q.add_argument("--export", type=Path, help="write the final weights here")
     if module == "event":
         q.add_argument("--kalman-in-loop", action="store_true",
                        help="stage 1: centre patches on the Kalman prediction (inference path)")
     q.add_argument("--max-minutes", type=float, help="stop early after this wall time")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--minutes", type=float, default=0.0,
+                   help="train for this wall time: the learning-rate schedule spans it "
+                        "(--steps then only bounds the run)")
+    q.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"),
+                   help="mixed precision (auto: bf16 on CUDA, none on CPU)")
+    q.add_argument("--photometric", action="store_true",
+                   help="photometric augmentation (gamma, vignetting, blur, noise, JPEG)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     q.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
 
 
@@ -105,13 +124,27 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(args.module, args.stage, args.config, args.steps, args.lr, args.snippets,
                       args.tracks, _unroll(args.unroll), args.seed, args.val_every,
                       args.ckpt_every, args.fresh_every,
-                      kalman_in_loop=getattr(args, "kalman_in_loop", False))
+                      kalman_in_loop=getattr(args, "kalman_in_loop", False),
+                      minutes=args.minutes, photometric=args.photometric, amp=args.amp)
     spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
     t0 = time.time()
     dist, device = distributed_from_env(args.device)  # torchrun: one process per GPU
-    tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, device, dist=dist)
+    if args.init_partial is not None and not args.init_partial.is_file():
+        raise UsageError(f"--init-partial {args.init_partial}: no such file")
+    tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, device, dist=dist,
+                 init_partial=args.init_partial)
+    if tr.init_partial is not None:
+        print(f"--init-partial: copied {tr.init_partial[0]} of {tr.init_partial[1]} tensors")
     if args.resume:
         tr.resume()
+    if dist.main:  # the record of every run: command, seed, start
+        import sys
+
+        with (args.run_dir / "runs.jsonl").open("a") as f:
+            f.write(json.dumps({"argv": sys.argv[1:], "seed": args.seed, "device": device,
+                                "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                           time.gmtime()),
+                                "resumed_at_step": tr.step}) + "\n")
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
     val = tr.run(deadline)
     wall = time.time() - t0
@@ -127,6 +160,41 @@ def _train(args: argparse.Namespace) -> int:
                  {"train_config": repr(cfg), "steps_done": tr.step, "wall_s": wall,
                   "validation": val})
         print(f"wrote {args.export}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from blinktrack_ros.cli import UsageError
+    from blinktrack_ros.models.checkpoint import CheckpointError
+    from blinktrack_ros.train.trainer import validate_file
+
+    if args.preset == "benchmark":
+        raise UsageError("the benchmark preset is the test split: validate on --preset train")
+    out = {}
+    for path in args.weights:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        import torch
+
+        try:
+            payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a usage error
+            raise UsageError(f"{path}: not a readable checkpoint ({exc})") from None
+        kind = payload.get("kind") if isinstance(payload, dict) else None
+        module = {"event_net": "event", "image_net": "image"}.get(kind)
+        if module is None:
+            raise UsageError(f"{path}: not an event or image network checkpoint ({kind})")
+        try:
+            out[str(path)] = {"module": module,
+                              **validate_file(module, path, args.cache_dir, args.preset)}
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for name, row in out.items():
+            print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in row.items()))
     return 0
 
 

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blinktrack_ros.models.event_config import EventNetConfig
 from blinktrack_ros.models.event_net import EventNet, load_event_net
-from blinktrack_ros.models.image_config import LITE
 from blinktrack_ros.models.image_net import ImageNet, load_image_net
 from blinktrack_ros.train.data import Augment, DataSpec, load_or_generate, sample_snippets
 from blinktrack_ros.train.event_rollout import WINDOW_NS, RolloutResult, event_rollout
@@ -64,9 +62,9 @@ def evaluate_weights(event_path: Path | None, image_path: Path | None, preset: s
     with torch.no_grad():
         if event_path is not None:
             snippets = _snippets(seqs, event=True)
-            torch.manual_seed(0)
-            nets = {"untrained": EventNet(EventNetConfig.lite()).eval(),
-                    "trained": load_event_net(event_path)}
+            trained = load_event_net(event_path)
+            torch.manual_seed(0)  # the same architecture and size, untrained
+            nets = {"untrained": EventNet(trained.config).eval(), "trained": trained}
             for name, net in nets.items():
                 for kf in (True, False):
                     r = event_rollout(net, snippets, kalman_in_loop=kf)
@@ -75,8 +73,9 @@ def evaluate_weights(event_path: Path | None, image_path: Path | None, preset: s
                         r, width, height)
         if image_path is not None:
             snippets = _snippets(seqs, event=False)
+            trained_image = load_image_net(image_path)
             torch.manual_seed(0)
-            nets = {"untrained": ImageNet(LITE).eval(), "trained": load_image_net(image_path)}
+            nets = {"untrained": ImageNet(trained_image.config).eval(), "trained": trained_image}
             for name, net in nets.items():
                 r = image_rollout(net, snippets)
                 rows[f"image_{name}"] = rollout_metrics(r, width, height)

@@ -63,6 +63,15 @@ class TrainConfig:
         val_unroll: validation steps per snippet.
         kalman_in_loop: event stage 1 centres the patches on the Kalman prediction (as at
             inference) instead of on the last observation (self-rollout); stage 2 always does.
+        minutes: > 0: the learning-rate schedule runs over this wall time (one-cycle shape
+            over the larger of step / steps and elapsed / minutes) and the run stops there;
+            0: the one-cycle schedule over `steps`.
+        photometric: photometric augmentation of the frames (`train.photometric`); off by
+            default so that the commands of the earlier shipped weights draw the same data.
+        amp: mixed precision "bf16" / "fp16" (CUDA), "none", or "auto" (bf16 on CUDA, none
+            elsewhere).
+        vis_weight: weight of the visibility loss in stage 1 of the compact event network
+            (its displacement and visibility outputs share the trunk and train together).
     """
 
     module: str = "event"
@@ -80,6 +89,10 @@ class TrainConfig:
     val_snippets: int = 8
     val_unroll: int = 16
     kalman_in_loop: bool = False
+    minutes: float = 0.0
+    photometric: bool = False
+    amp: str = "auto"
+    vis_weight: float = 0.5
 
     def unroll_at(self, step: int) -> int:
         """Unroll length at this step."""
@@ -93,13 +106,33 @@ class TrainConfig:
 def new_net(cfg: TrainConfig) -> EventNet | ImageNet:
     """An untrained network of the run's module and size."""
     if cfg.module == "event":
-        return EventNet({"lite": EventNetConfig.lite, "paper": EventNetConfig.paper}[cfg.config]())
+        from blinktrack_ros.models.event_config import CONFIGS
+
+        if cfg.config not in CONFIGS:
+            raise ValueError(f"unknown event config {cfg.config!r}: {sorted(CONFIGS)}")
+        return EventNet(CONFIGS[cfg.config]())
     return ImageNet(config_by_name(cfg.config))
 
 
 def load_net(cfg: TrainConfig, path: str | Path) -> EventNet | ImageNet:
     """Network weights from an exported file (e.g. stage 1 for stage 2)."""
     return load_event_net(path) if cfg.module == "event" else load_image_net(path)
+
+
+def load_partial(net: EventNet | ImageNet, path: str | Path) -> tuple[int, int]:
+    """Copy the tensors of a checkpoint of another size or architecture whose names and shapes
+    match (e.g. the shipped lite image encoder into lite2); returns (copied, total) tensors."""
+    from blinktrack_ros.models.checkpoint import load_checkpoint
+    from blinktrack_ros.models.image_config import ImageNetConfig
+
+    kind, cls = ("event_net", EventNetConfig) if isinstance(net, EventNet) else (
+        "image_net", ImageNetConfig)
+    _, src, _ = load_checkpoint(path, kind, cls)
+    own = net.state_dict()
+    same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    own.update(same)
+    net.load_state_dict(own)
+    return len(same), len(own)
 
 
 def save_net(cfg: TrainConfig, net: EventNet | ImageNet, path: str | Path,
@@ -142,15 +175,45 @@ def draw(cfg: TrainConfig, seqs: list[CachedSequence], rng: np.random.Generator,
 def rollout(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list) -> RolloutResult:
     """Event rollout (filter in the loop from stage 2 on) or image rollout (always)."""
     if cfg.module == "event":
-        return event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop)
+        r = event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop)
+        r.compact = net.config.arch == "compact"
+        return r
     return image_rollout(net, snippets)
 
 
 def loss_of(cfg: TrainConfig, r: RolloutResult) -> torch.Tensor:
     """The optimised loss: stage 1 displacement, stage 2 visibility, image both."""
     if cfg.module == "event":
-        return r.loss_disp if cfg.stage == 1 else r.loss_vis
+        if cfg.stage == 2:
+            return r.loss_vis
+        return r.loss_disp + cfg.vis_weight * r.loss_vis if compact(r) else r.loss_disp
     return r.loss_disp + r.loss_vis
+
+
+def compact(r: RolloutResult) -> bool:
+    """Whether the rollout came from a compact event network (set by `rollout`)."""
+    return bool(getattr(r, "compact", False))
+
+
+def amp_dtype(cfg: TrainConfig, device: str) -> torch.dtype | None:
+    """The autocast dtype of the run on this device (None: full precision)."""
+    mode = cfg.amp
+    if mode == "auto":
+        mode = "bf16" if str(device).startswith("cuda") else "none"
+    if mode not in ("bf16", "fp16", "none"):
+        raise ValueError(f"amp must be auto, bf16, fp16 or none, got {cfg.amp!r}")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+
+
+def schedule_factor(progress: float, pct_start: float = 0.1) -> float:
+    """One-cycle shape over progress in [0, 1]: linear warm-up from 1/25, cosine to 1/2500."""
+    import math
+
+    p = min(max(progress, 0.0), 1.0)
+    if p < pct_start:
+        return 0.04 + 0.96 * p / pct_start
+    q = (p - pct_start) / (1.0 - pct_start)
+    return 4e-4 + (1.0 - 4e-4) * 0.5 * (1.0 + math.cos(math.pi * q))
 
 
 def validate(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list, width: int,
@@ -167,6 +230,26 @@ def validate(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list, width: 
     out = rollout_metrics(r, width, height)
     out.update(loss_disp=float(r.loss_disp), loss_vis=float(r.loss_vis))
     return out
+
+
+def validation_snippets(cfg: TrainConfig, preset: str, cache_dir: str | Path | None,
+                        progress: bool = False) -> tuple[list, int, int]:
+    """The fixed validation snippets of a run (VAL_SEEDS, no augmentation, seed 12345)."""
+    spec = DataSpec(preset, seeds=VAL_SEEDS)
+    seqs = load_or_generate(spec, cache_dir, progress)
+    rng = np.random.default_rng(12345)
+    n_steps = cfg.val_unroll if cfg.module == "event" else 8
+    snippets = draw(cfg, seqs, rng, n_steps, cfg.val_snippets, Augment.none(), 32)
+    return snippets, *seqs[0].size
+
+
+def validate_file(module: str, path: str | Path, cache_dir: str | Path | None,
+                  preset: str = "train") -> dict[str, float]:
+    """Validation figures of saved weights on the snippets every run validates on."""
+    cfg = TrainConfig(module=module)
+    net = load_net(cfg, path)
+    snippets, w, h = validation_snippets(cfg, preset, cache_dir)
+    return validate(cfg, net, snippets, w, h)
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -209,7 +292,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train_spec: DataSpec, run_dir: str | Path,
                  cache_dir: str | Path | None, init: str | Path | None = None,
-                 device: str = "cpu", progress: bool = True, dist: DistContext | None = None):
+                 device: str = "cpu", progress: bool = True, dist: DistContext | None = None,
+                 init_partial: str | Path | None = None):
         self.dist = dist or DistContext()
         progress = progress and self.dist.main
         self.cfg, self.spec, self.device, self.progress = cfg, train_spec, device, progress
@@ -220,13 +304,26 @@ class Trainer:
         self.run_dir, self.cache_dir = Path(run_dir), cache_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        self.net = (load_net(cfg, init) if init else new_net(cfg)).to(device)
+        self.net = load_net(cfg, init) if init else new_net(cfg)
+        self.init_partial = None
+        if init_partial:
+            self.init_partial = load_partial(self.net, init_partial)
+        self.net = self.net.to(device)
+        self.baseline = bool(init or init_partial)  # validate the start weights first
         self.params = trainable(cfg, self.net)
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
-        self.rng = self._rank_rng()
         self.step = 0
+        self.elapsed_s = 0.0  # training wall time so far (resumed runs included)
+        if cfg.minutes > 0:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(
+                self.opt, lambda _: schedule_factor(self.done_fraction()))
+        else:
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(
+                self.opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
+        self.amp = amp_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.best = float("-inf")
+        self.rng = self._rank_rng()
         self.seq_seeds = list(train_spec.seeds)
         # fresh sequences: seeds base + rank, base + rank + world, ... (no two ranks alike)
         self.next_fresh = 100_000 + 1000 * cfg.seed + self.dist.rank
@@ -250,6 +347,13 @@ class Trainer:
             return np.random.default_rng(self.cfg.seed)
         return np.random.default_rng([self.cfg.seed, self.dist.rank, *extra])
 
+    def done_fraction(self) -> float:
+        """Fraction of the run done: steps, or wall time for a --minutes run."""
+        done = self.step / max(self.cfg.steps, 1)
+        if self.cfg.minutes > 0:
+            done = max(done, self.elapsed_s / (60.0 * self.cfg.minutes))
+        return done
+
     def _val_data(self) -> tuple[list, int, int]:
         if self._val is None:
             spec = DataSpec(self.spec.preset, self.spec.width, self.spec.height,
@@ -267,7 +371,9 @@ class Trainer:
         return {"cfg": asdict(self.cfg), "step": self.step, "net": self.net.state_dict(),
                 "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "seq_seeds": self.seq_seeds, "next_fresh": self.next_fresh}
+                "seq_seeds": self.seq_seeds, "next_fresh": self.next_fresh,
+                "elapsed_s": self.elapsed_s, "best": self.best,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
 
     def save(self) -> Path:
         """Write run_dir/last.pt atomically."""
@@ -288,6 +394,10 @@ class Trainer:
         self.rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         self.step, self.next_fresh = st["step"], st["next_fresh"]
+        self.elapsed_s = float(st.get("elapsed_s", 0.0))
+        self.best = float(st.get("best", float("-inf")))
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
         if self.dist.world > 1:
             # rank 0's file: every rank continues on a new stream of its own (data-parallel
             # resumes are not bit-exact; single-process ones are)
@@ -302,23 +412,44 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step on a freshly drawn batch; returns the logged figures."""
         cfg = self.cfg
+        t0 = time.time()
         set_mode(cfg, self.net)
         n_steps = cfg.unroll_at(self.step)
         snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets, Augment(), cfg.tracks)
-        r = rollout(cfg, self.net, snippets)
-        loss = loss_of(cfg, r)
+        if cfg.photometric:
+            from dataclasses import replace
+
+            from blinktrack_ros.train.photometric import augment_frames
+
+            snippets = [replace(s, frames=augment_frames(s.frames, self.rng)) for s in snippets]
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=self.amp or torch.float32,
+                            enabled=self.amp is not None):
+            r = rollout(cfg, self.net, snippets)
+            loss = loss_of(cfg, r)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        else:
+            loss.backward()
         if self.dist.world > 1:
             self._average_gradients()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
-        self.sched.step()
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
         if self.dist.world > 1:  # BatchNorm running statistics: rank 0's, as DDP broadcasts
             for b in self.net.buffers():
                 tdist.broadcast(b, 0)
         self.step += 1
-        return {"step": self.step, "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
+        seconds = time.time() - t0
+        self.elapsed_s += seconds  # before the schedule step: a --minutes schedule reads it
+        self.sched.step()
+        return {"step": self.step, "seconds": seconds, "elapsed_s": self.elapsed_s,
+                "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
                 "loss": loss.item(), "loss_disp": r.loss_disp.item(),
                 "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
 
@@ -346,12 +477,12 @@ class Trainer:
     def run(self, deadline: float | None = None) -> dict[str, float]:
         """Train to cfg.steps (or until the time.time() deadline); returns the last validation."""
         cfg, val = self.cfg, {}
+        if self.dist.main and self.step == 0 and self.baseline:
+            val = self.validate_now()  # the starting weights: best.pt must beat them
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.module}",
                    disable=not self.progress)
         while self.step < cfg.steps:
-            t = time.time()
             row = self.train_step()
-            row["seconds"] = time.time() - t
             main = self.dist.main
             if main:
                 _append_csv(self.run_dir / "train.csv", row)
@@ -363,7 +494,7 @@ class Trainer:
                 val = self.validate_now()
             if main and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                 self.save()
-            if self._stop(deadline):
+            if self._stop(deadline) or (cfg.minutes > 0 and self.done_fraction() >= 1.0):
                 break
         bar.close()
         if not self.dist.main:
@@ -383,6 +514,13 @@ class Trainer:
     def validate_now(self) -> dict[str, float]:
         """Validate, append the figures to val.csv and return them."""
         snippets, w, h = self._val_data()
-        val = {"step": self.step, **validate(self.cfg, self.net, snippets, w, h)}
+        val = {"step": self.step, "elapsed_s": round(self.elapsed_s, 1),
+               **validate(self.cfg, self.net, snippets, w, h)}
         _append_csv(self.run_dir / "val.csv", val)
+        score = val.get("feature_age", float("nan"))
+        if score == score and score > self.best:  # best validation so far: best.pt
+            self.best = score
+            save_net(self.cfg, self.net, self.run_dir / "best.pt",
+                     {"train_config": repr(self.cfg), "steps_done": self.step,
+                      "validation": val})
         return val
