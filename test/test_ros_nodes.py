@@ -207,3 +207,72 @@ def test_blinktrack_node_process_klt(rng) -> None:
                                        for kv in st.values), 20.0)
     finally:
         h.close()
+
+
+def _diag_value(h: Harness, key: str) -> int | None:
+    """The newest value of a /diagnostics key (None before the node reported it)."""
+    for d in reversed(h.diag):
+        for st in d.status:
+            for kv in st.values:
+                if kv.key == key:
+                    return int(kv.value)
+    return None
+
+
+def test_non_finite_observations_counted_track_kept(harness) -> None:
+    """NaN / Inf positions from a network (split deployment: event_node -> fusion_node) are
+    counted as invalid, never fused (published positions stay finite), and the node lives."""
+    seeded = harness.send(_obs(Source.SEED, T0, [0, 0], [[10.0, 10.0], [30.0, 30.0]], 1.0),
+                          Source.IMAGE)
+    msg = harness.send(_obs(Source.EVENT, T0 + 5_000_000, seeded.ids,
+                            [[np.nan, 10.0], [np.inf, 30.0]], 0.5))
+    assert np.isfinite(np.asarray(msg.positions)).all()
+    assert list(msg.ids) == list(seeded.ids)
+    assert spin_until(harness.ex, lambda: (_diag_value(harness, "fusion invalid") or 0) >= 2,
+                      10.0)
+    msg = harness.send(_obs(Source.EVENT, T0 + 10_000_000, seeded.ids,
+                            [[11.0, 10.0], [31.0, 30.0]], 0.5))
+    assert np.abs(np.asarray(msg.positions).reshape(-1, 2)[:, 0] - [11.0, 31.0]).max() < 1.0
+
+
+def test_blinktrack_node_malformed_inputs_counted_node_alive() -> None:
+    """Each malformed input class of blinktrack_node is a counted drop in /diagnostics and the
+    node keeps tracking: a truncated dvs_msgs/EventArray (raw CDR), an Image shorter than its
+    size, an Image of an unsupported encoding, an uncalibrated CameraInfo."""
+    from dvs_msgs.msg import EventArray
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from blinktrack_ros.events.batch import EventBatch
+    from blinktrack_ros.events.dvs import serialize_dvs_event_array
+
+    h = Harness(["pipeline.mode:=klt", "seeding.target_count:=10",
+                 "node.event_msg_type:=dvs_msgs/EventArray"], "blinktrack_node")
+    try:
+        img_pub = h.node.create_publisher(Image, "/image", 10)
+        ev_pub = h.node.create_publisher(EventArray, "/events", 10)
+        info_pub = h.node.create_publisher(CameraInfo, "/camera_info", 10)
+
+        def frame(t_ns: int, data: bytes = bytes(96 * 72), encoding: str = "mono8") -> None:
+            msg = Image(height=72, width=96, encoding=encoding, step=96, data=data)
+            convert.set_stamp(msg.header.stamp, t_ns)
+            img_pub.publish(msg)
+
+        round_trip(h.ex, frame, h.tracks, T0 - 2_000_000_000, 90.0)
+        assert spin_until(h.ex, lambda: ev_pub.get_subscription_count() > 0
+                          and info_pub.get_subscription_count() > 0, 30.0)
+        one = EventBatch(np.array([3], np.uint16), np.array([4], np.uint16),
+                         np.array([T0], np.int64), np.array([1], np.uint8), 96, 72)
+        ev_pub.publish(serialize_dvs_event_array(one, T0)[:-6])  # cut inside the event
+        frame(T0, bytes(100))  # 100 bytes for 96 x 72
+        frame(T0 + 1_000_000, bytes(96 * 72), "yuv422")
+        info_pub.publish(CameraInfo(width=96, height=72))  # k all zero: uncalibrated
+        want = {"events malformed": 1, "image malformed": 2, "camera_info malformed": 1}
+        assert spin_until(h.ex, lambda: all(_diag_value(h, k) == v for k, v in want.items()),
+                          20.0), {k: _diag_value(h, k) for k in want}
+        n = len(h.tracks)
+        frame(T0 + 33_000_000)
+        assert spin_until(h.ex, lambda: any(convert.stamp_to_ns(m.header.stamp)
+                                            == T0 + 33_000_000 for m in h.tracks[n:]), 20.0)
+        assert h.child.poll() is None
+    finally:
+        h.close()
