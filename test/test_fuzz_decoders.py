@@ -115,3 +115,16 @@ def test_mcap_record_length_past_the_end_is_a_bag_error(tmp_path) -> None:
     finally:
         tracemalloc.stop()
     assert opcode == 0x01 and length < len(data) and peak < 16 << 20
+
+
+def test_bench_reliability_fuzz_part_prints_json(capsys) -> None:
+    """`blinktrack bench reliability --parts fuzz` is wired and prints one JSON object with
+    every decoder's figures (the live parts need ROS and minutes: run by hand)."""
+    import json
+
+    from blinktrack_ros.cli import main
+
+    assert main(["bench", "reliability", "--json", "--parts", "fuzz", "--fuzz-cases", "6"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["fuzz"]) == set(DECODERS)
+    assert all(r["cases"] == 6 and r["ok"] for r in out["fuzz"].values())
