@@ -86,6 +86,7 @@ class LiveNode:
         self.updates: list[Update] = []
         self.diag: dict[str, str] = {}
         self.rss: list[tuple[float, float]] = []  # (monotonic s, MB)
+        self.last_event_ns = 0
         self.rng = np.random.default_rng(seed)
         self.frames_u8 = (np.clip(self.seq.frames, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -176,15 +177,19 @@ class LiveNode:
             k += 1
 
     def play(self, items: Iterator[tuple[int, Any]], seconds: float, offset_ns: int = 0,
-             frames: bool = True, burst_factor: int = 1, events: bool = True) -> int:
+             frames: bool = True, burst_factor: int = 1, events: bool = True,
+             skip_late: bool = False) -> int:
         """Publish the stream for `seconds` of wall time, each item when the wall clock reaches
         its stamp (+ offset_ns: negative replays the past, a time jump); returns the last stamp
-        published. The items iterator continues where it stopped on the next call."""
+        published. The items iterator continues where it stopped on the next call.
+        skip_late: drop the items already 20 ms late (after a pause: no catch-up burst)."""
         end = time.monotonic() + seconds
         last = 0
         next_rss = 0.0
         for t_ns, value in items:
             stamp = t_ns + offset_ns
+            if skip_late and t_ns < time.time_ns() - 20_000_000:
+                continue
             while time.time_ns() < t_ns:
                 self.ex.spin_once(timeout_sec=min(0.005, max(0.0, (t_ns - time.time_ns())
                                                              * 1e-9)))
@@ -193,6 +198,7 @@ class LiveNode:
                     continue
                 batch = burst(value, burst_factor, self.rng) if burst_factor > 1 else value
                 self.publish_events(replace(batch, t=batch.t + offset_ns))
+                self.last_event_ns = int(batch.t[-1]) + offset_ns
             elif frames:
                 self.publish_frame(self.frames_u8[value], stamp)
             last = stamp

@@ -158,26 +158,41 @@ def _recovery_s(updates: list, t_end_ns: int, normal_ms: float, span_s: float = 
     return float("nan")
 
 
-def burst_test(live: Any, items: Any, factor: int = 10, seconds: float = 2.0) -> dict:
-    """Baseline 3 s, 10x events for 2 s, then 4 s normal."""
+WINDOWS = ("pipeline event_windows", "pipeline windows_merged", "pipeline windows_skipped")
+
+
+def _windows(diag: dict[str, str]) -> int:
+    return sum(int(diag.get(k, 0)) for k in WINDOWS)
+
+
+def burst_test(live: Any, items: Any, factor: int = 10, seconds: float = 2.0,
+               window_ms: float = 10.0) -> dict:
+    """Baseline 3 s, 10x events for 2 s, then 4 s normal. Before and after, the stream pauses
+    (1.5 s, the node catches up and reports) so that the windows the node accounted for
+    (run + merged + skipped) can be compared with the stream time that passed."""
+    live.play(items, 2.0)
+    live.spin_for(1.5)
+    before, s0 = dict(live.diag), live.last_event_ns
     t0 = time.time_ns()
-    live.play(items, 3.0)
-    before = dict(live.diag)
+    live.play(items, 3.0, skip_late=True)
     t1 = time.time_ns()
     live.play(items, seconds, burst_factor=factor)
     t2 = time.time_ns()
     live.play(items, 4.0)
-    live.spin_for(1.0)  # the last diagnostics
-    after = dict(live.diag)
+    live.spin_for(1.5)
+    after, s1 = dict(live.diag), live.last_event_ns
     base = _lat(live.updates, t0, t1)
     normal = max(base["p50_ms"] * 1.5, base["p50_ms"] + 10.0)
     delta = {k: int(after.get(k, 0)) - int(before.get(k, 0))
              for k in BACKLOG_KEYS if k in after and after[k].lstrip("-").isdigit()}
     rec = _recovery_s(live.updates, t2, normal)
+    expected = (s1 - s0) / (window_ms * 1e6)
     return {"factor": factor, "seconds": seconds, "baseline": base,
-            "during": _lat(live.updates, t1, t2), "after_1s": _lat(live.updates, t2 + 10**9,
-                                                                   t2 + 4 * 10**9),
+            "during": _lat(live.updates, t1, t2),
+            "after_1s": _lat(live.updates, t2 + 10**9, t2 + 4 * 10**9),
             "normal_ms": round(normal, 1), "recovery_s": rec, "recovered_within_1s": rec <= 1.0,
+            "windows_of_stream_time": round(expected, 1),
+            "windows_accounted": _windows(after) - _windows(before),
             "counter_deltas": delta, "alive": live.alive()}
 
 
