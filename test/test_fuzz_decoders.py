@@ -128,3 +128,19 @@ def test_bench_reliability_fuzz_part_prints_json(capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert set(out["fuzz"]) == set(DECODERS)
     assert all(r["cases"] == 6 and r["ok"] for r in out["fuzz"].values())
+
+
+def test_mcap_summary_offset_inside_a_record_is_a_bag_error(tmp_path) -> None:
+    """The footer's summary offset moved by one byte: rosbags would parse a length from the
+    middle of a record (MemoryError in the fuzzing); a BagError names the offset instead."""
+    path = _mcap(tmp_path)
+    data = bytearray(path.read_bytes())
+    footer = len(data) - 8 - 29  # footer record: opcode, length, 2 x u64, u32; then the magic
+    assert data[footer] == 0x02
+    (summary_start,) = struct.unpack_from("<Q", data, footer + 9)
+    assert summary_start > 0
+    struct.pack_into("<Q", data, footer + 9, summary_start + 1)
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BagError, match=f"summary offset {summary_start + 1} is not where"):
+        list(iter_messages(bad))

@@ -30,8 +30,9 @@ def check_mcap(path: str | os.PathLike) -> None:
     with open(path, "rb") as f:
         if f.read(8) != MAGIC:
             return  # not ours to judge: rosbags names what is wrong with the magic
-        pos = 8
+        pos, starts = 8, set()
         while pos + 9 <= size - 8:
+            starts.add(pos)
             f.seek(pos)
             opcode, length = struct.unpack("<BQ", f.read(9))
             if length > size - pos - 9:
@@ -44,8 +45,27 @@ def check_mcap(path: str | os.PathLike) -> None:
                 raise BagError(f"{path}: record (opcode 0x{opcode:02x}) at byte {pos}: "
                                f"{problem} (damaged)")
             if opcode == OP_FOOTER:
-                return
+                break
             pos += 9 + length
+        _check_summary_start(f, path, size, starts)
+
+
+def _check_summary_start(f, path: Path, size: int, starts: set[int]) -> None:
+    """rosbags reads the footer at the end of the file and parses records from its
+    summary_start on: that offset must be where a record begins (else it reads a length from
+    the middle of a record; measured: MemoryError)."""
+    from blinktrack_ros.bag.reader import BagError
+
+    if size < 8 + 37:
+        return
+    f.seek(size - 37)
+    footer = f.read(37)
+    if footer[0] != OP_FOOTER:
+        return  # rosbags reports the invalid footer itself
+    (summary_start,) = struct.unpack_from("<Q", footer, 9)
+    if summary_start and summary_start not in starts:
+        raise BagError(f"{path}: the footer's summary offset {summary_start} is not where a "
+                       "record begins (damaged)")
 
 
 def _check_record(opcode: int, head: bytes, length: int, size: int) -> str | None:
