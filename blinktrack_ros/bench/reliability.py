@@ -140,6 +140,8 @@ def soak(live: Any, items: Any, seconds: float) -> dict:
     return {"seconds": seconds, "warm_up_s": warm, "window_s": window,
             "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
             "rss_growth_mb": round(growth, 2), "rss_flat_within_5mb": abs(growth) <= RSS_TARGET_MB,
+            "rss_mb_trend": [round(float(np.median([mb for _, mb in part])), 1)
+                             for part in np.array_split(np.asarray(rss), 10) if len(part)],
             "tracks_median_start": _tracks(live.updates, a0, a1),
             "tracks_median_end": _tracks(live.updates, b0, t_end),
             "latency_start": first, "latency_end": last, "p99_unchanged": bool(p99_ok),
