@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.train.commands",
     "blinktrack_ros.demo",
     "blinktrack_ros.bench.pipeline",
+    "blinktrack_ros.bench.reliability",
 )
 
 

@@ -23,3 +23,12 @@ def shared_data() -> Path:
 def rng() -> np.random.Generator:
     """A seeded generator: tests are deterministic."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS domain id held by this test alone (see rosutil.private_domain)."""
+    from rosutil import private_domain
+
+    with private_domain() as domain:
+        yield domain

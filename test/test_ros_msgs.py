@@ -198,11 +198,11 @@ ECHO_CHILD = textwrap.dedent("""
 """)
 
 
-def test_two_process_pubsub(monkeypatch) -> None:
+def test_two_process_pubsub(monkeypatch, ros_domain) -> None:
     """A child process echoes ObservationArray -> TrackArray; the parent gets its ids back."""
     from rclpy.executors import SingleThreadedExecutor
 
-    domain = 20 + os.getpid() % 80  # separate from parallel test runs by other users
+    domain = ros_domain  # separate from parallel test runs by other users
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     child = subprocess.Popen([sys.executable, "-c", ECHO_CHILD], env=env, text=True,
                              stdout=subprocess.PIPE)

@@ -24,7 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rosutil import spin_until, texture, translated  # noqa: E402
+from rosutil import private_domain, round_trip, spin_until, texture, translated  # noqa: E402
 
 from blinktrack_ros.nodes import convert  # noqa: E402
 from blinktrack_ros.tracking.observation import Observations, Source  # noqa: E402
@@ -37,7 +37,8 @@ class Harness:
     """The fusion_node child process and a test node talking to it on a private domain."""
 
     def __init__(self, extra_params: list[str], executable: str = "fusion_node") -> None:
-        self.domain = 20 + (os.getpid() + 37) % 80
+        self._domain = private_domain(37)
+        self.domain = self._domain.__enter__()
         env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         args = ["--ros-args", "--params-file", str(REPO / "config" / "blinktrack.yaml"),
@@ -61,8 +62,14 @@ class Harness:
                      for s, name in ((Source.EVENT, "event_observations"),
                                      (Source.IMAGE, "image_observations"))}
 
-    def connected(self) -> bool:
-        return all(p.get_subscription_count() > 0 for p in self.pubs.values())
+    def probe(self, source: Source, first_ns: int, timeout_s: float = 60.0) -> None:
+        """Empty arrays on `source`'s topic until one comes back fused (an empty TrackArray):
+        the node is up and both directions are matched (see rosutil.round_trip)."""
+        def publish(t_ns: int) -> None:
+            empty = _obs(source, t_ns, [], np.zeros((0, 2)), 1.0)
+            self.pubs[source].publish(convert.observations_to_msg(empty, "cam0"))
+
+        round_trip(self.ex, publish, self.tracks, first_ns, timeout_s)
 
     def send(self, obs: Observations, source: Source | None = None) -> bt_msg.TrackArray:
         """Publish and wait for the TrackArray stamped with this observation time."""
@@ -82,13 +89,16 @@ class Harness:
         except subprocess.TimeoutExpired:
             self.child.kill()
             out, _ = self.child.communicate(timeout=10)
+        finally:
+            self._domain.__exit__(None, None, None)
         return out
 
 
 @pytest.fixture
 def harness():
     h = Harness(["fusion.lost_after_s:=5.0"])
-    assert spin_until(h.ex, h.connected, 30.0), "fusion_node did not come up"
+    h.probe(Source.EVENT, T0 - 3_000_000_000)  # stamps before the tests' (time goes forward)
+    h.probe(Source.IMAGE, T0 - 2_000_000_000)
     yield h
     h.close()
 
@@ -149,7 +159,7 @@ def test_parameters_rejected_at_runtime_and_startup(harness) -> None:
     assert all(r.reason for r in results[:2])
     bad = Harness(["fusion.visibility_ema_alpha:=0.0"])
     try:
-        assert bad.child.wait(timeout=30) == 2
+        assert bad.child.wait(timeout=120) == 2  # start-up takes ~20 s on 2 busy cores
     finally:
         out = bad.close()
     assert "visibility_ema_alpha" in out
@@ -163,8 +173,13 @@ def test_blinktrack_node_process_klt(rng) -> None:
     h = Harness(["pipeline.mode:=klt", "seeding.target_count:=10"], "blinktrack_node")
     try:
         pub = h.node.create_publisher(Image, "/image", 10)
-        assert spin_until(h.ex, lambda: pub.get_subscription_count() > 0, 60.0), \
-            "node did not start"
+
+        def blank(t_ns: int) -> None:  # no corners: an empty TrackArray comes back
+            probe = Image(height=72, width=96, encoding="mono8", step=96, data=bytes(96 * 72))
+            convert.set_stamp(probe.header.stamp, t_ns)
+            pub.publish(probe)
+
+        round_trip(h.ex, blank, h.tracks, T0 - 2_000_000_000, 90.0)
         tex = texture(rng)
         v = np.array([-45.0, -21.0])  # image motion in px/s
         for k in range(6):
@@ -190,5 +205,74 @@ def test_blinktrack_node_process_klt(rng) -> None:
         assert spin_until(h.ex, lambda: any(kv.key == "pipeline time_resets" and kv.value == "1"
                                        for dd in h.diag for st in dd.status
                                        for kv in st.values), 20.0)
+    finally:
+        h.close()
+
+
+def _diag_value(h: Harness, key: str) -> int | None:
+    """The newest value of a /diagnostics key (None before the node reported it)."""
+    for d in reversed(h.diag):
+        for st in d.status:
+            for kv in st.values:
+                if kv.key == key:
+                    return int(kv.value)
+    return None
+
+
+def test_non_finite_observations_counted_track_kept(harness) -> None:
+    """NaN / Inf positions from a network (split deployment: event_node -> fusion_node) are
+    counted as invalid, never fused (published positions stay finite), and the node lives."""
+    seeded = harness.send(_obs(Source.SEED, T0, [0, 0], [[10.0, 10.0], [30.0, 30.0]], 1.0),
+                          Source.IMAGE)
+    msg = harness.send(_obs(Source.EVENT, T0 + 5_000_000, seeded.ids,
+                            [[np.nan, 10.0], [np.inf, 30.0]], 0.5))
+    assert np.isfinite(np.asarray(msg.positions)).all()
+    assert list(msg.ids) == list(seeded.ids)
+    assert spin_until(harness.ex, lambda: (_diag_value(harness, "fusion invalid") or 0) >= 2,
+                      10.0)
+    msg = harness.send(_obs(Source.EVENT, T0 + 10_000_000, seeded.ids,
+                            [[11.0, 10.0], [31.0, 30.0]], 0.5))
+    assert np.abs(np.asarray(msg.positions).reshape(-1, 2)[:, 0] - [11.0, 31.0]).max() < 1.0
+
+
+def test_blinktrack_node_malformed_inputs_counted_node_alive() -> None:
+    """Each malformed input class of blinktrack_node is a counted drop in /diagnostics and the
+    node keeps tracking: a truncated dvs_msgs/EventArray (raw CDR), an Image shorter than its
+    size, an Image of an unsupported encoding, an uncalibrated CameraInfo."""
+    from dvs_msgs.msg import EventArray
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from blinktrack_ros.events.batch import EventBatch
+    from blinktrack_ros.events.dvs import serialize_dvs_event_array
+
+    h = Harness(["pipeline.mode:=klt", "seeding.target_count:=10",
+                 "node.event_msg_type:=dvs_msgs/EventArray"], "blinktrack_node")
+    try:
+        img_pub = h.node.create_publisher(Image, "/image", 10)
+        ev_pub = h.node.create_publisher(EventArray, "/events", 10)
+        info_pub = h.node.create_publisher(CameraInfo, "/camera_info", 10)
+
+        def frame(t_ns: int, data: bytes = bytes(96 * 72), encoding: str = "mono8") -> None:
+            msg = Image(height=72, width=96, encoding=encoding, step=96, data=data)
+            convert.set_stamp(msg.header.stamp, t_ns)
+            img_pub.publish(msg)
+
+        round_trip(h.ex, frame, h.tracks, T0 - 2_000_000_000, 90.0)
+        assert spin_until(h.ex, lambda: ev_pub.get_subscription_count() > 0
+                          and info_pub.get_subscription_count() > 0, 30.0)
+        one = EventBatch(np.array([3], np.uint16), np.array([4], np.uint16),
+                         np.array([T0], np.int64), np.array([1], np.uint8), 96, 72)
+        ev_pub.publish(serialize_dvs_event_array(one, T0)[:-6])  # cut inside the event
+        frame(T0, bytes(100))  # 100 bytes for 96 x 72
+        frame(T0 + 1_000_000, bytes(96 * 72), "yuv422")
+        info_pub.publish(CameraInfo(width=96, height=72))  # k all zero: uncalibrated
+        want = {"events malformed": 1, "image malformed": 2, "camera_info malformed": 1}
+        assert spin_until(h.ex, lambda: all(_diag_value(h, k) == v for k, v in want.items()),
+                          20.0), {k: _diag_value(h, k) for k in want}
+        n = len(h.tracks)
+        frame(T0 + 33_000_000)
+        assert spin_until(h.ex, lambda: any(convert.stamp_to_ns(m.header.stamp)
+                                            == T0 + 33_000_000 for m in h.tracks[n:]), 20.0)
+        assert h.child.poll() is None
     finally:
         h.close()

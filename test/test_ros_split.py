@@ -84,9 +84,9 @@ def _start(executable: str, name: str, remaps: list[str], env: dict,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_image_node_and_fusion_node_track_together(rng):
+def test_image_node_and_fusion_node_track_together(rng, ros_domain):
 
-    domain = 20 + (os.getpid() + 53) % 80
+    domain = ros_domain
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     children = [
         _start("image_node", "blinktrack_image",
@@ -135,7 +135,7 @@ def test_image_node_and_fusion_node_track_together(rng):
         _stop(children, 20.0)
 
 
-def test_three_nodes_fuse_events_and_frames(rng, tmp_path):
+def test_three_nodes_fuse_events_and_frames(rng, tmp_path, ros_domain):
     """event_node + image_node (KLT) + fusion_node, events as raw dvs_msgs/EventArray: event
     observations arrive at every window end and are fused into the same tracks (stable ids).
     The event network is untrained (a checkpoint written here): this checks the wiring."""
@@ -152,7 +152,7 @@ def test_three_nodes_fuse_events_and_frames(rng, tmp_path):
     weights = tmp_path / "event_untrained.pt"
     save_event_net(weights, EventNet(EventNetConfig.lite()))
     seq = generate_sequence(preset("slow", duration_s=0.2), seed=5)
-    domain = 20 + (os.getpid() + 71) % 80
+    domain = ros_domain
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     common = ["-p", "pipeline.mode:=e-klt", "-p", "seeding.target_count:=16", "-p",
               f"node.event_weights:={weights}", "-p", "node.event_msg_type:=dvs_msgs/EventArray"]

@@ -64,6 +64,21 @@ def _types_by_topic(paths: list) -> dict[str, str]:
 
 def _decoded(messages: Iterator, stats: dict) -> Iterator[CoreMessage]:
     """Objects to core types; one event decoder state per topic."""
+    states: dict[str, Any] = {}
+    for m in messages:
+        try:
+            core = _core_of(m, states, stats)
+        except (AttributeError, TypeError) as exc:
+            # the bag's own definition of the type lacks a field we read (a damaged or foreign
+            # definition; found by the fuzzing in bench/fuzz.py): name it, do not crash
+            raise BagError(f"{m.topic}: {m.msgtype} message without the expected fields: "
+                           f"{exc}") from exc
+        if core is not None:
+            yield core
+
+
+def _core_of(m: Any, states: dict, stats: dict) -> CoreMessage | None:
+    """The core-type message of one bag message (None: a truncated packet, counted)."""
     from blinktrack_ros.events.decode import (
         DecodeStats,
         TruncatedPacketError,
@@ -71,23 +86,20 @@ def _decoded(messages: Iterator, stats: dict) -> Iterator[CoreMessage]:
         decode_packet,
     )
 
-    states: dict[str, Any] = {}
-    for m in messages:
-        if m.msgtype in (EVENT_PACKET, LEGACY_EVENT_ARRAY):
-            topic_stats = stats.setdefault(m.topic, DecodeStats())
-            try:
-                batch, states[m.topic] = decode_packet(m.msg, states.get(m.topic), topic_stats)
-            except UnsupportedEncodingError as exc:
-                raise BagError(f"{m.topic}: {exc}") from exc
-            except TruncatedPacketError:
-                continue  # counted in stats; the decoder state stays valid
-            yield CoreMessage(m.topic, m.msgtype, m.t_ns, batch)
-        elif m.msgtype == IMAGE:
-            frame = GrayFrame(_stamp_ns(m.msg.header), m.msg.header.frame_id,
-                              image_msg_to_gray(m.msg))
-            yield CoreMessage(m.topic, m.msgtype, m.t_ns, frame)
-        else:
-            yield CoreMessage(m.topic, m.msgtype, m.t_ns, m.msg)
+    if m.msgtype in (EVENT_PACKET, LEGACY_EVENT_ARRAY):
+        topic_stats = stats.setdefault(m.topic, DecodeStats())
+        try:
+            batch, states[m.topic] = decode_packet(m.msg, states.get(m.topic), topic_stats)
+        except UnsupportedEncodingError as exc:
+            raise BagError(f"{m.topic}: {exc}") from exc
+        except TruncatedPacketError:
+            return None  # counted in stats; the decoder state stays valid
+        return CoreMessage(m.topic, m.msgtype, m.t_ns, batch)
+    if m.msgtype == IMAGE:
+        frame = GrayFrame(_stamp_ns(m.msg.header), m.msg.header.frame_id,
+                          image_msg_to_gray(m.msg))
+        return CoreMessage(m.topic, m.msgtype, m.t_ns, frame)
+    return CoreMessage(m.topic, m.msgtype, m.t_ns, m.msg)
 
 
 def _dvs(messages: Iterator, stats: dict) -> Iterator[CoreMessage]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 import heapq
 import os
 from pathlib import Path
+import struct
 from typing import Any, NamedTuple
 
 import yaml
@@ -91,12 +93,18 @@ def _strip_preprocessor(idl: str) -> str:
 
 def _types_from_definition(conn: Any) -> dict:
     """Types defined by one connection's stored definition ({} when it has none)."""
+    return _parsed_definition(conn.msgdef.format, conn.msgdef.data, conn.msgtype)
+
+
+@lru_cache(maxsize=256)
+def _parsed_definition(fmt: Any, text: str, msgtype: str) -> dict:
+    """Parsed once per definition text: rosbags' parser takes ~70 ms a type, and one bag is
+    opened several times (summary, topic types, each stream); callers only read the dict."""
     from rosbags.interfaces import MessageDefinitionFormat
     from rosbags.typesys import get_types_from_idl, get_types_from_msg
 
-    fmt, text = conn.msgdef.format, conn.msgdef.data
     if fmt == MessageDefinitionFormat.MSG:
-        return get_types_from_msg(text, conn.msgtype)
+        return get_types_from_msg(text, msgtype)
     if fmt != MessageDefinitionFormat.IDL:
         return {}
     sections = ([s.split("\n", 1)[1] for s in text.split(SECTION_SEPARATOR)[1:]]
@@ -107,8 +115,26 @@ def _types_from_definition(conn: Any) -> dict:
     return types
 
 
+class _Def(NamedTuple):
+    """What `_bag_typestore` reads of a connection (hashable: the store is cached by them)."""
+
+    msgtype: str
+    msgdef: Any
+    digest: str
+
+
 def _bag_typestore(connections: list, is_ros2: bool) -> Any:
-    """Typestore of the bag's own definitions, completed by ours (ROS 2) where it has none."""
+    """Typestore of the bag's own definitions, completed by ours (ROS 2) where it has none.
+
+    Cached by the definitions: building a store generates (de)serializer code for every type
+    (~0.1 s), and one bag is opened several times (summary, topic types, each stream)."""
+    return _typestore_of(tuple(dict.fromkeys(
+        _Def(c.msgtype, c.msgdef, getattr(c, "digest", "") or "") for c in connections)),
+        is_ros2)
+
+
+@lru_cache(maxsize=32)
+def _typestore_of(connections: tuple[_Def, ...], is_ros2: bool) -> Any:
     from rosbags.typesys import Stores, get_typestore
 
     defined: dict = {}
@@ -164,8 +190,22 @@ class OpenBag:
                      if (topics is None or c.topic in topics)
                      and (types is None or c.msgtype in types)]
             if conns:
-                streams.append(reader.messages(connections=conns))
+                streams.append(self._guarded(reader.messages(connections=conns)))
         return heapq.merge(*streams, key=lambda item: item[1])
+
+    def _guarded(self, stream: Iterator) -> Iterator:
+        """`stream` with rosbags' errors on a damaged file (a truncated record, a chunk whose
+        declared length runs past the end) raised as BagError, like those of opening."""
+        from rosbags.rosbag1 import ReaderError as ReaderError1
+        from rosbags.rosbag2 import ReaderError as ReaderError2
+
+        try:
+            yield from stream
+        except (ReaderError1, ReaderError2) as exc:
+            raise BagError(f"cannot read bag {self.path}: {exc}") from exc
+        except (KeyError, IndexError, OverflowError, struct.error, ValueError) as exc:
+            raise BagError(f"cannot read bag {self.path} (damaged?): {type(exc).__name__}: "
+                           f"{exc}") from exc
 
     def deserialize(self, conn: Any, t_ns: int, data: bytes | memoryview) -> Any:
         """One message of `raw_messages` as a rosbags object; BagError when it does not parse."""
@@ -209,8 +249,14 @@ def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
     from rosbags.rosbag2 import ReaderError as ReaderError2
     from rosbags.typesys import TypesysError
 
+    from blinktrack_ros.bag.mcapcheck import check_mcap
+
     files = storage_paths(path)
     is_ros2 = files[0].suffix != ".bag"
+    for file in files:  # declared lengths against the file, before rosbags allocates them
+        for mcap in ([file] if file.is_file() else sorted(file.glob("*.mcap"))):
+            if mcap.suffix == ".mcap":
+                check_mcap(mcap)
     with ExitStack() as stack:
         try:
             readers = []
@@ -222,6 +268,12 @@ def open_bag(path: str | os.PathLike) -> Iterator[OpenBag]:
             store = _bag_typestore([c for r in readers for c in r.connections], is_ros2)
         except (ReaderError1, ReaderError2, TypesysError) as exc:
             raise BagError(f"cannot read bag {path}: {exc}") from exc
+        except BagError:
+            raise
+        except (KeyError, IndexError, OverflowError, struct.error, ValueError) as exc:
+            # rosbags' parsers on a damaged file (measured by the fuzzing in bench/fuzz.py)
+            raise BagError(f"cannot read bag {path} (damaged?): {type(exc).__name__}: "
+                           f"{exc}") from exc
         yield OpenBag(Path(path), readers, is_ros2, store)
 
 

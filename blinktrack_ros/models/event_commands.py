@@ -68,7 +68,7 @@ def time_steps(model: Any, n: int, repeats: int, warmup: int = 1, bf16: bool = F
     """Wall times (s) of `repeats` forward steps of n tracks (inference mode)."""
     import torch
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.models.event_net import forward_chunked
 
     s, c = model.config.patch_size, model.config.in_channels
@@ -129,7 +129,7 @@ def eager_baseline(name: str, n: int, repeats: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.models.event_config import CONFIGS
     from blinktrack_ros.models.event_net import EventNet
 
@@ -150,7 +150,7 @@ def compiled_figures(name: str, sizes: list[int], repeats: int) -> dict[str, Any
     import numpy as np
     import torch
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.models.event_config import CONFIGS
     from blinktrack_ros.models.event_net import EventNet, prepare_for_inference
 
@@ -177,7 +177,7 @@ def source_figures(name: str, n: int, repeats: int, rate_mev_s: float) -> dict[s
     """
     import numpy as np
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.events.batch import EventBatch
     from blinktrack_ros.models.event_config import CONFIGS
     from blinktrack_ros.models.event_net import EventNet
@@ -202,7 +202,7 @@ def source_figures(name: str, n: int, repeats: int, rate_mev_s: float) -> dict[s
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
-    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.bench.util import report
     from blinktrack_ros.cli import UsageError
 
     if args.repeats < 1 or args.paper_repeats < 1 or args.threads < 1:

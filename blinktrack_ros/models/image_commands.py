@@ -28,7 +28,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from blinktrack_ros.benchutil import report
+    from blinktrack_ros.bench.util import report
     from blinktrack_ros.cli import UsageError
     from blinktrack_ros.models.image_config import config_by_name
 
@@ -76,7 +76,7 @@ def bench_config(name: str, config: Any, tracks: int, repeats: int) -> dict[str,
     import numpy as np
     import torch
 
-    from blinktrack_ros.benchutil import time_calls
+    from blinktrack_ros.bench.util import time_calls
     from blinktrack_ros.models.image_net import ImageNet, count_parameters
 
     torch.manual_seed(0)

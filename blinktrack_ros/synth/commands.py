@@ -185,7 +185,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from blinktrack_ros.benchutil import report, time_calls
+    from blinktrack_ros.bench.util import report, time_calls
     from blinktrack_ros.synth.config import preset
     from blinktrack_ros.synth.sequence import generate_sequence
     from blinktrack_ros.synth.textures import load_textures
