@@ -35,7 +35,7 @@ TRACKS_TOPIC = "/blinktrack/tracks"
 OBSERVATION_TOPIC = "/blinktrack/observations/{source}"
 
 
-def time_origin_ns(bag: str | Path, seeds: str | Path | None = None) -> int:
+def replay_time_origin_ns(bag: str | Path, seeds: str | Path | None = None) -> int:
     """The time origin of a replay: the `# time origin` of `<bag>.gt.txt` beside the bag, else
     that of the seeds file, else 0 (stamps used as they are)."""
     from blinktrack_ros.eval.tracks_io import header_time_origin_ns
@@ -111,7 +111,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                           untrained=args.untrained, frame_join_ms=args.frame_join_ms)
     from blinktrack_ros.eval.tracks_io import time_shift_s
 
-    origin = time_origin_ns(args.bag, args.seeds)
+    origin = replay_time_origin_ns(args.bag, args.seeds)
     if args.seeds:
         seeds = load_seeds(args.seeds)
         shift_s = time_shift_s(args.seeds, seeds.t_s, origin)
