@@ -76,3 +76,42 @@ def test_benchmark_command_writes_tables_plots_and_videos(synth_bag, tmp_path):
     for name in ("results.md", "results.csv", "age_vs_threshold.png", "klt/slow_0011.txt",
                  "videos/slow_0011_klt.gif"):
         assert (out / name).is_file(), name
+
+
+def test_synth_epoch_keeps_track_and_eval_exact(tmp_path):
+    """synth -> track -> eval at the synth epoch gives the feature age of the same sequence
+    written at time 0: the rows file counts from the GT's origin (identical rows), and rows in
+    absolute time (no GT beside the bag) are aligned by eval within float64 rounding."""
+    import shutil
+
+    from blinktrack_ros.eval.evaluate import evaluate_paths
+    from blinktrack_ros.eval.tracks_io import header_time_origin_ns
+    from blinktrack_ros.synth.bagout import SYNTH_EPOCH_NS, write_sequence_bag
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+
+    seq = generate_sequence(preset("slow", duration_s=0.15), seed=5)
+    results, rows = {}, {}
+    for name, origin in (("rel", 0), ("epoch", SYNTH_EPOCH_NS), ("abs", SYNTH_EPOCH_NS)):
+        bag = tmp_path / name / "slow_0005"
+        write_sequence_bag(seq, bag, time_origin_ns=origin)
+        gt = tmp_path / name / "slow_0005.gt.txt"
+        if name == "abs":  # no GT beside the bag: the rows keep the absolute stamps
+            gt = shutil.move(gt, tmp_path / name / "gt.txt")
+        rows_path = tmp_path / name / "slow_0005.txt"
+        assert main(["track", str(bag), "--out", str(tmp_path / name / "out"), "--mode",
+                     "klt", "--target-count", "30", "--tracks-txt", str(rows_path),
+                     "--quiet"]) == 0
+        rows[name] = np.loadtxt(rows_path, ndmin=2)
+        results[name] = evaluate_paths(rows_path, gt)["mean"]
+        first = next(iter_messages(tmp_path / name / "out", topics=["/blinktrack/tracks"]))
+        assert first.t_ns >= origin and first.t_ns - origin < 10**9  # output bag: the stamps
+    assert header_time_origin_ns(tmp_path / "epoch" / "slow_0005.txt") == SYNTH_EPOCH_NS
+    np.testing.assert_array_equal(rows["epoch"], rows["rel"])  # the same relative rows
+    assert rows["abs"][0, 1] > 1.7e9  # absolute seconds, rounded to ~0.2 us by float64
+    np.testing.assert_allclose(rows["abs"][:, 1] - SYNTH_EPOCH_NS * 1e-9, rows["rel"][:, 1],
+                               atol=1e-6)
+    assert results["rel"]["feature_age"] > 0.5
+    np.testing.assert_equal(results["epoch"], results["rel"])  # NaN == NaN (no occlusion)
+    for key, value in results["rel"].items():
+        assert results["abs"][key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key

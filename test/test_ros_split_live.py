@@ -131,20 +131,55 @@ def test_three_processes_at_real_speed(rng, tmp_path) -> None:
         t_last = shift + int(seq.frame_times_ns[-1])
         spin_until(ex, lambda: any(convert.stamp_to_ns(m.header.stamp) >= t_last
                                    for m in tracks), 10.0)
-        spin_until(ex, lambda: "blinktrack_ros: blinktrack_event" in diagnostics, 3.0)
+        # done when the image node has taken every sequence frame (and the warm-up frame that
+        # answered; earlier warm-up frames may predate the match) or counted it lost, and its
+        # worker is idle: a condition, not a fixed wait, for a loaded machine
+        image_diag = "blinktrack_ros: blinktrack_image"
+
+        def image_counts() -> dict[str, int]:
+            d = diagnostics.get(image_diag, {})
+            keys = ("image received", "image dropped", "inbox waiting",
+                    "frames skipped (backlog)")
+            return {k: int(d[k]) for k in keys} if all(k in d for k in keys) else {}
+
+        def image_idle() -> bool:
+            c = image_counts()
+            return bool(c) and c["inbox waiting"] == 0 and \
+                c["image received"] + c["image dropped"] >= len(frames) + 1
+
+        event_diag = "blinktrack_ros: blinktrack_event"
+        diagnostics.clear()  # from here on, reports made after the last input was sent
+
+        def event_idle() -> bool:
+            return diagnostics.get(event_diag, {}).get("inbox waiting") == "0"
+
+        spin_until(ex, lambda: image_idle() and event_idle(), 60.0)
         in_sequence = [m for m in tracks if convert.stamp_to_ns(m.header.stamp) >= shift]
-        assert len(in_sequence) > 30, len(in_sequence)
+        # a TrackArray per frame (51 frames at 50 Hz; more than 30 required), except for the
+        # frames the image node did not run: skipped behind real time or lost, and counted
+        counts = image_counts()
+        assert counts, diagnostics.keys()
+        unused = counts["frames skipped (backlog)"] + counts["image dropped"]
+        assert len(in_sequence) + unused > 30, (len(in_sequence), counts)
         stamps = [convert.stamp_to_ns(m.header.stamp) for m in tracks]
         assert stamps == sorted(stamps), "TrackArray stamps went back"
         assert all(m.header.frame_id == "cam0" for m in tracks + event_obs)
         alive = [int(np.sum(np.asarray(m.status) != 2)) for m in tracks]
         assert max(alive) <= TARGET, max(alive)
         event_fused = [m for m in in_sequence if np.any(np.asarray(m.last_source) == 0)]
-        assert len(event_obs) >= 10 and len(event_fused) >= 10, (len(event_obs),
+        values = diagnostics[event_diag]
+        # about 100 windows of 10 ms: each an array, or merged into the next one when the node
+        # runs behind real time (a loaded machine), and counted
+        not_run = int(values["event module windows_merged"]) + \
+            int(values["event module windows_skipped"])
+        assert len(event_obs) + not_run >= 10, (len(event_obs), not_run)
+        # the event observations are fused (issue 20: none were at 1x): most of the event
+        # arrays give a TrackArray with an event update, whatever the load
+        assert len(event_fused) >= max(3, len(event_obs) // 2), (len(event_obs),
                                                                  len(event_fused))
-        print(f"split at 1x: {len(in_sequence)} TrackArrays, {len(event_obs)} event arrays, "
-              f"{len(event_fused)} TrackArrays with an event update, max alive {max(alive)}")
-        values = diagnostics["blinktrack_ros: blinktrack_event"]
+        print(f"split at 1x: {len(in_sequence)} TrackArrays, {len(event_obs)} event arrays "
+              f"({not_run} windows merged), {len(event_fused)} TrackArrays with an event "
+              f"update, max alive {max(alive)}, {counts}")
         assert values["decode type"] == "dvs_msgs/EventArray"  # detected (auto)
         assert values["event module births_frame_lost"] == "0"
     finally:

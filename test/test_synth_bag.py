@@ -10,7 +10,7 @@ import pytest
 from blinktrack_ros.bag.reader import iter_messages
 from blinktrack_ros.cli import main
 from blinktrack_ros.events.decode import decode_dvs_cdr, decode_packet
-from blinktrack_ros.synth.bagout import write_sequence_bag
+from blinktrack_ros.synth.bagout import SYNTH_EPOCH_NS, write_sequence_bag
 from blinktrack_ros.synth.config import preset
 from blinktrack_ros.synth.groundtruth import read_gt_txt
 from blinktrack_ros.synth.sequence import generate_sequence
@@ -42,6 +42,7 @@ def test_bag_round_trip(tmp_path, seq, event_msg):
     assert counts[topic] == len(batches) and all(len(b) for b in batches)
     x, t = np.concatenate([b.x for b in batches]), np.concatenate([b.t for b in batches])
     np.testing.assert_array_equal(x, seq.events.x)
+    t = t - SYNTH_EPOCH_NS  # the bag's stamps start at the synth epoch
     if event_msg == "evt3":  # microseconds relative to the first event
         assert np.abs(t - seq.events.t).max() < 1000
     else:
@@ -61,6 +62,31 @@ def test_bag_round_trip(tmp_path, seq, event_msg):
     np.testing.assert_array_equal(status == 1, seq.gt.vis[-1] == 0)
     gt_rows = read_gt_txt(tmp_path / "s.gt.txt")
     assert gt_rows.shape[0] == seq.gt.vis.size
+
+
+def test_bag_starts_at_the_documented_epoch(tmp_path, seq):
+    """Stamps are 2026-01-01T00:00:00Z + sequence time; the GT keeps sequence time and names
+    the origin in its header (and its t are exact: no float64 rounding at 1.8e9 s)."""
+    import datetime
+
+    from blinktrack_ros.eval.tracks_io import header_time_origin_ns
+
+    epoch = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert SYNTH_EPOCH_NS == int(epoch.timestamp()) * 1_000_000_000
+    bag = tmp_path / "s"
+    write_sequence_bag(seq, bag, "dvs")
+    msgs = list(iter_messages(bag, topics=["/camera/image_raw", "/ground_truth/tracks"]))
+    stamps = [m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec
+              for m in msgs]
+    t0 = min(int(seq.frame_times_ns[0]), int(seq.gt.times_ns[0]))
+    assert t0 == 0 and min(stamps) == SYNTH_EPOCH_NS  # sequence time 0 is the epoch
+    assert min(m.t_ns for m in msgs) == SYNTH_EPOCH_NS
+    frame_stamps = [s for s, m in zip(stamps, msgs) if m.topic == "/camera/image_raw"]
+    np.testing.assert_array_equal(np.array(frame_stamps) - SYNTH_EPOCH_NS, seq.frame_times_ns)
+    gt_path = tmp_path / "s.gt.txt"
+    assert header_time_origin_ns(gt_path) == SYNTH_EPOCH_NS
+    gt_t = np.unique(read_gt_txt(gt_path)[:, 1])
+    np.testing.assert_array_equal(np.round(gt_t * 1e9).astype(np.int64), seq.gt.times_ns)
 
 
 def _cli(out: Path, seed: int) -> int:

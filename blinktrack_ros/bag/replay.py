@@ -3,11 +3,17 @@
 Messages are read in log-time order and fed to the same Pipeline the blinktrack node wraps;
 fused tracks and observations are written to an mcap bag with our message types, and optionally
 as `id t x y` rows for `blinktrack eval`.
+
+Time: when the bag has ground truth beside it (`<bag>.gt.txt`) or the seeds file has a
+`# time origin N ns` header (`blinktrack synth` writes one: its bags start at a fixed epoch), the
+pipeline runs in that relative time (stamps minus the origin) and the rows file carries the same
+header, so t stays exact in float64; the output bag keeps the absolute stamps.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 import time
 from typing import Any
@@ -29,6 +35,21 @@ TRACKS_TOPIC = "/blinktrack/tracks"
 OBSERVATION_TOPIC = "/blinktrack/observations/{source}"
 
 
+def replay_time_origin_ns(bag: str | Path, seeds: str | Path | None = None) -> int:
+    """The time origin of a replay: the `# time origin` of `<bag>.gt.txt` beside the bag, else
+    that of the seeds file, else 0 (stamps used as they are)."""
+    from blinktrack_ros.eval.tracks_io import header_time_origin_ns
+
+    bag = Path(bag)
+    gt = bag.parent / f"{bag.name}.gt.txt"
+    for path in (gt, Path(seeds) if seeds else None):
+        if path is not None and path.is_file():
+            origin = header_time_origin_ns(path)
+            if origin:
+                return origin
+    return 0
+
+
 def _header(store: Any, t_ns: int, frame_id: str) -> Any:
     time_cls = store.types["builtin_interfaces/msg/Time"]
     header_cls = store.types["std_msgs/msg/Header"]
@@ -40,11 +61,13 @@ def _cov_flat(cov: np.ndarray) -> np.ndarray:
     return np.stack([cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]], axis=1).reshape(-1)
 
 
-def track_array(store: Any, snap: TrackSnapshot, frame_id: str = "") -> Any:
-    """TrackSnapshot -> rosbags blinktrack_ros/msg/TrackArray."""
+def track_array(store: Any, snap: TrackSnapshot, frame_id: str = "",
+                time_origin_ns: int = 0) -> Any:
+    """TrackSnapshot -> rosbags blinktrack_ros/msg/TrackArray (stamp: time_origin_ns + t)."""
     f32 = np.float32
     return store.types[TRACK_ARRAY](
-        header=_header(store, snap.t_ns, frame_id), ids=snap.ids.astype(np.uint32),
+        header=_header(store, snap.t_ns + time_origin_ns, frame_id),
+        ids=snap.ids.astype(np.uint32),
         positions=snap.positions_px.reshape(-1).astype(f32),
         velocities=snap.velocities_px_s.reshape(-1).astype(f32),
         covariances=_cov_flat(snap.covariances).astype(f32),
@@ -52,11 +75,12 @@ def track_array(store: Any, snap: TrackSnapshot, frame_id: str = "") -> Any:
         age=np.asarray(snap.age_s, f32), undistorted=np.zeros(0, f32))
 
 
-def observation_array(store: Any, obs: Observations, frame_id: str = "") -> Any:
-    """Observations -> rosbags blinktrack_ros/msg/ObservationArray."""
+def observation_array(store: Any, obs: Observations, frame_id: str = "",
+                      time_origin_ns: int = 0) -> Any:
+    """Observations -> rosbags blinktrack_ros/msg/ObservationArray (stamp: origin + t)."""
     f32 = np.float32
     return store.types[OBSERVATION_ARRAY](
-        header=_header(store, obs.t_ns, frame_id), source=int(obs.source),
+        header=_header(store, obs.t_ns + time_origin_ns, frame_id), source=int(obs.source),
         ids=obs.ids.astype(np.uint32), positions=obs.positions_px.reshape(-1).astype(f32),
         covariances=_cov_flat(obs.covariances).astype(f32),
         visibility=obs.visibility.astype(f32))
@@ -85,8 +109,15 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
                           untrained=args.untrained, frame_join_ms=args.frame_join_ms)
+    from blinktrack_ros.eval.tracks_io import time_shift_s
+
+    origin = replay_time_origin_ns(args.bag, args.seeds)
     if args.seeds:
-        pipe.set_seeds(load_seeds(args.seeds))
+        seeds = load_seeds(args.seeds)
+        shift_s = time_shift_s(args.seeds, seeds.t_s, origin)
+        if shift_s:  # seeds written against another origin (or in absolute time)
+            seeds = dataclasses.replace(seeds, t_s=seeds.t_s + shift_s)
+        pipe.set_seeds(seeds)
     topics = [t for t in (ev_topic, im_topic) if t]
     summary = bag_summary(args.bag)
     total = sum(summary["topics"][t]["count"] for t in topics)
@@ -97,21 +128,25 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         def write(updates: list) -> None:
             for u in updates:
                 log.add(u)
-                writer.write(TRACKS_TOPIC, TRACK_ARRAY, u.tracks.t_ns,
-                             track_array(store, u.tracks, args.frame_id))
+                writer.write(TRACKS_TOPIC, TRACK_ARRAY, u.tracks.t_ns + origin,
+                             track_array(store, u.tracks, args.frame_id, origin))
                 if u.observations is not None:
                     topic = OBSERVATION_TOPIC.format(source=u.observations.source.name.lower())
-                    writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns,
-                                 observation_array(store, u.observations, args.frame_id))
+                    writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns + origin,
+                                 observation_array(store, u.observations, args.frame_id, origin))
 
         bar = tqdm(iter_core(args.bag, topics=topics, stats=stats), total=total, unit="msg",
                    desc="tracking", disable=args.quiet)
         shown_s = 0.0
         for m in bar:
             if isinstance(m.value, EventBatch):
-                updates = pipe.on_events(m.value)
+                ev = m.value
+                if origin:
+                    ev = EventBatch(ev.x, ev.y, ev.t - np.int64(origin), ev.p, ev.width,
+                                    ev.height)
+                updates = pipe.on_events(ev)
             elif isinstance(m.value, GrayFrame):
-                updates = pipe.on_image(m.value.t_ns, m.value.gray)
+                updates = pipe.on_image(m.value.t_ns - origin, m.value.gray)
             else:
                 continue
             span_ns = [m.t_ns if span_ns[0] is None else span_ns[0], m.t_ns]
@@ -126,7 +161,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     if args.tracks_txt:
         from blinktrack_ros.eval.tracks_io import write_tracks
 
-        write_tracks(args.tracks_txt, log.as_rows(pipe.external_ids)[:, :4])
+        write_tracks(args.tracks_txt, log.as_rows(pipe.external_ids)[:, :4],
+                     time_origin_ns=origin)
     bag_s = (span_ns[1] - span_ns[0]) * 1e-9 if span_ns[0] is not None else 0.0
     return {"wall_s": wall, "bag_s": bag_s, "realtime_factor": bag_s / wall if wall else 0.0,
             "pipeline": vars(pipe.stats), "decode": {k: v.as_dict() for k, v in stats.items()}}

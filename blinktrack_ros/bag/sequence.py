@@ -25,6 +25,9 @@ class BagSequence:
         frame_times_ns: (F,) int64 header stamps.
         events: all events, time-sorted.
         gt: (K, 4|5) rows `id t x y [vis]` (t in s), or None.
+        time_origin_ns: the bag stamp of time 0 (the ground truth's `# time origin` header,
+            e.g. `blinktrack synth`'s epoch; 0 without one). frame_times_ns and events.t are
+            the stamps minus it, in the time of gt.
     """
 
     name: str
@@ -32,6 +35,7 @@ class BagSequence:
     frame_times_ns: np.ndarray
     events: EventBatch
     gt: np.ndarray | None
+    time_origin_ns: int = 0
 
 
 def pick_topics(bag: str | Path, event_topic: str | None = None,
@@ -56,8 +60,13 @@ def pick_topics(bag: str | Path, event_topic: str | None = None,
 
 def load_bag_sequence(bag: str | Path, event_topic: str | None = None,
                       image_topic: str | None = None) -> BagSequence:
-    """Read a bag's events and frames (and `<bag>.gt.txt` when present) into memory."""
+    """Read a bag's events and frames (and `<bag>.gt.txt` when present) into memory, in the
+    time of the ground truth (stamps minus its time origin)."""
+    from blinktrack_ros.eval.tracks_io import header_time_origin_ns
+
     bag = Path(bag)
+    gt_path = bag.parent / f"{bag.name}.gt.txt"
+    origin = header_time_origin_ns(gt_path) if gt_path.is_file() else 0
     ev_topic, im_topic = pick_topics(bag, event_topic, image_topic)
     topics = [t for t in (ev_topic, im_topic) if t]
     batches: list[EventBatch] = []
@@ -70,15 +79,16 @@ def load_bag_sequence(bag: str | Path, event_topic: str | None = None,
     if batches:
         events = EventBatch.concatenate(batches)
         order = np.argsort(events.t, kind="stable")
-        events = EventBatch(events.x[order], events.y[order], events.t[order],
-                            events.p[order], events.width, events.height)
+        events = EventBatch(events.x[order], events.y[order],
+                            events.t[order] - np.int64(origin), events.p[order], events.width,
+                            events.height)
     else:
         h, w = frames[0].gray.shape if frames else (0, 0)
         events = EventBatch.empty(w, h)
-    gt_path = bag.parent / f"{bag.name}.gt.txt"
     gt = np.loadtxt(gt_path, ndmin=2) if gt_path.is_file() else None
     return BagSequence(bag.name, [f.gray for f in frames],
-                       np.array([f.t_ns for f in frames], np.int64), events, gt)
+                       np.array([f.t_ns - origin for f in frames], np.int64), events, gt,
+                       origin)
 
 
 def discover_bags(data: str | Path) -> list[Path]:

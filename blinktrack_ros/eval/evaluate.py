@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from blinktrack_ros.eval.metrics import delta_metrics, feature_age_metrics, mean_metrics
-from blinktrack_ros.eval.tracks_io import header_image_size, match_sequences, read_tracks
+from blinktrack_ros.eval.tracks_io import (
+    header_image_size,
+    header_time_origin_ns,
+    match_sequences,
+    read_tracks,
+    time_shift_s,
+)
 
 # Image sizes of the public benchmarks (for the delta metrics' rescaling to 256 x 256).
 EC_SIZE = (240, 180)  # DAVIS240C
@@ -77,8 +83,12 @@ def evaluate_paths(pred: str | Path, gt: str | Path, corrected: bool = False,
         items = tqdm(pairs, desc="sequences", unit="seq")
     per_sequence = {}
     for pair in items:
+        pred_rows = read_tracks(pair.pred_path)
+        # t counts from each file's `# time origin`: align the predictions on the ground truth's
+        pred_rows[:, 1] += time_shift_s(pair.pred_path, pred_rows[:, 1],
+                                        header_time_origin_ns(pair.gt_path))
         per_sequence[pair.name] = sequence_metrics(
-            pair.name, read_tracks(pair.pred_path), read_tracks(pair.gt_path),
+            pair.name, pred_rows, read_tracks(pair.gt_path),
             corrected=corrected, truncate_pred=truncate_pred,
             image_size=image_size or header_image_size(pair.gt_path))
     return summarize(per_sequence)

@@ -5,6 +5,14 @@ integer coordinates), and optionally a 5th column `vis` (1 = visible, 0 = occlud
 truth. Whitespace- or comma-separated; blank lines, `#` comments and a non-numeric header line
 are skipped.
 
+Times: a file whose header has a line `# time origin N ns` holds t as seconds after that origin
+(integer ns since the Unix epoch); the bag stamps are origin + t. `blinktrack synth` bags start at
+a fixed epoch (2026-01-01T00:00:00Z) and their ground truth says so, which keeps t small enough
+for float64 to hold it to the nanosecond (absolute seconds near 1.8e9 keep ~0.2 us). Without the
+line, t over 1e9 s (2001-09-09) reads as absolute Unix time and smaller t as already in the time
+of the file it is compared with. `blinktrack eval` aligns predictions on the ground truth's
+origin this way, `blinktrack track` its seeds.
+
 Names: ground truth is `<seq>.gt.txt`, predictions `<seq>.txt`. The EC/EDS files in the wild
 differ in two ways that `match_sequences` tolerates: predictions carry the frame range of the
 sub-sequence (`shapes_6dof_485_565.txt` vs `shapes_6dof.gt.txt`) and EDS ground truth carries a
@@ -31,17 +39,53 @@ class TrackFileError(ValueError):
     """A track file that cannot be read as rows `id t x y [vis]`."""
 
 
-def header_image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from a `# image size WxH` header line (what `blinktrack synth` writes
-    into its ground truth), None when the file has none."""
+_IMAGE_SIZE = re.compile(r"#\s*image size (\d+)x(\d+)")
+_TIME_ORIGIN = re.compile(r"#\s*time origin (\d+) ns")
+ABSOLUTE_T_S = 1e9  # t beyond this (2001-09-09) in a file without an origin is Unix time
+
+
+def _header_match(path: str | Path, pattern: re.Pattern) -> re.Match | None:
+    """The first match of pattern among the leading `#` lines of the file."""
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
                 return None
-            found = re.match(r"#\s*image size (\d+)x(\d+)", line)
+            found = pattern.match(line)
             if found:
-                return int(found.group(1)), int(found.group(2))
+                return found
     return None
+
+
+def header_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from a `# image size WxH` header line (what `blinktrack synth` writes
+    into its ground truth), None when the file has none."""
+    found = _header_match(path, _IMAGE_SIZE)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def time_origin_line(time_origin_ns: int) -> str:
+    """The header line (without `# `) that records a file's time origin."""
+    return f"time origin {int(time_origin_ns)} ns (t in s after it; bag stamps = origin + t)"
+
+
+def header_time_origin_ns(path: str | Path) -> int:
+    """The time origin (int ns) from a `# time origin N ns` header line; 0 when none."""
+    found = _header_match(path, _TIME_ORIGIN)
+    return int(found.group(1)) if found else 0
+
+
+def time_shift_s(path: str | Path, t_s: np.ndarray, target_origin_ns: int) -> float:
+    """Seconds to add to the file's t (values t_s) to count them from target_origin_ns.
+
+    By the file's `# time origin` line when it has one; without one, t over 1e9 s count as
+    absolute Unix times (origin 0), smaller t as already counting from the target.
+    """
+    origin = header_time_origin_ns(path)
+    if not origin:
+        t_s = np.asarray(t_s, dtype=np.float64)
+        if not (t_s.size and float(np.median(t_s)) > ABSOLUTE_T_S):
+            return 0.0
+    return (origin - int(target_origin_ns)) * 1e-9
 
 
 def read_tracks(path: str | Path) -> np.ndarray:
@@ -100,10 +144,12 @@ def _read_tracks_tolerant(path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False) -> None:
+def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False,
+                 time_origin_ns: int = 0) -> None:
     """Write rows `id t x y [vis]` (t with 9 decimals, x y with 4, or truncated to integers).
 
     `truncate_xy=True` writes x, y like the reference trackers' output (`%i`, towards zero).
+    A non-zero `time_origin_ns` (t counts from it) goes into a `# time origin` header line.
     """
     tracks = np.asarray(tracks, dtype=np.float64)
     if tracks.ndim != 2 or tracks.shape[1] not in (4, 5):
@@ -115,7 +161,8 @@ def write_tracks(path: str | Path, tracks: np.ndarray, truncate_xy: bool = False
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if truncate_xy:
         out[:, 2:4] = np.trunc(out[:, 2:4])
-    np.savetxt(str(path), out, fmt=fmt)
+    header = time_origin_line(time_origin_ns) if time_origin_ns else ""
+    np.savetxt(str(path), out, fmt=fmt, header=header)
 
 
 def sequence_name(path: str | Path) -> str:

@@ -1,5 +1,11 @@
 """Write a synthetic Sequence as a ROS 2 bag (mcap) plus its `<seq>.gt.txt`.
 
+Stamps: sequence time 0 is written as SYNTH_EPOCH_NS (2026-01-01T00:00:00Z), a fixed constant so
+that the output is reproducible and `ros2 bag play`, rosbag tools and SLAM see realistic
+absolute times. The `<seq>.gt.txt` keeps t relative (seconds since that epoch, exact in float64)
+and records the epoch in a `# time origin N ns` header line; `blinktrack track`, `eval`,
+`benchmark` and `load_bag_sequence` use it to work in the same relative time.
+
 Topics (log time = the message's data time, so a replay sees them in sensor order):
 
 - `/dvs/events` dvs_msgs/EventArray (default) or `/event_camera/events`
@@ -32,6 +38,7 @@ IMAGE_TOPIC, INFO_TOPIC, GT_TOPIC = "/camera/image_raw", "/camera/camera_info", 
     "/ground_truth/tracks"
 FRAME_ID = "camera"
 PACKET_NS = 1_000_000
+SYNTH_EPOCH_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z: sequence time 0
 TRACKED, STATUS_OCCLUDED, LOST, SOURCE_SEED = 0, 1, 2, 3  # TrackArray / ObservationArray consts
 
 
@@ -71,7 +78,8 @@ def _packet_messages(store: Any, events: EventBatch, encoding: str,
         yield int(batch.t[-1]), PACKET_TOPIC, "event_camera_msgs/msg/EventPacket", msg
 
 
-def _camera_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str, Any]]:
+def _camera_messages(store: Any, seq: Sequence,
+                     origin_ns: int) -> Iterator[tuple[int, str, str, Any]]:
     from blinktrack_ros.images import gray_to_mono8
 
     H, W = seq.frames.shape[1:]
@@ -80,7 +88,8 @@ def _camera_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str,
     Image, Info = store.types["sensor_msgs/msg/Image"], store.types["sensor_msgs/msg/CameraInfo"]
     roi = store.types["sensor_msgs/msg/RegionOfInterest"](
         x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    for frame, t in zip(seq.frames, seq.frame_times_ns):
+    for frame, t_rel in zip(seq.frames, seq.frame_times_ns):
+        t = int(t_rel) + origin_ns
         data = np.frombuffer(gray_to_mono8(frame), np.uint8)
         yield int(t), IMAGE_TOPIC, "sensor_msgs/msg/Image", Image(
             header=_header(store, t), height=H, width=W, encoding="mono8", is_bigendian=0,
@@ -91,7 +100,7 @@ def _camera_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str,
             binning_x=0, binning_y=0, roi=roi)
 
 
-def _gt_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str, Any]]:
+def _gt_messages(store: Any, seq: Sequence, origin_ns: int) -> Iterator[tuple[int, str, str, Any]]:
     gt, K = seq.gt, seq.K
     Tracks = store.types["blinktrack_ros/msg/TrackArray"]
     t_s = gt.times_ns * 1e-9
@@ -103,8 +112,8 @@ def _gt_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str, Any
     for s, t in enumerate(gt.times_ns):
         a = alive[s]
         n = int(a.sum())
-        yield int(t), GT_TOPIC, "blinktrack_ros/msg/TrackArray", Tracks(
-            header=_header(store, t), ids=gt.ids[a].astype(np.uint32),
+        yield int(t) + origin_ns, GT_TOPIC, "blinktrack_ros/msg/TrackArray", Tracks(
+            header=_header(store, int(t) + origin_ns), ids=gt.ids[a].astype(np.uint32),
             positions=gt.xy[s, a].astype(np.float32).reshape(-1),
             velocities=vel[s, a].astype(np.float32).reshape(-1),
             covariances=np.zeros(3 * n, np.float32), status=status[s, a],
@@ -114,8 +123,12 @@ def _gt_messages(store: Any, seq: Sequence) -> Iterator[tuple[int, str, str, Any
 
 
 def write_sequence_bag(seq: Sequence, bag_dir: Path, event_msg: str = "dvs",
-                       packet_ns: int = PACKET_NS, progress: bool = False) -> dict[str, int]:
+                       packet_ns: int = PACKET_NS, progress: bool = False,
+                       time_origin_ns: int = SYNTH_EPOCH_NS) -> dict[str, int]:
     """Write seq as the mcap bag directory bag_dir and `<bag_dir>.gt.txt` beside it.
+
+    Every stamp and log time is time_origin_ns + the sequence time (ns); the ground truth keeps
+    the sequence time and records time_origin_ns in its header.
 
     Returns:
         Messages written per topic.
@@ -129,9 +142,12 @@ def write_sequence_bag(seq: Sequence, bag_dir: Path, event_msg: str = "dvs",
     if event_msg not in EVENT_MSGS:
         raise ValueError(f"unknown event message {event_msg!r}; choose from {EVENT_MSGS}")
     store = typestore()
-    events = (_dvs_messages(seq.events, packet_ns) if event_msg == "dvs"
-              else _packet_messages(store, seq.events, event_msg, packet_ns))
-    streams = [list(events), list(_camera_messages(store, seq)), list(_gt_messages(store, seq))]
+    ev = seq.events
+    ev = EventBatch(ev.x, ev.y, ev.t + np.int64(time_origin_ns), ev.p, ev.width, ev.height)
+    events = (_dvs_messages(ev, packet_ns) if event_msg == "dvs"
+              else _packet_messages(store, ev, event_msg, packet_ns))
+    streams = [list(events), list(_camera_messages(store, seq, time_origin_ns)),
+               list(_gt_messages(store, seq, time_origin_ns))]
     # Stable merge by log time; at equal times events first, then camera, then ground truth.
     rows = sorted(((m[0], i, j) for i, stream in enumerate(streams) for j, m in
                    enumerate(stream)))
@@ -143,5 +159,6 @@ def write_sequence_bag(seq: Sequence, bag_dir: Path, event_msg: str = "dvs",
             bag.write(topic, msgtype, t, msg)
         counts = dict(bag.counts)
     h, w = seq.frames.shape[1:3]
-    write_gt_txt(seq.gt, bag_dir.parent / f"{bag_dir.name}.gt.txt", size=(w, h))
+    write_gt_txt(seq.gt, bag_dir.parent / f"{bag_dir.name}.gt.txt", size=(w, h),
+                 time_origin_ns=time_origin_ns)
     return counts

@@ -159,9 +159,13 @@ def ground_truth(scene: Scene, frames: np.ndarray, frame_times_ns: np.ndarray,
     return GroundTruth(np.arange(layer.size, dtype=np.int64), times_ns, xy, vis, layer, uv, qt)
 
 
-def write_gt_txt(gt: GroundTruth, path: Path, size: tuple[int, int] | None = None) -> None:
+def write_gt_txt(gt: GroundTruth, path: Path, size: tuple[int, int] | None = None,
+                 time_origin_ns: int = 0) -> None:
     """Write rows `id t x y vis` (t in seconds) from each query time on, by id then time;
-    `size` (width, height) goes into the header, where `blinktrack eval` finds it."""
+    `size` (width, height) and a non-zero `time_origin_ns` (the bag stamp of t = 0) go into
+    the header, where `blinktrack eval` and `blinktrack track` find them."""
+    from blinktrack_ros.eval.tracks_io import time_origin_line
+
     S, N = gt.vis.shape
     ids = np.repeat(gt.ids, S)
     t = np.tile(gt.times_ns, N) * 1e-9
@@ -171,6 +175,8 @@ def write_gt_txt(gt: GroundTruth, path: Path, size: tuple[int, int] | None = Non
     header = "id t x y vis  (t in s; vis 1 visible, 0 occluded, -1 out of frame)"
     if size is not None:
         header += f"\nimage size {int(size[0])}x{int(size[1])}"
+    if time_origin_ns:
+        header += "\n" + time_origin_line(time_origin_ns)
     np.savetxt(path, table, fmt=["%d", "%.9f", "%.4f", "%.4f", "%d"], header=header)
 
 
