@@ -6,7 +6,6 @@ must equal the offline replay of the same inputs.
 
 from __future__ import annotations
 
-import os
 import time
 
 import cv2
@@ -64,9 +63,9 @@ class RecordingEventModule:
 
 
 @pytest.fixture
-def ctx():
+def ctx(ros_domain):
     c = rclpy.Context()
-    rclpy.init(context=c, domain_id=20 + (os.getpid() + 61) % 80)
+    rclpy.init(context=c, domain_id=ros_domain)
     yield c
     rclpy.shutdown(context=c)
 

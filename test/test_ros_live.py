@@ -5,7 +5,6 @@ endpoints, counters), never on fixed sleeps."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -62,9 +61,9 @@ class CountingEventModule:
 
 
 @pytest.fixture
-def ctx():
+def ctx(ros_domain):
     c = rclpy.Context()
-    rclpy.init(context=c, domain_id=int(os.environ.get("ROS_DOMAIN_ID", 20 + os.getpid() % 80)))
+    rclpy.init(context=c, domain_id=ros_domain)
     yield c
     rclpy.shutdown(context=c)
 

@@ -51,7 +51,7 @@ def _image(gray: np.ndarray, t_ns: int) -> Image:
     return msg
 
 
-def test_three_processes_at_real_speed(rng, tmp_path) -> None:
+def test_three_processes_at_real_speed(rng, tmp_path, ros_domain) -> None:
     import torch
 
     from blinktrack_ros.events.dvs import serialize_dvs_event_array
@@ -65,7 +65,7 @@ def test_three_processes_at_real_speed(rng, tmp_path) -> None:
     weights = tmp_path / "event_untrained.pt"  # the wiring is checked, not the network
     save_event_net(weights, EventNet(EventNetConfig.lite()))
     seq = generate_sequence(preset("slow", duration_s=1.0), seed=5)
-    domain = 20 + (os.getpid() + 37) % 80
+    domain = ros_domain
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                OMP_NUM_THREADS="1")
     params = ["-p", "pipeline.mode:=e-klt", "-p", f"seeding.target_count:={TARGET}",

@@ -86,3 +86,26 @@ def test_pending_seeds_count_towards_the_target() -> None:
     module.on_tracks(_tracks(10**9 + 4 * FRAME_NS, np.arange(9), 10**9, seeds[:9]))
     topped = module.on_image(10**9 + 5 * FRAME_NS, gray)
     assert len(topped) == 1 and len(topped[0].ids) == 1
+
+
+def test_seeds_never_answered_expire_and_are_proposed_again() -> None:
+    """The fusion node's first track array is lost (its reader matched late): the seeds it
+    answered stay pending only for SEED_PENDING_TIMEOUT_NS of data time, are counted as
+    expired, and the module detects again instead of waiting for ever (it would observe
+    nothing and propose nothing from then on)."""
+    from blinktrack_ros.tracking.modules import SEED_PENDING_TIMEOUT_NS
+
+    rng = np.random.default_rng(1)
+    gray = cv2.GaussianBlur(rng.uniform(0, 1, (120, 160)).astype(np.float32), (0, 0), 2.0)
+    module = ImageModule(seeding=SeedConfig(target_count=10, border_px=10))
+    t0 = 10**9
+    frames = range(0, SEED_PENDING_TIMEOUT_NS + 2 * FRAME_NS, FRAME_NS)
+    proposals = [(t0 + dt, obs) for dt in frames for obs in module.on_image(t0 + dt, gray)]
+    assert [len(obs.ids) for _, obs in proposals] == [10, 10]  # once at t0, once after expiry
+    assert proposals[1][0] - proposals[0][0] > SEED_PENDING_TIMEOUT_NS
+    assert module.counts["seeds_expired"] == 10
+    # a track array that does come back keeps the new seeds from expiring
+    module.on_tracks(_tracks(proposals[1][0], np.arange(10), proposals[1][0],
+                             proposals[1][1].positions_px))
+    later = proposals[1][0] + SEED_PENDING_TIMEOUT_NS + FRAME_NS
+    assert module.on_image(later, gray) == [] and module.counts["seeds_expired"] == 10

@@ -36,6 +36,10 @@ FRAMES_RETAIN_NS = 1_000_000_000
 # A new track's reference comes from its birth frame; between nodes the TrackArray announcing
 # the birth may arrive before that frame: the birth then waits for it (or its time) to arrive.
 BIRTH_FRAME_TOLERANCE_NS = 1_000_000
+# Seeds proposed but not seen back in any track array after this much data time are forgotten
+# (counted): a first track array lost between split nodes (a reader matched late) must not
+# leave the image module waiting on them for ever, proposing nothing and observing nothing.
+SEED_PENDING_TIMEOUT_NS = FRAMES_RETAIN_NS
 
 
 @dataclass
@@ -261,7 +265,8 @@ class ImageModule:
         self.seeding = seeding or SeedConfig()
         self.reseed = reseed
         self.seeds: Seeds | None = None
-        self.counts = {"frames": 0, "seeds_proposed": 0, "births_frame_lost": 0}
+        self.counts = {"frames": 0, "seeds_proposed": 0, "births_frame_lost": 0,
+                       "seeds_expired": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -301,12 +306,24 @@ class ImageModule:
             obs = self.klt.observe(t_ns, gray, ids, pred)
             if len(obs):
                 out.append(obs)
+        self._expire_pending_seeds(t_ns)
         pending = [p for _, p in self._pending_seeds]
         seeds = self._propose(t_ns, gray, np.concatenate([pred.reshape(-1, 2)] + pending))
         if seeds is not None:
             out.append(seeds)
             self._pending_seeds.append((int(t_ns), seeds.positions_px))
         return out
+
+    def _expire_pending_seeds(self, t_ns: int) -> None:
+        keep = [(t, p) for t, p in self._pending_seeds if t >= t_ns - SEED_PENDING_TIMEOUT_NS]
+        if len(keep) == len(self._pending_seeds):
+            return
+        self.counts["seeds_expired"] += sum(len(p) for t, p in self._pending_seeds
+                                            if t < t_ns - SEED_PENDING_TIMEOUT_NS)
+        self._pending_seeds = keep
+        if len(self.tracks.ids) == 0:
+            self._seeded_once = False  # no track ever came back: detect again (given seeds
+            # are not proposed twice: their positions belong to their own time)
 
     def _propose(self, t_ns: int, gray: np.ndarray, alive_px: np.ndarray) -> Observations | None:
         if self.seeds is not None:
