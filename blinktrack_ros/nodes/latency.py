@@ -39,6 +39,7 @@ class LiveSetup:
         debug_image_rate_hz: the node's debug image rate (its default costs some time).
         pace: data seconds per wall second of the driver (1 = real time; below 1 shows the
             latency without the queueing of a node that cannot keep up).
+        domain: ROS domain of the run (None: a private one derived from the process id).
     """
 
     mode: str = "ei"
@@ -51,6 +52,7 @@ class LiveSetup:
     threads: int = 1
     debug_image_rate_hz: float = 5.0
     pace: float = 1.0
+    domain: int | None = None
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
@@ -177,7 +179,7 @@ def window_latencies_ms(messages: list[tuple[int, bool, Any]], walls: np.ndarray
 
 def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict[str, Any]:
     """Run the node as a child process, play the sequence at real-time pace, return figures."""
-    domain = 20 + (os.getpid() + 13) % 80
+    domain = setup.domain if setup.domain is not None else 20 + (os.getpid() + 13) % 80
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                OMP_NUM_THREADS=str(setup.threads))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
