@@ -21,7 +21,6 @@ from blinktrack_ros.nodes.declare import NodeParameters
 from blinktrack_ros.nodes.diagnostics import ERROR, OK, WARN, InputStats, ThrottledCounter
 from blinktrack_ros.nodes.inbox import Arrival, Inbox, Worker
 from blinktrack_ros.nodes.qos import input_qos, output_qos
-from blinktrack_ros.nodes.receiver import Receiver
 from blinktrack_ros.nodes.runner import run  # the executables' main, imported from here
 from blinktrack_ros.tracking.fusion_types import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations
@@ -73,12 +72,11 @@ class GlueNode(Node):
     """An rclpy node with the blinktrack parameters, QoS, input statistics and /diagnostics.
 
     Subclasses create their subscriptions with `self.subscribe(topic, ..., handler)`: the
-    node's receiver thread takes each message from the middleware and only enqueues it (with its
-    wall-clock arrival) into `self.inbox` (not through the executor: see nodes/receiver.py), and
-    the node's worker thread runs `process(items)` on everything waiting (by default each
-    handler in arrival order). ValueError (malformed input) becomes a counted drop logged at a
-    throttled rate. Diagnostics run on a steady-clock timer (they go on when /clock stops) and
-    report latency from the wall-clock arrival of the input to the publication of its result.
+    callback only enqueues the message (with its wall-clock arrival) into `self.inbox`, and the
+    node's worker thread runs `process(items)` on everything waiting (by default each handler in
+    arrival order). ValueError (malformed input) becomes a counted drop logged at a throttled
+    rate. Diagnostics run on a steady-clock timer (they go on when /clock stops) and report
+    latency from the wall-clock arrival of the input to the publication of its result.
     """
 
     def __init__(self, name: str, sections: dict[str, Any], **node_kwargs: Any) -> None:
@@ -107,9 +105,6 @@ class GlueNode(Node):
         self.inbox = Inbox(self.cfg.inbox_capacity)
         self.worker = Worker(self.inbox, self.process, self.on_processing_error,
                              name=f"{name}_worker")
-        self._enqueuers: dict[str, Callable[[Any], None]] = {}
-        self.receiver = Receiver(self.context, lambda topic, msg: self._enqueuers[topic](msg),
-                                 self.on_processing_error, name=f"{name}_receiver")
 
     def steady_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
         """A timer on the steady clock: it runs whether or not /clock (sim time) advances."""
@@ -126,8 +121,7 @@ class GlueNode(Node):
 
     def subscribe(self, msg_type: Any, topic: str, handler: Callable[[Any], None],
                   raw: bool = False, **kwargs: Any) -> Any:
-        """Subscribe with the input QoS; the receiver thread enqueues each message (the
-        executor does not run the callback), the worker runs `handler(msg)`.
+        """Subscribe with the input QoS; the callback enqueues, the worker runs `handler(msg)`.
 
         Samples the middleware reports lost (QoS event `message_lost`) count as dropped.
         """
@@ -139,13 +133,9 @@ class GlueNode(Node):
             stats.dropped += int(info.total_count_change)
 
         self._handlers[topic] = handler
-        self._enqueuers[topic] = self.enqueuer(topic)
-        kwargs.setdefault("callback_group", self.receiver.group)
-        sub = self.create_subscription(
-            msg_type, topic, self._enqueuers[topic], self.in_qos, raw=raw,
+        return self.create_subscription(
+            msg_type, topic, self.enqueuer(topic), self.in_qos, raw=raw,
             event_callbacks=SubscriptionEventCallbacks(message_lost=lost), **kwargs)
-        self.receiver.add(topic, sub)
-        return sub
 
     def enqueuer(self, topic: str) -> Callable[[Any], None]:
         """The subscription callback of `topic`: count and enqueue, nothing else."""
@@ -269,8 +259,7 @@ class GlueNode(Node):
             values, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
-        """Stop the receiver and the worker, then destroy the node."""
-        self.receiver.stop()
+        """Stop the worker, then destroy the node."""
         self.worker.stop()
         super().destroy_node()
 

@@ -138,11 +138,11 @@ class PipelineNode(GlueNode):
     def _run_events(self, batch: EventBatch) -> None:
         if self.check_time(int(batch.t[0]), "events"):  # the pipeline resets itself
             self.events.decoder.reset()
-        start = time.monotonic_ns()
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
         updates = self.pipeline.on_events(batch)
-        end = time.monotonic_ns()
+        end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
         self.publish_updates(updates)
-        self.trace.add("events", int(batch.t[-1]), len(updates), self.arrival_ns, start, end)
+        self.trace.add("events", int(batch.t[-1]), len(updates), self.arrival_ns, start, end, cpu)
 
     def _skip_stale_frames(self, items: list[tuple[int, int, int, Any]]
                            ) -> list[tuple[int, int, int, Any]]:
@@ -168,11 +168,11 @@ class PipelineNode(GlueNode):
         self._frame_id = self.cfg.frame_id or msg.header.frame_id or self._frame_id
         gray = image_msg_to_gray(msg)
         self.camera.ready()  # warns once when no CameraInfo came
-        start = time.monotonic_ns()
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
         updates = self.pipeline.on_image(t_ns, gray)
-        end = time.monotonic_ns()
+        end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
         self.publish_updates(updates)
-        self.trace.add("frame", t_ns, len(updates), self.arrival_ns, start, end)
+        self.trace.add("frame", t_ns, len(updates), self.arrival_ns, start, end, cpu)
         cam = self.camera.model_for(t_ns) if updates else None
         if updates and cam is not None:
             self.feature_pub.publish(camera.feature_cloud(
