@@ -27,8 +27,6 @@ from blinktrack_ros.tracking.observation import Observations
 
 # A stamp this much older than the newest one seen means the source restarted (looped bag).
 BACKWARDS_TOLERANCE_NS = 100_000_000
-# While the worker is busy, the inputs are taken from the middleware in bulk this often.
-DRAIN_PERIOD_S = 0.01
 
 
 class EventModule(Protocol):
@@ -76,13 +74,9 @@ class GlueNode(Node):
     Subclasses create their subscriptions with `self.subscribe(topic, ..., handler)`: the
     callback only enqueues the message (with its wall-clock arrival) into `self.inbox`, and the
     node's worker thread runs `process(items)` on everything waiting (by default each handler in
-    arrival order). While the worker is busy, the executor leaves the input subscriptions alone
-    and a drain thread takes their messages in bulk every DRAIN_PERIOD_S (see InputGate): an
-    executor callback costs ~0.3 ms of CPU and the GIL per message, a bulk take ~0.04 ms, and at
-    1000 event packets/s the callbacks took the CPU the networks needed. ValueError (malformed
-    input) becomes a counted drop logged at a throttled rate. Diagnostics run on a steady-clock
-    timer (they go on when /clock stops) and report latency from the wall-clock arrival of the
-    input to the publication of its result.
+    arrival order). ValueError (malformed input) becomes a counted drop logged at a throttled
+    rate. Diagnostics run on a steady-clock timer (they go on when /clock stops) and report
+    latency from the wall-clock arrival of the input to the publication of its result.
     """
 
     def __init__(self, name: str, sections: dict[str, Any], **node_kwargs: Any) -> None:
@@ -113,9 +107,8 @@ class GlueNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.steady_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
         self.inbox = Inbox(self.cfg.inbox_capacity)
-        self.gate = InputGate(self)
         self.worker = Worker(self.inbox, self.process, self.on_processing_error,
-                             name=f"{name}_worker", busy=self.gate.set_busy)
+                             name=f"{name}_worker")
 
     def steady_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
         """A timer on the steady clock: it runs whether or not /clock (sim time) advances."""
@@ -144,12 +137,9 @@ class GlueNode(Node):
             stats.dropped += int(info.total_count_change)
 
         self._handlers[topic] = handler
-        kwargs.setdefault("callback_group", self.gate.group)
-        sub = self.create_subscription(
+        return self.create_subscription(
             msg_type, topic, self.enqueuer(topic), self.in_qos, raw=raw,
             event_callbacks=SubscriptionEventCallbacks(message_lost=lost), **kwargs)
-        self.gate.add(topic, sub)
-        return sub
 
     def enqueuer(self, topic: str) -> Callable[[Any], None]:
         """The subscription callback of `topic`: count and enqueue, nothing else."""
@@ -273,92 +263,9 @@ class GlueNode(Node):
             values, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
-        """Stop the worker and the drain thread, then destroy the node."""
+        """Stop the worker, then destroy the node."""
         self.worker.stop()
-        self.gate.stop()
         super().destroy_node()
-
-
-class InputGate:
-    """Who takes the input messages: the executor's callbacks while the worker is idle (lowest
-    latency), a drain thread taking them in bulk every DRAIN_PERIOD_S while it is busy.
-
-    The input subscriptions are in `group`, which the executor does not wait on while busy;
-    when the worker goes idle, what is waiting is drained at once and a guard condition wakes
-    the executor to wait on the subscriptions again. A drained message's arrival time is the
-    drain (at most DRAIN_PERIOD_S late).
-    """
-
-    def __init__(self, node: GlueNode) -> None:
-        """The group and the (sleeping) drain thread of `node`."""
-        import threading
-
-        from rclpy.callback_groups import ReentrantCallbackGroup
-        from rclpy.subscription import Subscription
-
-        gate = self
-
-        class _Group(ReentrantCallbackGroup):
-            def can_execute(self, entity: Any) -> bool:
-                return not (gate.busy and isinstance(entity, Subscription))
-
-        self.node, self.group, self.busy = node, _Group(), False
-        self._subs: list[tuple[str, Any]] = []
-        self._lock = threading.Lock()  # one drain at a time (bulk take, then enqueue)
-        self._wake_executor = node.create_guard_condition(lambda: None)
-        self._busy_event, self._stopped = threading.Event(), False
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"{node.get_name()}_drain")
-        self._thread.start()
-
-    def add(self, topic: str, sub: Any) -> None:
-        """An input subscription (`node.subscribe` adds each)."""
-        self._subs = [*self._subs, (topic, sub)]
-
-    def set_busy(self, busy: bool) -> None:
-        """The worker starts (True) or finished (False) a batch."""
-        if busy:
-            self.busy = True
-            self._busy_event.set()
-            return
-        self.drain()
-        if len(self.node.inbox):
-            return  # more to process: stay busy (the worker takes it next)
-        self.busy = False
-        self._busy_event.clear()
-        self.drain()  # what came between the drain and the executor's next wait
-        self._wake_executor.trigger()
-
-    def drain(self) -> None:
-        """Take every message waiting in the input subscriptions into the inbox."""
-        with self._lock:
-            for topic, sub in self._subs:
-                enqueue = self.node.enqueuer(topic)
-                while True:
-                    try:
-                        with sub.handle:
-                            taken = sub.handle.take_message(sub.msg_type, sub.raw)
-                    except Exception:  # noqa: BLE001 - destroyed or shut down: nothing more
-                        break
-                    if taken is None:
-                        break
-                    enqueue(taken[0])
-
-    def _run(self) -> None:
-        import time as _time
-
-        while not self._stopped:
-            if not self._busy_event.wait(0.2):
-                continue
-            _time.sleep(DRAIN_PERIOD_S)
-            if self.busy:
-                self.drain()
-
-    def stop(self) -> None:
-        """End the drain thread."""
-        self._stopped = True
-        self._busy_event.set()
-        self._thread.join(1.0)
 
 
 __all__ = ["EventModule", "FusionModule", "GlueNode", "ImageModule", "run"]

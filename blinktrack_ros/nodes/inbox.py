@@ -95,15 +95,10 @@ class Worker:
     """
 
     def __init__(self, inbox: Inbox, process: Callable[[list[Arrival]], None],
-                 on_error: Callable[[BaseException], None], name: str = "blinktrack_worker",
-                 busy: Callable[[bool], None] | None = None) -> None:
-        """Start the thread (daemon: a hung teardown cannot keep the process alive).
-
-        busy(True) is called before a batch is processed, busy(False) once the inbox is empty
-        after it (the node then receives through the executor again, see GlueNode).
-        """
+                 on_error: Callable[[BaseException], None], name: str = "blinktrack_worker"
+                 ) -> None:
+        """Start the thread (daemon: a hung teardown cannot keep the process alive)."""
         self.inbox, self._process, self._on_error = inbox, process, on_error
-        self._busy = busy or (lambda _: None)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -112,14 +107,12 @@ class Worker:
             items = self.inbox.take_all()
             if not items:
                 continue
-            self._busy(True)
             try:
                 self._process(items)
             except Exception as exc:  # noqa: BLE001 - reported by on_error, the node goes on
                 self._on_error(exc)
             finally:
                 self.inbox.done()
-                self._busy(False)  # may drain more into the inbox (taken on the next turn)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Close the inbox and wait (bounded) for the batch in progress to finish."""
