@@ -44,6 +44,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pace", type=float, default=1.0,
                    help="live data seconds per wall second (below 1: latency without backlog)")
     p.add_argument("--node-log", help="write the node process output to this file")
+    p.add_argument("--trace", help="live run: write the node's per-input timestamps to this "
+                   "CSV and report the medians of its stages (inbox, frames first, event "
+                   "call, publishing)")
     p.set_defaults(func=_bench_pipeline)
 
 
@@ -61,7 +64,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            threads: int = 1, node_log: str | None = None, pace: float = 1.0,
-                           progress: bool = False) -> dict[str, Any]:
+                           progress: bool = False, trace: str | None = None) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
@@ -98,7 +101,7 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         figures.update(measure_latency(seq, LiveSetup(
             mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
-            threads=threads, pace=pace), Path(node_log) if node_log else None))
+            threads=threads, pace=pace, trace=trace), Path(node_log) if node_log else None))
     return figures
 
 
@@ -134,7 +137,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     setup = replace(setup, event_msg=args.event_msg, event_rate_mev_s=args.event_rate_mev_s)
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
-                                         args.node_log, args.pace, progress=not args.json)
+                                         args.node_log, args.pace, progress=not args.json,
+                                         trace=args.trace)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     report("pipeline", figures, args.json)

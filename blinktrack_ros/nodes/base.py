@@ -84,6 +84,10 @@ class GlueNode(Node):
         super().__init__(name, **node_kwargs)
         self.params = NodeParameters(self, sections, DYNAMIC_SECTIONS, self.on_config_change)
         self.cfg: NodeConfig = self.params.configs["node"]
+        if self.cfg.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.cfg.torch_threads)  # the worker threads use it too
         self.in_qos = input_qos(self.cfg.input_reliability, self.cfg.input_queue_depth)
         self.out_qos = output_qos()
         self.inputs: dict[str, InputStats] = {}

@@ -25,6 +25,7 @@ from blinktrack_ros.nodes.camera_input import CameraInput
 from blinktrack_ros.nodes.config import default_sections
 from blinktrack_ros.nodes.event_topic import EventTopic
 from blinktrack_ros.nodes.inbox import Arrival
+from blinktrack_ros.nodes.trace import NodeTrace
 from blinktrack_ros.tracking.observation import Source
 
 
@@ -58,6 +59,7 @@ class PipelineNode(GlueNode):
         msg, sensor = blinktrack_ros.msg, sensor_msgs.msg
         self._last_debug_s = -np.inf
         self.frames_skipped = 0  # stale frames of a backlog, see _skip_stale_frames
+        self.trace = NodeTrace()  # per-input timestamps when $BLINKTRACK_NODE_TRACE is set
         self._frame_id = self.cfg.frame_id
         pub = self.create_publisher
         self.tracks_pub = pub(msg.TrackArray, "~/tracks", self.out_qos)
@@ -91,6 +93,7 @@ class PipelineNode(GlueNode):
 
     def process(self, items: list[Arrival]) -> None:
         """CameraInfo at once; events and frames in timestamp order (see the class)."""
+        self.trace.taken_ns = time.monotonic_ns()
         inputs = []
         for item in items:
             if item.topic == "events":
@@ -135,7 +138,11 @@ class PipelineNode(GlueNode):
     def _run_events(self, batch: EventBatch) -> None:
         if self.check_time(int(batch.t[0]), "events"):  # the pipeline resets itself
             self.events.decoder.reset()
-        self.publish_updates(self.pipeline.on_events(batch))
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
+        updates = self.pipeline.on_events(batch)
+        end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
+        self.publish_updates(updates)
+        self.trace.add("events", int(batch.t[-1]), len(updates), self.arrival_ns, start, end, cpu)
 
     def _skip_stale_frames(self, items: list[tuple[int, int, int, Any]]
                            ) -> list[tuple[int, int, int, Any]]:
@@ -161,8 +168,11 @@ class PipelineNode(GlueNode):
         self._frame_id = self.cfg.frame_id or msg.header.frame_id or self._frame_id
         gray = image_msg_to_gray(msg)
         self.camera.ready()  # warns once when no CameraInfo came
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
         updates = self.pipeline.on_image(t_ns, gray)
+        end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
         self.publish_updates(updates)
+        self.trace.add("frame", t_ns, len(updates), self.arrival_ns, start, end, cpu)
         cam = self.camera.model_for(t_ns) if updates else None
         if updates and cam is not None:
             self.feature_pub.publish(camera.feature_cloud(
@@ -174,22 +184,23 @@ class PipelineNode(GlueNode):
                 camera.draw_tracks(gray, updates[-1].tracks), t_ns, self._frame_id))
 
     def publish_updates(self, updates: list[Any]) -> None:
-        """Observations and tracks of each update, in order and never going back in time
-        (an update older than the last published is fused and counted, not published);
-        latency from the wall-clock arrival of the input that completed it."""
+        """Tracks, then the observations behind them, of each update, in order and never going
+        back in time (an update older than the last published is fused and counted, not
+        published); latency from the wall-clock arrival of the input that completed it (the
+        tracks go out first: they are what a consumer waits for)."""
         cam = self.cam
         for update in updates:
-            if update.observations is not None:
-                pub = self.obs_pubs.get(update.observations.source)
-                if pub is not None:
-                    self.publish_monotonic(pub, convert.observations_to_msg(
-                        update.observations, self._frame_id), update.observations.t_ns)
             snap = update.tracks
             und = camera.undistort_normalised(cam, snap.positions_px) if cam else None
             if self.publish_monotonic(self.tracks_pub,
                                       convert.snapshot_to_msg(snap, self._frame_id, und),
                                       snap.t_ns):
                 self.record_latency("updates")
+            if update.observations is not None:
+                pub = self.obs_pubs.get(update.observations.source)
+                if pub is not None:
+                    self.publish_monotonic(pub, convert.observations_to_msg(
+                        update.observations, self._frame_id), update.observations.t_ns)
 
     def extra_diagnostics(self) -> dict[str, str]:
         """Pipeline counters (windows merged/skipped, births, losses, resets) and decoding."""
@@ -207,6 +218,12 @@ class PipelineNode(GlueNode):
         """Also the frames skipped and the event windows skipped when behind."""
         skipped = getattr(self.pipeline.stats, "windows_skipped", 0)
         return super().unused_inputs() + self.frames_skipped + int(skipped)
+
+
+    def destroy_node(self) -> None:
+        """Stop processing, write the trace (when enabled), destroy the node."""
+        super().destroy_node()
+        self.trace.save()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -54,6 +54,9 @@ class NodeConfig:
             arrival, so that the arrays are fused in timestamp order (the launch file sets 300
             in split mode); 0 = fused on arrival (older entries counted stale).
         device: torch device of the networks (cpu, cuda, cuda:1, ...).
+        torch_threads: torch intra-op threads of the node's process (its worker threads
+            included); 0 = torch's default (all cores). On 2 shared cores 1 gave the lower live
+            latency (README, CPU timings).
         event_weights: event network checkpoint; empty = the shipped lite weights.
         image_weights: image network checkpoint; empty = the shipped lite weights.
         camera_id: camera id written into the VINS-Fusion feature cloud.
@@ -71,6 +74,7 @@ class NodeConfig:
     camera_info_wait_s: float = _opt(1.0, value_range=(0.0, 60.0))
     fusion_wait_ms: float = _opt(0.0, value_range=(0.0, 10000.0))
     device: str = _opt("cpu")
+    torch_threads: int = _opt(0, value_range=(0, 256))
     event_weights: str = _opt("")
     image_weights: str = _opt("")
     camera_id: int = _opt(0, value_range=(0, 255))

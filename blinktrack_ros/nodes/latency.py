@@ -39,6 +39,9 @@ class LiveSetup:
         debug_image_rate_hz: the node's debug image rate (its default costs some time).
         pace: data seconds per wall second of the driver (1 = real time; below 1 shows the
             latency without the queueing of a node that cannot keep up).
+        domain: ROS domain of the run (None: a private one derived from the process id).
+        trace: write the node's per-input timestamps to this CSV (nodes/trace.py) and add
+            the medians of its stages to the figures.
     """
 
     mode: str = "ei"
@@ -51,6 +54,8 @@ class LiveSetup:
     threads: int = 1
     debug_image_rate_hz: float = 5.0
     pace: float = 1.0
+    domain: int | None = None
+    trace: str | None = None
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
@@ -177,9 +182,13 @@ def window_latencies_ms(messages: list[tuple[int, bool, Any]], walls: np.ndarray
 
 def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict[str, Any]:
     """Run the node as a child process, play the sequence at real-time pace, return figures."""
-    domain = 20 + (os.getpid() + 13) % 80
+    domain = setup.domain if setup.domain is not None else 20 + (os.getpid() + 13) % 80
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                OMP_NUM_THREADS=str(setup.threads))
+    if setup.trace:
+        from blinktrack_ros.nodes.trace import TRACE_ENV
+
+        env[TRACE_ENV] = str(setup.trace)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     messages = _messages(seq, int(setup.packet_ms * 1e6))
     out = open(log, "w+") if log else tempfile.TemporaryFile("w+")  # noqa: SIM115
@@ -215,7 +224,7 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
         raise RuntimeError("no event window was received from blinktrack_node")
     late = (walls - driver.start_ns - np.array([m[0] - messages[0][0] for m in messages])
             / setup.pace) * 1e-6  # publish calls behind the schedule
-    return {"latency_ms_median": float(np.median(lat)),
+    figures = {"latency_ms_median": float(np.median(lat)),
             "latency_ms_p99": float(np.percentile(lat, 99)),
             "latency_ms_max": float(lat.max()), "latency_windows": int(lat.size),
             "live_event_updates": len(set(driver.windows)), "data_windows": n_windows,
@@ -223,6 +232,34 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
             "node_cpu_s_per_data_s": node_cpu / seq.config.duration_s,
             "driver_publish_lag_ms_p99": float(np.percentile(late, 99)),
             "node_torch_threads": setup.threads, "live_pace": setup.pace}
+    if setup.trace and Path(setup.trace).is_file():
+        figures.update(trace_stages(Path(setup.trace), messages[0][0]
+                                    + int(setup.warmup_s * 1e9)))
+    return figures
+
+
+def trace_stages(path: Path, from_ns: int = 0) -> dict[str, Any]:
+    """Medians (ms) of the node's stages for the event batches that completed windows (data
+    after from_ns): arrival -> taken by the worker (inbox), taken -> pipeline call (decoding,
+    and the frames of the same batch that come first), the pipeline call, its publishing; and
+    the frames' pipeline call."""
+    import csv
+
+    with open(path) as f:
+        rows = [dict(r, zero="0") for r in csv.DictReader(f) if int(r["t_data_ns"]) >= from_ns]
+
+    def stage(kind: str, a: str, b: str) -> float:
+        vals = [(int(r[b]) - int(r[a])) * 1e-6 for r in rows
+                if r["kind"] == kind and (kind != "events" or int(r["updates"]) > 0)]
+        return float(np.median(vals)) if vals else float("nan")
+
+    return {"node_inbox_ms_median": stage("events", "arrival_ns", "taken_ns"),
+            "node_before_events_ms_median": stage("events", "taken_ns", "start_ns"),
+            "node_event_call_ms_median": stage("events", "start_ns", "end_ns"),
+            "node_publish_ms_median": stage("events", "end_ns", "published_ns"),
+            "node_event_call_cpu_ms_median": stage("events", "zero", "call_cpu_ns"),
+            "node_frame_call_ms_median": stage("frame", "start_ns", "end_ns"),
+            "node_event_batches": sum(r["kind"] == "events" for r in rows)}
 
 
 def _cpu_s(pid: int) -> float:
