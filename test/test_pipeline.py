@@ -259,3 +259,13 @@ def test_frames_overlap_event_windows_in_timestamp_order_and_deterministically(r
     fused_at = {u.tracks.t_ns // MS: at for u, at in zip(sequential, sequential_at)}
     assert (fused_at[33], fused_at[35], fused_at[40], fused_at[45]) == (33, 36, 41, 46)
     assert [u.tracks.t_ns for u in sequential] == times
+
+
+def test_network_drop_counters_reach_the_pipeline_stats(rng):
+    """What a network source counts itself (non-finite outputs, unknown ids) is part of the
+    pipeline's stats, which the node publishes in /diagnostics."""
+    pipe, src = _event_pipeline()
+    src.stats = {"nan_dropped": 0, "unknown_ids": 0}
+    assert pipe.stats.sources == {"event nan_dropped": 0, "event unknown_ids": 0}
+    src.stats["nan_dropped"] = 3  # as the event source counts a NaN output
+    assert pipe.stats.sources["event nan_dropped"] == 3

@@ -238,7 +238,8 @@ def test_non_finite_observations_counted_track_kept(harness) -> None:
 def test_blinktrack_node_malformed_inputs_counted_node_alive() -> None:
     """Each malformed input class of blinktrack_node is a counted drop in /diagnostics and the
     node keeps tracking: a truncated dvs_msgs/EventArray (raw CDR), an Image shorter than its
-    size, an Image of an unsupported encoding, an uncalibrated CameraInfo."""
+    size, an Image of an unsupported encoding, an uncalibrated CameraInfo, a CameraInfo whose
+    size is not the frames' size."""
     from dvs_msgs.msg import EventArray
     from sensor_msgs.msg import CameraInfo, Image
 
@@ -273,6 +274,19 @@ def test_blinktrack_node_malformed_inputs_counted_node_alive() -> None:
         frame(T0 + 33_000_000)
         assert spin_until(h.ex, lambda: any(convert.stamp_to_ns(m.header.stamp)
                                             == T0 + 33_000_000 for m in h.tracks[n:]), 20.0)
+        # a calibrated CameraInfo of another size than the frames: counted per frame, its
+        # intrinsics not used (no ~/feature cloud from them), tracking goes on
+        info = CameraInfo(width=640, height=480, k=[300.0, 0, 320, 0, 300.0, 240, 0, 0, 1])
+        convert.set_stamp(info.header.stamp, T0 + 60_000_000)
+        info_pub.publish(info)
+        t = T0 + 66_000_000
+        for _ in range(20):
+            frame(t)
+            if spin_until(h.ex, lambda: (_diag_value(h, "camera_info size mismatch frames")
+                                         or 0) >= 1, 2.0):
+                break
+            t += 33_000_000
+        assert (_diag_value(h, "camera_info size mismatch frames") or 0) >= 1
         assert h.child.poll() is None
     finally:
         h.close()

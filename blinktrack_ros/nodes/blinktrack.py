@@ -173,7 +173,7 @@ class PipelineNode(GlueNode):
         end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
         self.publish_updates(updates)
         self.trace.add("frame", t_ns, len(updates), self.arrival_ns, start, end, cpu)
-        cam = self.camera.model_for(t_ns) if updates else None
+        cam = self.camera.model_for(t_ns, gray.shape)
         if updates and cam is not None:
             self.feature_pub.publish(camera.feature_cloud(
                 updates[-1].tracks, cam, self.cfg.camera_id, self._frame_id))
@@ -205,8 +205,10 @@ class PipelineNode(GlueNode):
     def extra_diagnostics(self) -> dict[str, str]:
         """Pipeline counters (windows merged/skipped, births, losses, resets) and decoding."""
         stats = asdict(self.pipeline.stats)
-        out = {f"pipeline {k}": str(v) for k, v in stats.items() if k != "fusion"}
+        out = {f"pipeline {k}": str(v) for k, v in stats.items()
+               if k not in ("fusion", "sources")}
         out.update({f"fusion {k}": str(v) for k, v in stats.get("fusion", {}).items()})
+        out.update({f"network {k}": str(v) for k, v in stats.get("sources", {}).items()})
         out.update({f"decode {k}": str(v) for k, v in self.events.stats().items()})
         out["pipeline backlog policy"] = str(getattr(self.pipeline.config.backlog, "value",
                                                      self.pipeline.config.backlog))

@@ -25,6 +25,9 @@ class CameraInput:
         models: (stamp ns, CameraModel) of the latest CameraInfos.
         gave_up: True once `wait_s` passed after the first frame without any CameraInfo.
         unsynchronised: frames given the latest model because none was within the slop.
+        size_mismatch: frames whose size differs from their CameraInfo's width x height: the
+            model is not used for them (wrong intrinsics would give wrong undistorted
+            positions); warned once per size pair.
     """
 
     def __init__(self, node: Any, wait_s: float, topic: str = "camera_info") -> None:
@@ -35,6 +38,8 @@ class CameraInput:
         self.models: deque[tuple[int, camera.CameraModel]] = deque(maxlen=INFOS_KEPT)
         self.gave_up = False
         self.unsynchronised = 0
+        self.size_mismatch = 0
+        self._warned_sizes: set[tuple[int, int, int, int]] = set()
         self._first_frame_s: float | None = None
         node.subscribe(sensor_msgs.msg.CameraInfo, topic, self.on_info)
 
@@ -59,15 +64,28 @@ class CameraInput:
             f"{self.wait_s:g} s: using the images without it (no undistortion, no ~/feature)")
         return True
 
-    def model_for(self, t_ns: int) -> camera.CameraModel | None:
+    def model_for(self, t_ns: int, size: tuple[int, int] | None = None
+                  ) -> camera.CameraModel | None:
         """The CameraInfo stamped within the slop of t_ns, else the latest one (static
-        calibration; counted), None when none is known."""
+        calibration; counted), None when none is known or when the frame's (height, width)
+        `size` differs from the CameraInfo's (counted, warned once per size pair)."""
         if not self.models:
             return None
         stamp, model = min(self.models, key=lambda sm: abs(sm[0] - int(t_ns)))
         if abs(stamp - int(t_ns)) > SYNC_SLOP_NS:
             self.unsynchronised += 1
-            return self.models[-1][1]
+            model = self.models[-1][1]
+        if size is not None and model.width > 0 and model.height > 0 and \
+                (int(size[0]), int(size[1])) != (model.height, model.width):
+            self.size_mismatch += 1
+            key = (int(size[1]), int(size[0]), model.width, model.height)
+            if key not in self._warned_sizes:
+                self._warned_sizes.add(key)
+                self.node.get_logger().warning(
+                    f"frames are {key[0]}x{key[1]} but the CameraInfo on "
+                    f"{self.node.resolve_topic_name(self.topic)} says {key[2]}x{key[3]}: its "
+                    "intrinsics are not used for these frames (no undistortion, no ~/feature)")
+            return None
         return model
 
     def latest(self) -> camera.CameraModel | None:
@@ -79,4 +97,5 @@ class CameraInput:
         state = "known" if self.models else ("none (images used without)" if self.gave_up
                                              else "waiting")
         return {"camera_info": state, "camera_info unsynchronised frames":
-                str(self.unsynchronised)}
+                str(self.unsynchronised), "camera_info size mismatch frames":
+                str(self.size_mismatch)}

@@ -80,9 +80,11 @@ class ImageNode(GlueNode):
         t_ns = convert.stamp_to_ns(msg.header.stamp)
         if self.check_time(t_ns):
             self.module.reset()
-        self.camera.model_for(t_ns)  # pairs the frame with its CameraInfo (counted if none)
+        gray = image_msg_to_gray(msg)
+        # pairs the frame with its CameraInfo (counted if none, or if its size differs)
+        self.camera.model_for(t_ns, gray.shape)
         frame_id = self.cfg.frame_id or msg.header.frame_id
-        for obs in self.module.on_image(t_ns, image_msg_to_gray(msg)):
+        for obs in self.module.on_image(t_ns, gray):
             self.publish_monotonic(self.obs_pub, convert.observations_to_msg(obs, frame_id),
                                    obs.t_ns)
         self.record_latency("image", arrival_ns)

@@ -133,6 +133,7 @@ class PipelineStats:
     tracks_lost: int = 0
     time_resets: int = 0
     fusion: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)  # the networks' own drop counters
 
 
 @dataclass
@@ -210,7 +211,18 @@ class Pipeline:
             windows_skipped=ev.get("windows_skipped", 0), events_late=ev.get("events_late", 0),
             frames=self.image.counts["frames"], tracks_born=int(self.engine.tracks.next_id),
             tracks_lost=self._lost, time_resets=self._time_resets,
-            fusion=dict(vars(self.fusion.result)))
+            fusion=dict(vars(self.fusion.result)), sources=self._source_counts())
+
+    def _source_counts(self) -> dict[str, int]:
+        """Drops counted inside the networks' sources (non-finite outputs, unknown ids...)."""
+        out: dict[str, int] = {}
+        event_stats = getattr(getattr(self.event, "source", None), "stats", None)
+        if isinstance(event_stats, dict):
+            out.update({f"event {k}": int(v) for k, v in event_stats.items()})
+        drops = getattr(getattr(self.image, "image_source", None), "drops", None)
+        if drops is not None:
+            out.update({f"image {k}": int(v) for k, v in vars(drops).items()})
+        return out
 
     def set_seeds(self, seeds: Seeds) -> None:
         """Start tracks from given points (e.g. EC/EDS ground truth at t0) instead of corners.
