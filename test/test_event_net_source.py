@@ -131,6 +131,7 @@ def test_nan_output_is_dropped_counted_and_not_stored(model, rng) -> None:
     fake.nan_ids = (6,)
     obs = src.observe(ev, 2, 1, ids, birth)
     assert obs.ids.tolist() == [5] and src.stats["nan_dropped"] == 1
+    assert src.nonfinite_ids.tolist() == [6]  # for the pipeline, which ends the track
     assert np.isfinite(obs.positions_px).all()
     fake.nan_ids = ()
     after = src.observe(ev, 3, 1, ids, birth)

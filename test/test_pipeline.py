@@ -269,3 +269,20 @@ def test_network_drop_counters_reach_the_pipeline_stats(rng):
     assert pipe.stats.sources == {"event nan_dropped": 0, "event unknown_ids": 0}
     src.stats["nan_dropped"] = 3  # as the event source counts a NaN output
     assert pipe.stats.sources["event nan_dropped"] == 3
+
+
+def test_a_track_with_nonfinite_network_output_is_ended(rng):
+    """A NaN/Inf network output is counted by the source (which records the id); the pipeline
+    then ends that track: LOST in the next snapshot, removed from the table and every source,
+    while the other tracks go on."""
+    pipe, src = _event_pipeline()
+    src.nonfinite_ids = np.zeros(0, np.uint32)
+    pipe.on_image(0, _frame(rng))
+    alive = src.ids.copy()
+    victim = int(alive[0])
+    src.nonfinite_ids = np.array([victim], np.uint32)  # as EventSource records a NaN output
+    updates = pipe.on_events(_events(np.arange(1, 25) * MS))
+    reported = [u for u in updates if victim in u.tracks.ids[u.tracks.status == 2]]
+    assert len(reported) == 1
+    assert victim not in pipe.engine.tracks.ids and victim not in src.ids
+    assert set(alive[1:]) <= set(pipe.engine.tracks.ids) and src.nonfinite_ids.size == 0

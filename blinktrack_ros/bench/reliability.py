@@ -280,7 +280,9 @@ def _event_restart(live: Any, items: Any) -> dict:
 
 def nan_from_network(n_windows: int = 30) -> dict:
     """The event network's output replaced by NaN/Inf for half the tracks (in-process: no topic
-    reaches the network's output): counted, those observations dropped, the pipeline lives."""
+    reaches the network's output): counted, those observations dropped and their tracks
+    ended (tracks_lost), the pipeline lives; blinktrack_node publishes the count in
+    /diagnostics ("network event nan_dropped")."""
     import torch
 
     from blinktrack_ros.synth.config import preset
@@ -319,7 +321,7 @@ def nan_from_network(n_windows: int = 30) -> dict:
                                  "tracks_lost": pipe.stats.tracks_lost,
                                  "non_finite_positions_published": nonfinite_out,
                                  "pipeline_alive": True,
-                                 "in_node_diagnostics": False}}
+                                 "in_node_diagnostics": True}}
 
 
 def checkpoint_mismatch(domain: int) -> dict:

@@ -61,6 +61,12 @@ class FusionEngine:
         self._buffer: list[tuple[int, int, Observations]] = []
         self._arrivals = 0
         self._newest_ns: int | None = None
+        self._dropped = np.zeros(0, np.uint32)  # ids to report LOST at the next snapshot
+
+    def drop(self, ids: np.ndarray) -> None:
+        """End these tracks: the next snapshot reports them LOST and removes them (e.g. a
+        network gave them a non-finite output, so their recurrent state cannot be trusted)."""
+        self._dropped = np.union1d(self._dropped, np.asarray(ids, np.uint32))
 
     def copy(self) -> FusionEngine:
         """An independent engine with the same tracks, buffer and settings (a provisional
@@ -69,6 +75,7 @@ class FusionEngine:
         other.tracks = copy.deepcopy(self.tracks)
         other._buffer = list(self._buffer)
         other._arrivals, other._newest_ns = self._arrivals, self._newest_ns
+        other._dropped = self._dropped.copy()
         return other
 
     def reset(self) -> None:
@@ -211,6 +218,9 @@ class FusionEngine:
         dt = np.maximum(int(t_ns) - tab.state_ns, 0) * 1e-9
         x, P = kalman.predict(tab.x, tab.P, dt, self.config.q, self.config.constant_q)
         lost = lifecycle.lost_mask(tab, x[:, :2], int(t_ns), self.config)
+        if self._dropped.size:
+            lost |= np.isin(tab.ids, self._dropped)
+            self._dropped = np.zeros(0, np.uint32)
         tab.status[lost] = TrackStatus.LOST
         snap = TrackSnapshot(
             t_ns=int(t_ns), ids=tab.ids.copy(), positions_px=x[:, :2].copy(),

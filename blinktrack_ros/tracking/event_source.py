@@ -120,6 +120,8 @@ class EventSource:
         self._state: EventNetState | None = None
         self._ids = np.zeros(0, np.uint32)
         self.stats = {"nan_dropped": 0, "unknown_ids": 0, "bad_positions": 0}
+        # ids whose output was non-finite since the pipeline last took them (it ends them)
+        self.nonfinite_ids = np.zeros(0, np.uint32)
 
     @property
     def track_ids(self) -> np.ndarray:
@@ -212,6 +214,7 @@ class EventSource:
                        bins=self.net_config.in_channels // 2)
         disp, logits, good = self._step(rows, self._tensor(sbt))
         self.stats["nan_dropped"] += int((~good).sum())
+        self.nonfinite_ids = np.union1d(self.nonfinite_ids, ids[~good]).astype(np.uint32)
         cov, p_vis = logits_to_covariance(torch.from_numpy(logits[good]), self.config.r_max,
                                           self.config.thre)
         geometric_centre = centres + ((s - 1) / 2.0 - s // 2)  # ci - 0.5 for even S

@@ -80,6 +80,7 @@ class ImageSource:
                                       param.new_zeros((0, model.config.feature_dim)),
                                       param.new_zeros((0, 2)))
         self._drops = DropCounts()
+        self.nonfinite_ids = np.zeros(0, np.uint32)  # non-finite outputs not yet taken
 
     @property
     def references(self) -> References:
@@ -172,5 +173,6 @@ class ImageSource:
               & np.isfinite(vis_np))
         self._drops = replace(self._drops,
                               nonfinite_output=self._drops.nonfinite_output + int((~ok).sum()))
+        self.nonfinite_ids = np.union1d(self.nonfinite_ids, query_ids[use][~ok]).astype(np.uint32)
         return Observations(Source.IMAGE, int(t_ns), query_ids[use][ok], positions_np[ok],
                             cov_np[ok], vis_np[ok])

@@ -319,9 +319,19 @@ class Pipeline:
         return updates
 
     def _fuse(self, obs: Observations) -> Update:
+        self._drop_nonfinite()
         snap = self.fusion.on_observations(obs)
         self._broadcast(snap)
         return Update(None if obs.source == Source.SEED else obs, snap)
+
+    def _drop_nonfinite(self) -> None:
+        """Tracks a network gave a NaN/Inf output (counted by the source) are ended: reported
+        LOST in this snapshot, then removed from every source (the issue's fault policy)."""
+        for source in (self.event_source, getattr(self.image, "image_source", None)):
+            ids = getattr(source, "nonfinite_ids", None)
+            if ids is not None and len(ids):
+                self.engine.drop(ids)
+                source.nonfinite_ids = np.zeros(0, np.uint32)
 
     def _broadcast(self, snap: TrackSnapshot) -> None:
         self._lost += int((snap.status == TrackStatus.LOST).sum())
