@@ -34,3 +34,16 @@ def test_image_lite_weights_load_with_lite_config():
     net = load_image_net(path, expected_config=LITE)
     assert net.config == LITE
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_default_event_source_is_lite2_and_old_lite_loads_by_path():
+    """The tracker's default event network is the compact lite2 (issue 16); the old lite
+    network stays loadable by path, each with its own architecture."""
+    from blinktrack_ros.tracking.build import DEFAULT_EVENT_WEIGHTS, make_event_source
+
+    assert Path(DEFAULT_EVENT_WEIGHTS).name == "event_lite2.pt"
+    assert (WEIGHTS / "event_lite2.pt").stat().st_size <= MAX_BYTES
+    default = make_event_source()
+    assert default.net.config == EventNetConfig.lite2()
+    old = make_event_source(WEIGHTS / "event_lite.pt")
+    assert old.net.config == EventNetConfig.lite()

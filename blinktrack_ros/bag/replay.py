@@ -172,7 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-ms", type=float, default=10.0, help="event window (ms)")
     p.add_argument("--target-count", type=int, default=SeedConfig().target_count,
                    help="features kept alive by Shi-Tomasi seeding (without --seeds)")
-    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--event-weights", help="event checkpoint (default: shipped event_lite2.pt)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--untrained", action="store_true", help="random network weights")
     p.add_argument("--device", default="cpu")

@@ -28,7 +28,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (here and in the node process)")
     p.add_argument("--seed", type=int, default=0, help="sequence seed")
-    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--event-weights", help="event checkpoint (default: shipped event_lite2.pt)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--frame-join-ms", type=float, default=None,
                    help="frames concurrent with the event windows of the next this many ms of "

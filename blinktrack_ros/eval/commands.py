@@ -195,7 +195,7 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--window-ms", type=float, default=None,
                    help="event window (default 10 ms, 5 ms for EDS)")
-    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--event-weights", help="event checkpoint (default: shipped event_lite2.pt)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--untrained", action="store_true",
                    help="random network weights (for tests and ablations)")

@@ -544,7 +544,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="event window")
     p.add_argument("--fb-max", type=float, default=RealCheckConfig.fb_max_px,
                    help="LK forward-backward error (px) above which a point is dropped")
-    p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
+    p.add_argument("--event-weights", help="event checkpoint (default: shipped event_lite2.pt)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")

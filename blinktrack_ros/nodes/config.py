@@ -54,7 +54,8 @@ class NodeConfig:
             arrival, so that the arrays are fused in timestamp order (the launch file sets 300
             in split mode); 0 = fused on arrival (older entries counted stale).
         device: torch device of the networks (cpu, cuda, cuda:1, ...).
-        event_weights: event network checkpoint; empty = the shipped lite weights.
+        event_weights: event network checkpoint; empty = the shipped weights/event_lite2.pt
+            (the old weights/event_lite.pt loads by path; see weights/README.md).
         image_weights: image network checkpoint; empty = the shipped lite weights.
         camera_id: camera id written into the VINS-Fusion feature cloud.
         frame_id: frame_id of the outputs; empty = the input images' frame_id.

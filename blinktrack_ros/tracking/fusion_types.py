@@ -42,8 +42,11 @@ class FusionConfig:
         calibrated_noise: replace the networks' R by the mapping fitted on validation data,
             r = exp(log_r0 + slope * (1 - visibility)) px^2 per axis (event and image sources;
             KLT and seeds keep theirs); False keeps the paper's r = r_max * (1 - p_vis)^b.
-        event_noise_log_r0: log r (px^2) of a surely visible event observation.
-        event_noise_slope: growth of log r with 1 - visibility (event source).
+        event_noise_log_r0: log r (px^2) of a surely visible event observation (the default
+            belongs to the default weights/event_lite2.pt; the old weights/event_lite.pt was
+            calibrated at -0.14 with slope 9.09, see weights/README.md).
+        event_noise_slope: growth of log r with 1 - visibility (event source; 0 for
+            event_lite2.pt, whose visibility does not rank its errors).
         image_noise_log_r0: log r (px^2) of a surely visible image observation.
         image_noise_slope: growth of log r with 1 - visibility (image source).
     """
@@ -63,8 +66,8 @@ class FusionConfig:
     seed_position_std_px: float = 1.0
     seed_velocity_std_px_s: float = 100.0
     calibrated_noise: bool = True
-    event_noise_log_r0: float = field(default=-0.14, metadata={"range": (-20.0, 20.0)})
-    event_noise_slope: float = field(default=9.09, metadata={"range": (0.0, 100.0)})
+    event_noise_log_r0: float = field(default=1.0, metadata={"range": (-20.0, 20.0)})
+    event_noise_slope: float = field(default=0.0, metadata={"range": (0.0, 100.0)})
     image_noise_log_r0: float = field(default=3.13, metadata={"range": (-20.0, 20.0)})
     image_noise_slope: float = field(default=8.0, metadata={"range": (0.0, 100.0)})
 
