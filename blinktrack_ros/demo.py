@@ -97,11 +97,13 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"3/3 replaying the bag through the node logic (mode {main_mode}) into a ROS 2 bag")
     seeds = out / main_mode / f"{sequence.name}.seeds.txt"
     _write_seeds(sequence.gt, seeds)
+    from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS
+
     stats = replay(SimpleNamespace(
         bag=str(bag), out=str(out / "tracks.mcap"), tracks_txt=None, mode=main_mode,
         seeds=str(seeds), target_count=64, event_topic=None, image_topic=None, window_ms=10.0,
         event_weights=None, image_weights=None, untrained=False, device="cpu",
-        frame_id="camera", quiet=True))
+        frame_id="camera", quiet=True, frame_join_ms=OFFLINE_FRAME_JOIN_MS))
     for mode in modes:
         print(f"\n## mode {mode}")
         print(sequence_table(results[mode]))

@@ -4,7 +4,8 @@ it: the calibrated mapping for the networks, KLT's own), its mean (2 for a calib
 Gaussian) and the fraction inside the 1-sigma / 2-sigma ellipses (39.3 % / 86.5 %), at GT-visible
 points. Validation data only:
 
-    python tools/noise_calibration_check.py DATA --modes e,i,ei,klt,e-klt [--event-weights W]
+    python tools/noise_calibration_check.py DATA --modes e,i,ei,klt,e-klt [--event-weights W] \
+        [--event-r=LOG_R0,SLOPE]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def main() -> int:
     ap.add_argument("data")
     ap.add_argument("--modes", default="e,i,ei,klt,e-klt")
     ap.add_argument("--event-weights")
+    ap.add_argument("--event-r", help="LOG_R0,SLOPE of the event source (default: the config's)")
     args = ap.parse_args()
     import torch
     from tqdm import tqdm
@@ -33,6 +35,11 @@ def main() -> int:
 
     torch.set_num_threads(1)
     cfg = BENCHMARK_FUSION
+    if args.event_r:
+        from dataclasses import replace
+
+        a, b = (float(v) for v in args.event_r.split(","))
+        cfg = replace(cfg, event_noise_log_r0=a, event_noise_slope=b)
     out = {}
     for mode in args.modes.split(","):
         rows = []  # source, nes, gt_visible
