@@ -98,6 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"3/3 replaying the bag through the node logic (mode {main_mode}) into a ROS 2 bag")
     seeds = out / main_mode / f"{sequence.name}.seeds.txt"
     _write_seeds(sequence.gt, seeds)
+
     stats = replay(SimpleNamespace(
         bag=str(bag), out=str(out / "tracks.mcap"), tracks_txt=None, mode=main_mode,
         seeds=str(seeds), target_count=64, event_topic=None, image_topic=None, window_ms=10.0,

@@ -34,3 +34,17 @@ def test_image_lite_weights_load_with_lite_config():
     net = load_image_net(path, expected_config=LITE)
     assert net.config == LITE
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_default_event_source_is_lite_and_compact_lite2_loads_by_path():
+    """The tracker's default event network stays the lite one (the compact lite2 lost on the
+    clean validation preset, weights/README.md); lite2 is shipped and loads by path, each
+    checkpoint with its own architecture."""
+    from blinktrack_ros.tracking.build import DEFAULT_EVENT_WEIGHTS, make_event_source
+
+    assert Path(DEFAULT_EVENT_WEIGHTS).name == "event_lite.pt"
+    assert (WEIGHTS / "event_lite2.pt").stat().st_size <= MAX_BYTES
+    default = make_event_source()
+    assert default.net.config == EventNetConfig.lite()
+    compact = make_event_source(WEIGHTS / "event_lite2.pt")
+    assert compact.net.config == EventNetConfig.lite2()

@@ -57,7 +57,9 @@ class NodeConfig:
         torch_threads: torch intra-op threads of the node's process (its worker threads
             included); 0 = torch's default (all cores). On 2 shared cores 1 gave the lower live
             latency (README, CPU timings).
-        event_weights: event network checkpoint; empty = the shipped lite weights.
+        event_weights: event network checkpoint; empty = the shipped weights/event_lite.pt
+            (weights/event_lite2.pt, the compact net, loads by path with its own R; see
+            weights/README.md).
         image_weights: image network checkpoint; empty = the shipped lite weights.
         camera_id: camera id written into the VINS-Fusion feature cloud.
         frame_id: frame_id of the outputs; empty = the input images' frame_id.

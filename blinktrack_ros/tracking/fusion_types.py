@@ -42,8 +42,11 @@ class FusionConfig:
         calibrated_noise: replace the networks' R by the mapping fitted on validation data,
             r = exp(log_r0 + slope * (1 - visibility)) px^2 per axis (event and image sources;
             KLT and seeds keep theirs); False keeps the paper's r = r_max * (1 - p_vis)^b.
-        event_noise_log_r0: log r (px^2) of a surely visible event observation.
-        event_noise_slope: growth of log r with 1 - visibility (event source).
+        event_noise_log_r0: log r (px^2) of a surely visible event observation (the default
+            belongs to the default weights/event_lite.pt; with weights/event_lite2.pt set 1.0
+            and event_noise_slope 0, its fit on validation: see weights/README.md).
+        event_noise_slope: growth of log r with 1 - visibility (event source; 0 for
+            event_lite2.pt, whose visibility does not rank its errors).
         image_noise_log_r0: log r (px^2) of a surely visible image observation.
         image_noise_slope: growth of log r with 1 - visibility (image source).
     """

@@ -13,7 +13,8 @@ sigma^2 = (median |error| / sqrt(2 ln 2))^2, exact for isotropic Gaussian errors
 of lost tracks (tens of pixels) do not dominate. The fitted values are `FusionConfig.*_noise_*`
 (the image offset then inflated on validation, see weights/README.md).
 
-    python -m blinktrack_ros.train.calibrate DATA [--mode ei] [--calibrated]  # bags + GT
+    python -m blinktrack_ros.train.calibrate DATA [--mode ei] [--calibrated] \
+        [--event-weights W] [--image-weights W]                            # bags + GT
 
 Use validation sequences only (e.g. `blinktrack synth --preset benchmark --seed 2000`), never the
 benchmark seeds.
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrated", action="store_true",
                     help="run the tracker with the current calibrated R (default: with the "
                          "paper's mapping, which is how the shipped values were fitted)")
+    ap.add_argument("--event-weights", help="event network checkpoint (default: the shipped one)")
+    ap.add_argument("--image-weights", help="image network checkpoint (default: the shipped one)")
     args = ap.parse_args(argv)
     from dataclasses import replace
 
@@ -120,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     for seq in sequences:
         recorder = ErrorRecorder()
         fusion = replace(BENCHMARK_FUSION, calibrated_noise=args.calibrated)
-        tracker = pipeline_tracker(fusion=fusion, observer=recorder)
+        tracker = pipeline_tracker(event_weights=args.event_weights,
+                                   image_weights=args.image_weights, fusion=fusion,
+                                   observer=recorder)
         tracker(seq, args.mode, gt_seeds(seq.gt), int(round(args.window_ms * 1e6)))
         errors.append(recorder.errors(seq.gt))
     err = np.concatenate(errors)
