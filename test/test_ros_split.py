@@ -35,13 +35,18 @@ def _linked(node, topics: dict[str, int]) -> bool:
                for t, n in topics.items())
 
 
-def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list) -> int:
+def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list,
+             image_obs: list) -> int:
     """Publish `gray` at stamps 10 ms apart before t_first_ns until fused tracks stamped with one
     of them come back; returns that stamp.
 
     The driver's graph view shows every endpoint before the node processes have matched each
     other's writers and readers, so the first arrays between two nodes can be lost (volatile
-    QoS, as on a robot). A real camera keeps publishing; the warm-up does the same."""
+    QoS, as on a robot). A real camera keeps publishing; the warm-up does the same, until the
+    image node has also observed fused tracks (an IMAGE or KLT array with ids in `image_obs`):
+    only then has the fusion node's TrackArray reached it. Before, a first TrackArray lost on
+    its way to the image node left the image node with pending seeds and no tracks, so the
+    next frame got no observation and no track array at its stamp."""
     from sensor_msgs.msg import Image
 
     h, w = gray.shape
@@ -51,7 +56,9 @@ def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list) -> 
         convert.set_stamp(msg.header.stamp, t_ns)
         pub.publish(msg)
         if spin_until(executor, lambda t=t_ns: any(convert.stamp_to_ns(m.header.stamp) == t
-                                              for m in tracks), 0.5):
+                                              for m in tracks) and any(
+                m.source in (m.SOURCE_IMAGE, m.SOURCE_KLT) and len(m.ids) for m in image_obs),
+                0.5):
             return t_ns
     raise AssertionError("no tracks came back for any warm-up frame")
 
@@ -102,12 +109,15 @@ def test_image_node_and_fusion_node_track_together(rng, ros_domain):
         ex.add_node(node)
         tracks: list = []
         node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
+        image_obs: list = []
+        node.create_subscription(bt_msg.ObservationArray, "/blinktrack_image/observations",
+                                 image_obs.append, 100)
         pub = node.create_publisher(Image, "/cam/image", 10)
         assert spin_until(ex, lambda: pub.get_subscription_count() >= 2 and _linked(
             node, {"/blinktrack_image/observations": 1, "/blinktrack/tracks": 2}), 60.0)
         tex = texture(rng)
         v = np.array([30.0, -15.0])  # px/s
-        _warm_up(ex, pub, translated(tex, np.zeros(2)), T0, tracks)
+        _warm_up(ex, pub, translated(tex, np.zeros(2)), T0, tracks, image_obs)
         for k in range(6):
             t_ns = T0 + k * 33_333_333
             frame = translated(tex, v * (t_ns - T0) * 1e-9)
@@ -180,6 +190,9 @@ def test_three_nodes_fuse_events_and_frames(rng, tmp_path, ros_domain):
         node.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 1000)
         node.create_subscription(bt_msg.ObservationArray, "/blinktrack_event/observations",
                                  event_obs.append, 1000)
+        image_obs: list = []
+        node.create_subscription(bt_msg.ObservationArray, "/blinktrack_image/observations",
+                                 image_obs.append, 1000)
         img_pub = node.create_publisher(Image, "/cam/image", 10)
         ev_pub = node.create_publisher(EventArray, "/cam/events", 1000)
         assert spin_until(ex, lambda: img_pub.get_subscription_count() >= 3 and
@@ -189,7 +202,8 @@ def test_three_nodes_fuse_events_and_frames(rng, tmp_path, ros_domain):
                      90.0), "nodes not up"
         frames = (np.clip(seq.frames, 0, 1) * 255).astype(np.uint8)
         shift = 2_000_000_000  # room for the warm-up frames before the sequence
-        warm = _warm_up(ex, img_pub, frames[0], shift + int(seq.frame_times_ns[0]), tracks)
+        warm = _warm_up(ex, img_pub, frames[0], shift + int(seq.frame_times_ns[0]), tracks,
+                        image_obs)
         events = dataclasses.replace(seq.events, t=seq.events.t + shift)
         for item in interleave(frames, seq.frame_times_ns + shift, events, 2_000_000):
             if isinstance(item, EventInput):
