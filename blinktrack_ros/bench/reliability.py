@@ -89,7 +89,7 @@ def _counters(diag: dict[str, str]) -> dict[str, str]:
 
 def run_live(domain: int, soak_s: float, mode: str, target: int, parts: set) -> dict:
     """Soak, burst and the topic-driven faults on one blinktrack_node."""
-    from blinktrack_ros.bench.livenode import LiveNode
+    from blinktrack_ros.nodes.livenode import LiveNode
 
     live = LiveNode(domain, mode, target)
     out: dict[str, Any] = {"node": {"mode": mode, "target_count": target,

@@ -4,7 +4,8 @@ The driver (this process) publishes dvs_msgs/EventArray packets and mono8 frames
 wall-clock times (sequence time + a shift: the stream happens "now"), each at the moment its
 stamp says, and receives the TrackArrays and /diagnostics. Latency of a TrackArray = its arrival
 (wall clock) - its stamp: window completion + transport + processing. Memory: the child's
-VmRSS from /proc. Used by `bench/reliability.py` (soak, burst, faults).
+VmRSS from /proc. Used by `bench/reliability.py` (soak, burst, faults); it lives in nodes/, the
+only package that imports rclpy.
 """
 
 from __future__ import annotations
