@@ -32,3 +32,14 @@ def ros_domain():
 
     with private_domain() as domain:
         yield domain
+
+
+@pytest.fixture
+def ctx(ros_domain):
+    """An rclpy context on this test's private ROS domain (shut down afterwards)."""
+    import rclpy
+
+    c = rclpy.Context()
+    rclpy.init(context=c, domain_id=ros_domain)
+    yield c
+    rclpy.shutdown(context=c)

@@ -62,14 +62,6 @@ class RecordingEventModule:
         self.resets += 1
 
 
-@pytest.fixture
-def ctx(ros_domain):
-    c = rclpy.Context()
-    rclpy.init(context=c, domain_id=ros_domain)
-    yield c
-    rclpy.shutdown(context=c)
-
-
 def _spin_until(executor, predicate, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not predicate() and time.monotonic() < deadline:

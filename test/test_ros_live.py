@@ -60,14 +60,6 @@ class CountingEventModule:
         pass
 
 
-@pytest.fixture
-def ctx(ros_domain):
-    c = rclpy.Context()
-    rclpy.init(context=c, domain_id=ros_domain)
-    yield c
-    rclpy.shutdown(context=c)
-
-
 def _node_params(**values) -> list[Parameter]:
     out = [Parameter("node.input_reliability", value="reliable")]
     return out + [Parameter(f"node.{k}", value=v) for k, v in values.items()]

@@ -60,23 +60,14 @@ def event_figures(name: str, device: str, sizes: list[int], modes: list[str], re
         ref = torch.rand((n, 1, s, s), generator=g).to(dev).contiguous(memory_format=fmt)
         sbt = torch.rand((n, c, s, s), generator=g)
         sbt = (sbt * (sbt > 0.8)).to(dev).contiguous(memory_format=fmt)
-        ref_disp = None
-        for mode in modes:
-            dtype = DTYPES[mode]
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32,
-                                                        enabled=dtype is not None):
-                state = net.init_state(ref)
-                for _ in range(2):  # a recurrent state as after a few steps
-                    _, _, state = net(state, sbt)
-                disp = net(state, sbt)[0].float()
-                times = _timed(lambda st=state, x=sbt: net(st, x), dev, repeats)
-            out[f"{name}_{mode}_N{n}_median_ms"] = float(np.median(times)) * 1e3
-            if ref_disp is None:
-                ref_disp = disp
-            else:
-                diff = float((disp - ref_disp).abs().max())
-                out[f"{name}_{mode}_N{n}_max_diff_px"] = diff
-                out[f"{name}_{mode}_N{n}_kept"] = diff <= KEEP_PX
+
+        def step(r=ref, x=sbt):
+            state = net.init_state(r)
+            for _ in range(2):  # a recurrent state as after a few steps
+                _, _, state = net(state, x)
+            return lambda st=state: net(st, x)
+
+        _per_precision(out, lambda mode, n=n: f"{name}_{mode}_N{n}", modes, dev, repeats, step)
     return out
 
 
@@ -96,24 +87,33 @@ def image_figures(name: str, device: str, tracks: int, modes: list[str], repeats
         gray = torch.from_numpy(rng.random((height, width), dtype=np.float32)).to(dev)
         start = torch.from_numpy(rng.random((tracks, 2), dtype=np.float32)
                                  * np.float32([width - 1, height - 1])).to(dev)
-        ref_pos = None
-        for mode in modes:
-            dtype = DTYPES[mode]
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32,
-                                                        enabled=dtype is not None):
-                ref_feats = net.sample_reference(net.encode_frame(gray), start)
 
-                def frame(rf=ref_feats, st=start, g=gray):
-                    return net.track(net.encode_frame(g), rf, st + 1.5, st)
+        def frame_fn(g=gray, st=start):
+            ref_feats = net.sample_reference(net.encode_frame(g), st)
+            return lambda: net.track(net.encode_frame(g), ref_feats, st + 1.5, st)
 
-                pos = frame()[0].float()
-                times = _timed(frame, dev, repeats)
-            key = f"{name}_{mode}_{width}x{height}_N{tracks}"
-            out[f"{key}_median_ms"] = float(np.median(times)) * 1e3
-            if ref_pos is None:
-                ref_pos = pos
-            else:
-                diff = float((pos - ref_pos).abs().max())
-                out[f"{key}_max_diff_px"] = diff
-                out[f"{key}_kept"] = diff <= KEEP_PX
+        _per_precision(out, lambda mode, w=width, h=height: f"{name}_{mode}_{w}x{h}_N{tracks}",
+                       modes, dev, repeats, frame_fn)
     return out
+
+
+def _per_precision(out: dict[str, Any], key: Any, modes: list[str], dev: torch.device,
+                   repeats: int, make: Any) -> None:
+    """For each autocast mode (fp32 first): `make()` under that autocast returns the call to
+    time, whose output [0] is compared with fp32's; writes KEY_median_ms, and for the other
+    modes KEY_max_diff_px and KEY_kept (within KEEP_PX)."""
+    reference = None
+    for mode in modes:
+        dtype = DTYPES[mode]
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            fn = make()
+            result = fn()[0].float()
+            times = _timed(fn, dev, repeats)
+        out[f"{key(mode)}_median_ms"] = float(np.median(times)) * 1e3
+        if reference is None:
+            reference = result
+        else:
+            diff = float((result - reference).abs().max())
+            out[f"{key(mode)}_max_diff_px"] = diff
+            out[f"{key(mode)}_kept"] = diff <= KEEP_PX
