@@ -137,3 +137,15 @@ def test_resume_restores_the_exact_state(tmp_path):
                             resumed.net.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.opt.state_dict()["state"][0]["step"] == 4
+
+
+def test_unroll_schedule_follows_the_wall_time_of_a_minutes_run():
+    """A --minutes run bounds --steps loosely (e.g. 1e6): its unroll schedule must advance
+    with the fraction of the run done, not with step / steps (which stayed at the first
+    length for whole runs before)."""
+    cfg = TrainConfig(module="image", steps=1_000_000, minutes=10.0,
+                      unroll=((0.0, 4), (0.3, 8), (0.6, 12)))
+    assert cfg.unroll_at(5000) == 4  # by steps: 0.5 % done
+    assert [cfg.unroll_at(5000, done) for done in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [
+        4, 4, 8, 8, 12, 12]
+    assert TrainConfig(module="image", steps=100, unroll=((0.0, 4), (0.5, 8))).unroll_at(50) == 8

@@ -36,6 +36,28 @@ def test_image_lite_weights_load_with_lite_config():
     assert all(torch.isfinite(p).all() for p in net.parameters())
 
 
+def test_default_image_source_is_the_patch_network_with_its_noise():
+    """The default image weights are the patch network (it won on every validation set,
+    weights/README.md) and carry their own fitted R, which the pipeline uses; the pyramid
+    `image_lite.pt` still loads by path."""
+    from blinktrack_ros.tracking.build import DEFAULT_IMAGE_WEIGHTS, build_pipeline
+    from blinktrack_ros.tracking.engine import FusionConfig
+    from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
+
+    assert Path(DEFAULT_IMAGE_WEIGHTS).name == "image_patch.pt"
+    assert (WEIGHTS / "image_patch.pt").stat().st_size <= MAX_BYTES
+    pipe = build_pipeline(PipelineConfig(mode=Mode.I))
+    net = pipe.image.image_source.model
+    assert net.config.arch == "patch" and net.fusion_noise is not None
+    cfg = pipe.engine.config
+    assert (cfg.image_noise_log_r0, cfg.image_noise_slope) == net.fusion_noise
+    assert net.fusion_noise != (FusionConfig().image_noise_log_r0,
+                                FusionConfig().image_noise_slope)
+    old = build_pipeline(PipelineConfig(mode=Mode.I), image_weights=WEIGHTS / "image_lite.pt")
+    assert old.image.image_source.model.config == LITE
+    assert old.engine.config.image_noise_log_r0 == FusionConfig().image_noise_log_r0
+
+
 def test_default_event_source_is_lite_and_compact_lite2_loads_by_path():
     """The tracker's default event network stays the lite one (the compact lite2 lost on the
     clean validation preset, weights/README.md); lite2 is shipped and loads by path, each
@@ -48,3 +70,34 @@ def test_default_event_source_is_lite_and_compact_lite2_loads_by_path():
     assert default.net.config == EventNetConfig.lite()
     compact = make_event_source(WEIGHTS / "event_lite2.pt")
     assert compact.net.config == EventNetConfig.lite2()
+
+
+def test_patch_image_weights_track_a_known_shift_of_a_real_frame():
+    """The shipped patch image network on a real DAVIS frame (EC slider_depth, never trained
+    on) moved by a known sub-pixel translation, darker and with less contrast: the ground
+    truth is the warp. Sub-pixel where KLT-like trackers are (median < 0.3 px)."""
+    import cv2
+    import pytest
+
+    frame_path = (Path(__file__).resolve().parents[2] / "shared" / "data" / "ec_slider_depth"
+                  / "images" / "frame_00000000.png")
+    if not frame_path.is_file():
+        pytest.skip(f"real frame not found: {frame_path} (see ../shared/data/SOURCES.md)")
+    net = load_image_net(WEIGHTS / "image_patch.pt")
+    assert net.config.arch == "patch" and net.fusion_noise is not None
+    gray = cv2.imread(str(frame_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    h, w = gray.shape
+    corners = cv2.goodFeaturesToTrack(gray, 40, 0.01, 8)[:, 0].astype(np.float32)
+    corners = corners[(corners[:, 0] > 25) & (corners[:, 0] < w - 25)
+                      & (corners[:, 1] > 25) & (corners[:, 1] < h - 25)]
+    assert len(corners) >= 15
+    shift = np.array([3.3, -1.7], np.float32)
+    moved = cv2.warpAffine(gray, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (w, h),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = 0.5 * moved + 0.1
+    with torch.inference_mode():
+        ref = net.sample_reference(net.encode_frame(gray), torch.from_numpy(corners))
+        pos, logits = net.track(net.encode_frame(moved), ref, torch.from_numpy(corners))
+    err = np.linalg.norm(pos.numpy() - (corners + shift), axis=1)
+    assert np.median(err) < 0.3 and np.percentile(err, 90) < 1.0, np.round(err, 2)
+    assert (logits[:, 1] > logits[:, 0]).float().mean() > 0.9  # seen as visible

@@ -71,3 +71,41 @@ def load_checkpoint(path: str | Path, kind: str, config_cls: type[C],
                 if getattr(config, f) != getattr(expected_config, f)}
         raise CheckpointError(f"{path}: config does not match (checkpoint, expected): {diff}")
     return config, payload["state_dict"], dict(payload.get("extra", {}))
+
+
+NOISE_KEY = "fusion_noise"
+NOISE_RANGE = {"log_r0": (-20.0, 20.0), "slope": (0.0, 100.0)}
+
+
+def fusion_noise_of(extra: dict, path: str | Path = "checkpoint") -> tuple[float, float] | None:
+    """The measurement noise fitted for these weights, (log_r0, slope), from a checkpoint's
+    extra (`train.calibrate --write`), or None when it has none; CheckpointError when the
+    stored values are malformed or outside the fusion parameters' ranges."""
+    fit = extra.get(NOISE_KEY)
+    if fit is None:
+        return None
+    try:
+        values = tuple(float(fit[k]) for k in ("log_r0", "slope"))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: malformed {NOISE_KEY} {fit!r} ({exc})") from exc
+    for (name, (lo, hi)), v in zip(NOISE_RANGE.items(), values):
+        if not lo <= v <= hi:  # also rejects NaN
+            raise CheckpointError(f"{path}: {NOISE_KEY}.{name} = {v} outside [{lo}, {hi}]")
+    return values  # type: ignore[return-value]
+
+
+def set_fusion_noise(path: str | Path, log_r0: float, slope: float,
+                     note: str | None = None) -> None:
+    """Store a fitted measurement noise in a checkpoint's extra (the file is rewritten)."""
+    path = Path(path)
+    payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not a blinktrack checkpoint")
+    extra = dict(payload.get("extra", {}))
+    extra[NOISE_KEY] = {"log_r0": float(log_r0), "slope": float(slope),
+                        **({"note": note} if note else {})}
+    fusion_noise_of(extra, path)
+    payload["extra"] = extra
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, str(tmp))
+    tmp.replace(path)

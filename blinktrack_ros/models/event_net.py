@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from blinktrack_ros.models.checkpoint import (
     CheckpointError,
+    fusion_noise_of,
     load_checkpoint,
     save_checkpoint,
 )
@@ -214,12 +215,14 @@ def save_event_net(path: str | Path, model: EventNet, extra: dict | None = None)
 def load_event_net(path: str | Path, device: str | torch.device = "cpu",
                    expected_config: EventNetConfig | None = None) -> EventNet:
     """Load an event network in eval mode; CheckpointError on kind/config/weight mismatch."""
-    config, state_dict, _ = load_checkpoint(path, KIND, EventNetConfig, expected_config)
+    config, state_dict, extra = load_checkpoint(path, KIND, EventNetConfig, expected_config)
     model = EventNet(config)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from exc
+    # the measurement noise fitted for these weights, if any (FusionConfig.noise_from_weights)
+    model.fusion_noise = fusion_noise_of(extra, path)
     return model.to(device).eval()
 
 

@@ -17,8 +17,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--tracks", type=int, default=64, help="tracks per frame (default 64)")
     p.add_argument("--repeats", type=int, default=10, help="timed frames per case (default 10)")
-    p.add_argument("--configs", default="paper,lite",
-                   help="comma-separated: paper,lite,lite2,base")
+    p.add_argument("--configs", default="paper,lite,patch",
+                   help="comma-separated: paper,lite,lite2,base,patch,patch3 (patch: the "
+                        "default image network's design)")
     p.add_argument("--device", default="cpu",
                    help="cuda, cuda:1, ...: time on that device per --autocast dtype instead")
     p.add_argument("--autocast", default="fp32,bf16,fp16",

@@ -37,6 +37,14 @@ class ImageNetConfig:
         input_norm: standardise each frame (zero mean, unit deviation) before the encoder, so
             the features do not depend on the renderer's or camera's brightness and contrast
             (False for checkpoints written before this field existed).
+        arch: "pyramid" (the paper's image module above, `image_net.ImageNet`; every checkpoint
+            written before this field existed) or "patch" (`image_patch.PatchImageNet`: a
+            learned coarse-to-fine patch tracker, the fields below).
+        patch_size: side (4k + 1) of the square patches the patch tracker crops, per level.
+        patch_channels: (stem, encoder) channels of the patch encoder.
+        patch_levels: pyramid level of each refinement iteration (level l: the frame
+            downsampled 2^l times), coarse to fine, e.g. (1, 0).
+        redir_dim: channels of the redirected (non-correlation) features the head sees.
     """
 
     stem_dim: int = 64
@@ -53,8 +61,26 @@ class ImageNetConfig:
     iterations: int = 3
     frame_padding: str = "replicate"
     input_norm: bool = False
+    arch: str = "pyramid"
+    patch_size: int = 25
+    patch_channels: tuple[int, ...] = (16, 32)
+    patch_levels: tuple[int, ...] = (1, 0)
+    redir_dim: int = 8
 
     def __post_init__(self) -> None:
+        if self.arch not in ("pyramid", "patch"):
+            raise ValueError(f"unknown image net arch {self.arch!r}: 'pyramid' or 'patch'")
+        if self.arch == "patch":
+            if self.patch_size < 9 or (self.patch_size - 1) % 4:
+                raise ValueError(f"patch_size must be 4k + 1 >= 9 (a centre cell on the "
+                                 f"stride-2 map), got {self.patch_size}")
+            if self.iterations != len(self.patch_levels):
+                raise ValueError(f"iterations ({self.iterations}) must equal "
+                                 f"len(patch_levels) {self.patch_levels}")
+            if len(self.patch_channels) != 2 or min(self.patch_channels) < 1:
+                raise ValueError(f"patch_channels needs 2 positive entries: {self.patch_channels}")
+            if not self.patch_levels or min(self.patch_levels) < 0 or self.redir_dim < 1:
+                raise ValueError(f"patch_levels must be non-empty and >= 0: {self.patch_levels}")
         if len(self.stage_dims) != 4:
             raise ValueError(f"stage_dims needs 4 entries, got {self.stage_dims}")
         if self.embed_dim % 2:
@@ -106,7 +132,20 @@ BASE = ImageNetConfig(stem_dim=32, stage_dims=(32, 48, 64, 96), blocks_per_stage
                       mlp_expansion=4, iterations=3, input_norm=True)
 """For GPU robots and Jetson-class boards (about 1/4 of the paper's encoder arithmetic)."""
 
-CONFIGS = {"paper": PAPER, "lite": LITE, "lite2": LITE2, "base": BASE}
+PATCH = ImageNetConfig(arch="patch", feature_dim=24, mlp_dim=128, patch_size=25,
+                       patch_channels=(24, 32), patch_levels=(1, 0), redir_dim=8,
+                       input_norm=True, iterations=2)
+"""The coarse-to-fine patch tracker for 2 CPU cores (`image_patch.PatchImageNet`): the cost is
+per track (N x 2 small patches per frame), not per frame pixel."""
+
+PATCH3 = ImageNetConfig(arch="patch", feature_dim=24, mlp_dim=128, patch_size=25,
+                        patch_channels=(24, 32), patch_levels=(2, 1, 0), redir_dim=8,
+                        input_norm=True, iterations=3)
+"""`PATCH` with a third, coarser level first (the same weights fit both: the levels share
+them): reaches 4x farther (40 px) for 1.5x the cost."""
+
+CONFIGS = {"paper": PAPER, "lite": LITE, "lite2": LITE2, "base": BASE, "patch": PATCH,
+           "patch3": PATCH3}
 
 
 def config_by_name(name: str) -> ImageNetConfig:

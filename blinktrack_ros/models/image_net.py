@@ -26,11 +26,17 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from blinktrack_ros.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from blinktrack_ros.models.checkpoint import (
+    CheckpointError,
+    fusion_noise_of,
+    load_checkpoint,
+    save_checkpoint,
+)
 from blinktrack_ros.models.image_config import PAPER, STRIDE, ImageNetConfig
 from blinktrack_ros.models.image_layers import Encoder, PointMLP, flow_embedding
 
 KIND = "image_net"
+REACH_PX_PYRAMID = 24.0  # training: searches starting farther from the truth are masked
 
 
 @dataclass(frozen=True)
@@ -146,11 +152,28 @@ def volumes_are_cheaper(pyramid: tuple[torch.Tensor, ...], radius: int, iteratio
 class ImageNet(nn.Module):
     """Encoder + correlation pyramid + per-point MLP, iterated `config.iterations` times."""
 
+    def __new__(cls, config: ImageNetConfig = PAPER):
+        if cls is ImageNet and config is not None and config.arch == "patch":
+            from blinktrack_ros.models.image_patch import PatchImageNet
+
+            return super().__new__(PatchImageNet)
+        return super().__new__(cls)
+
     def __init__(self, config: ImageNetConfig = PAPER) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.mlp = PointMLP(config)
+
+    @property
+    def reference_dim(self) -> int:
+        """Width of one track's reference row (`sample_reference`)."""
+        return self.config.feature_dim
+
+    @property
+    def reach_px(self) -> float:
+        """How far (px, max norm) from the truth a search can start and still see it."""
+        return REACH_PX_PYRAMID
 
     def encode_frame(self, gray: torch.Tensor | np.ndarray) -> FrameFeatures:
         """Encode a (H, W) float gray frame in [0, 1] once: feature map and pyramid.
@@ -268,11 +291,13 @@ def _legacy_fields(extra: dict) -> dict:
 def load_image_net(path: str | Path, device: str | torch.device = "cpu",
                    expected_config: ImageNetConfig | None = None) -> ImageNet:
     """Load an image network in eval mode; CheckpointError on kind/config/weight mismatch."""
-    config, state_dict, _ = load_checkpoint(path, KIND, ImageNetConfig, expected_config,
-                                            legacy_fields=_legacy_fields)
+    config, state_dict, extra = load_checkpoint(path, KIND, ImageNetConfig, expected_config,
+                                                legacy_fields=_legacy_fields)
     net = ImageNet(config)
     try:
         net.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit {config}: {exc}") from exc
+    # the measurement noise fitted for these weights, if any (FusionConfig.noise_from_weights)
+    net.fusion_noise = fusion_noise_of(extra, path)
     return net.to(device).eval()

@@ -89,7 +89,10 @@ class PipelineNode(GlueNode):
         if section == "fusion" and hasattr(self, "pipeline"):
             from blinktrack_ros.tracking.pipeline import fusion_config_for
 
-            self.pipeline.engine.config = fusion_config_for(self.pipeline.config.mode, cfg)
+            p = self.pipeline
+            self.pipeline.engine.config = fusion_config_for(
+                p.config.mode, cfg, p.event.source if p.event is not None else None,
+                p.image.image_source)
 
     def process(self, items: list[Arrival]) -> None:
         """CameraInfo at once; events and frames in timestamp order (see the class)."""

@@ -58,9 +58,11 @@ class NodeConfig:
             included); 0 = torch's default (all cores). On 2 shared cores 1 gave the lower live
             latency (README, CPU timings).
         event_weights: event network checkpoint; empty = the shipped weights/event_lite.pt
-            (weights/event_lite2.pt, the compact net, loads by path with its own R; see
+            (weights/event_lite2.pt, the compact net, loads by path and brings its own R; see
             weights/README.md).
-        image_weights: image network checkpoint; empty = the shipped lite weights.
+        image_weights: image network checkpoint; empty = the shipped weights/image_patch.pt
+            (the patch network, with its own R; the paper-style weights/image_lite.pt by
+            path).
         camera_id: camera id written into the VINS-Fusion feature cloud.
         frame_id: frame_id of the outputs; empty = the input images' frame_id.
         debug_image_rate_hz: maximum rate of ~/debug_image; 0 = off.

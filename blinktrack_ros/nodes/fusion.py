@@ -36,7 +36,7 @@ class FusionNode(GlueNode):
     def __init__(self, module: Any = None, name: str = "blinktrack", **kwargs: Any) -> None:
         """Create the node; `module` defaults to the core's FusionModule."""
         super().__init__(name, {"node": NodeConfig(), "fusion": FusionConfig()}, **kwargs)
-        self.module = module or FusionModule(self.params.configs["fusion"])
+        self.module = module or FusionModule(self._fusion_config(self.params.configs["fusion"]))
         self._last_debug_s = -np.inf
         self._latest_snap: TrackSnapshot | None = None
         self.frame_id = self.cfg.frame_id
@@ -64,11 +64,23 @@ class FusionNode(GlueNode):
                                                  self.out_qos)
         self.debug_pub = self.create_publisher(self.sensor.Image, "~/debug_image", self.out_qos)
 
+    def _fusion_config(self, cfg: FusionConfig) -> FusionConfig:
+        """cfg with the noise fitted for the weights the network nodes load (same
+        node.event_weights / node.image_weights parameters), where they carry one."""
+        from blinktrack_ros.tracking.build import weights_noise_fits
+        from blinktrack_ros.tracking.pipeline import with_weights_noise
+
+        if not cfg.noise_from_weights:
+            return cfg
+        node = self.params.configs["node"]
+        return with_weights_noise(cfg, weights_noise_fits(node.event_weights or None,
+                                                          node.image_weights or None))
+
     def on_config_change(self, section: str, cfg: Any) -> None:
         """Pass fusion parameter changes to the module."""
         super().on_config_change(section, cfg)
         if section == "fusion" and hasattr(self, "module"):
-            self.module.set_config(cfg)
+            self.module.set_config(self._fusion_config(cfg))
 
     def on_arrays(self, stream: str, msg: Any) -> None:
         """Convert; fuse (and publish) every array now due in timestamp order (StreamOrder:

@@ -10,7 +10,7 @@ from blinktrack_ros.tracking.pipeline import Pipeline, PipelineConfig
 from blinktrack_ros.tracking.seeding import SeedConfig
 
 DEFAULT_EVENT_WEIGHTS = "weights/event_lite.pt"  # event_lite2.pt (compact net) by path
-DEFAULT_IMAGE_WEIGHTS = "weights/image_lite.pt"
+DEFAULT_IMAGE_WEIGHTS = "weights/image_patch.pt"  # the pyramid image_lite.pt by path
 
 
 def resolve_weights(path: str | Path | None, default: str) -> Path:
@@ -60,6 +60,33 @@ def make_image_source(weights: str | Path | None = None, device: str = "cpu",
     else:
         model = load_image_net(resolve_weights(weights, DEFAULT_IMAGE_WEIGHTS), device)
     return ImageSource(model.to(device), ImageSourceConfig(**source_kwargs))
+
+
+def weights_noise_fits(event_weights: str | Path | None, image_weights: str | Path | None
+                       ) -> dict[str, tuple[float, float] | None]:
+    """{"event"|"image": the noise fitted for these weights (their checkpoint's
+    `fusion_noise`) or None}, reading only the checkpoints (the fusion node loads no network).
+    A shipped default that is not installed gives None; a given file that is missing or bad
+    raises (FileNotFoundError / CheckpointError)."""
+    from blinktrack_ros.models.checkpoint import fusion_noise_of, load_checkpoint
+    from blinktrack_ros.models.event_config import EventNetConfig
+    from blinktrack_ros.models.image_config import ImageNetConfig
+
+    fits: dict[str, tuple[float, float] | None] = {}
+    for name, path, default, cls in (("event", event_weights, DEFAULT_EVENT_WEIGHTS,
+                                      EventNetConfig),
+                                     ("image", image_weights, DEFAULT_IMAGE_WEIGHTS,
+                                      ImageNetConfig)):
+        try:
+            resolved = resolve_weights(path, default)
+        except FileNotFoundError:
+            if path:
+                raise
+            fits[name] = None
+            continue
+        _, _, extra = load_checkpoint(resolved, f"{name}_net", cls)
+        fits[name] = fusion_noise_of(extra, resolved)
+    return fits
 
 
 def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
@@ -119,5 +146,6 @@ def modules_from_configs(configs: dict):
     event = EventModule(event_source, cfg.event_window_ms, cfg.max_pending_windows,
                         cfg.backlog is Backlog.MERGE) if event_source is not None else None
     image = ImageModule(image_source, klt, configs["seeding"], cfg.reseed)
-    fusion = FusionModule(fusion_config_for(cfg.mode, configs["fusion"]))
+    fusion = FusionModule(fusion_config_for(cfg.mode, configs["fusion"], event_source,
+                                            image_source))
     return SimpleNamespace(event=event, image=image, fusion=fusion)

@@ -106,6 +106,8 @@ class EventSource:
                  patch_fn: PatchFn | None = None):
         self.config = config or EventSourceConfig()
         model = model.to(self.config.device).eval()
+        # (log_r0, slope) fitted for these weights, if their checkpoint has it
+        self.fusion_noise = getattr(model, "fusion_noise", None)
         self.net = prepare_for_inference(model) if self.config.fast_inference else model
         if self.config.compile:
             self._step_net = torch.compile(self.net, dynamic=True)

@@ -43,12 +43,17 @@ class FusionConfig:
             r = exp(log_r0 + slope * (1 - visibility)) px^2 per axis (event and image sources;
             KLT and seeds keep theirs); False keeps the paper's r = r_max * (1 - p_vis)^b.
         event_noise_log_r0: log r (px^2) of a surely visible event observation (the default
-            belongs to the default weights/event_lite.pt; with weights/event_lite2.pt set 1.0
-            and event_noise_slope 0, its fit on validation: see weights/README.md).
-        event_noise_slope: growth of log r with 1 - visibility (event source; 0 for
-            event_lite2.pt, whose visibility does not rank its errors).
-        image_noise_log_r0: log r (px^2) of a surely visible image observation.
+            belongs to the default weights/event_lite.pt; weights/event_lite2.pt carries its
+            own, 1.0 and slope 0, used while noise_from_weights is on: weights/README.md).
+        event_noise_slope: growth of log r with 1 - visibility (event source).
+        image_noise_log_r0: log r (px^2) of a surely visible image observation (the default
+            belongs to weights/image_lite.pt; the default image weights, image_patch.pt, carry
+            their own fit, used while noise_from_weights is on).
         image_noise_slope: growth of log r with 1 - visibility (image source).
+        noise_from_weights: where a loaded weights file carries its own fitted noise
+            (`python -m blinktrack_ros.train.calibrate ... --write`), use it for that source
+            instead of event_noise_* / image_noise_* (calibrated_noise only; False: always
+            these parameters).
     """
 
     q: float = 1.0e4
@@ -70,6 +75,7 @@ class FusionConfig:
     event_noise_slope: float = field(default=9.09, metadata={"range": (0.0, 100.0)})
     image_noise_log_r0: float = field(default=3.13, metadata={"range": (-20.0, 20.0)})
     image_noise_slope: float = field(default=8.0, metadata={"range": (0.0, 100.0)})
+    noise_from_weights: bool = True
 
     def __post_init__(self) -> None:
         """Reject values that would make the filter or the lifecycle meaningless."""

@@ -74,10 +74,12 @@ class ImageSource:
 
     def __init__(self, model: ImageNet, config: ImageSourceConfig | None = None) -> None:
         self.model = model.eval()
+        # (log_r0, slope) fitted for these weights, if their checkpoint has it
+        self.fusion_noise = getattr(model, "fusion_noise", None)
         self.config = config or ImageSourceConfig()
         param = next(model.parameters())
         self._references = References(np.zeros(0, np.uint32),
-                                      param.new_zeros((0, model.config.feature_dim)),
+                                      param.new_zeros((0, model.reference_dim)),
                                       param.new_zeros((0, 2)))
         self._drops = DropCounts()
         self.nonfinite_ids = np.zeros(0, np.uint32)  # non-finite outputs not yet taken

@@ -107,9 +107,28 @@ class PipelineConfig:
             raise ValueError("time_reset_tolerance_ms must be >= 0")
 
 
-def fusion_config_for(mode: Mode, base: FusionConfig) -> FusionConfig:
-    """The fusion settings a mode implies (naive fusion for EI_NAIVE, Kalman otherwise)."""
-    return replace(base, mode=FusionMode.NAIVE if mode is Mode.EI_NAIVE else FusionMode.KF)
+def fusion_config_for(mode: Mode, base: FusionConfig, event_source: object | None = None,
+                      image_source: object | None = None) -> FusionConfig:
+    """The fusion settings a mode implies (naive fusion for EI_NAIVE, Kalman otherwise), with
+    the measurement noise fitted for the loaded weights where they carry one
+    (`noise_from_weights`; the sources' `fusion_noise`, from their checkpoints)."""
+    config = replace(base, mode=FusionMode.NAIVE if mode is Mode.EI_NAIVE else FusionMode.KF)
+    return with_weights_noise(config, {
+        "event": getattr(event_source, "fusion_noise", None) if mode.uses_events else None,
+        "image": getattr(image_source, "fusion_noise", None) if mode.uses_image_net else None})
+
+
+def with_weights_noise(config: FusionConfig, fits: dict[str, tuple[float, float] | None]
+                       ) -> FusionConfig:
+    """config with {"event"|"image": (log_r0, slope) or None} applied where
+    `config.noise_from_weights` (None: that source keeps the parameters)."""
+    if not config.noise_from_weights:
+        return config
+    for prefix, fit in fits.items():
+        if fit is not None:
+            config = replace(config, **{f"{prefix}_noise_log_r0": float(fit[0]),
+                                        f"{prefix}_noise_slope": float(fit[1])})
+    return config
 
 
 @dataclass
@@ -179,7 +198,8 @@ class Pipeline:
                                  config.backlog is Backlog.MERGE) if mode.uses_events else None
         self.image = ImageModule(image_source if mode.uses_image_net else None,
                                  klt if mode.uses_klt else None, seeding, config.reseed)
-        self.fusion = FusionModule(fusion_config_for(mode, fusion or FusionConfig()))
+        self.fusion = FusionModule(fusion_config_for(mode, fusion or FusionConfig(),
+                                                     event_source, image_source))
         self._on_reset = on_reset
         self._seeded = False
         self._time_resets = 0

@@ -14,7 +14,10 @@ of lost tracks (tens of pixels) do not dominate. The fitted values are `FusionCo
 (the image offset then inflated on validation, see weights/README.md).
 
     python -m blinktrack_ros.train.calibrate DATA [--mode ei] [--calibrated] \
-        [--event-weights W] [--image-weights W]                            # bags + GT
+        [--event-weights W] [--image-weights W] [--write]                  # bags + GT
+
+--write stores each fit in the given weights file (`extra["fusion_noise"]`); the trackers use
+it for that source (`FusionConfig.noise_from_weights`, default on).
 
 Use validation sequences only (e.g. `blinktrack synth --preset benchmark --seed 2000`), never the
 benchmark seeds.
@@ -108,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                          "paper's mapping, which is how the shipped values were fitted)")
     ap.add_argument("--event-weights", help="event network checkpoint (default: the shipped one)")
     ap.add_argument("--image-weights", help="image network checkpoint (default: the shipped one)")
+    ap.add_argument("--write", action="store_true",
+                    help="store each fit in the weights file given for its source (the "
+                         "trackers then use it: FusionConfig.noise_from_weights)")
     args = ap.parse_args(argv)
+    if args.write and not (args.event_weights or args.image_weights):
+        ap.error("--write needs --event-weights and/or --image-weights (never the defaults "
+                 "implicitly)")
     from dataclasses import replace
 
     import torch
@@ -139,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                 "samples": fit.samples,
                 "bins_1_minus_vis": [round(v, 4) for v in fit.bin_one_minus_vis],
                 "bins_variance_px2": [round(v, 3) for v in fit.bin_variance]}
+    if args.write:
+        from blinktrack_ros.models.checkpoint import set_fusion_noise
+
+        for name, path in (("event", args.event_weights), ("image", args.image_weights)):
+            if path and name in result:
+                set_fusion_noise(path, result[name]["log_r0"], result[name]["slope"],
+                                 note=f"train.calibrate {args.data} --mode {args.mode}")
+                result[name]["written_to"] = str(path)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -25,7 +25,6 @@ from blinktrack_ros.train.data import Snippet
 from blinktrack_ros.train.event_rollout import FilterSettings, RolloutResult, visibility_loss
 
 IMAGE_FILTER = FilterSettings(q=1.0e4, r_max=10.0, thre=0.5)
-REACH_PX = 24.0
 GAMMA = 0.8
 
 
@@ -71,8 +70,12 @@ def _snippet_rollout(net: ImageNet, s: Snippet, filt: FilterSettings, reach_px: 
 
 
 def image_rollout(net: ImageNet, snippets: list[Snippet], filt: FilterSettings = IMAGE_FILTER,
-                  reach_px: float = REACH_PX) -> RolloutResult:
-    """Track every snippet over its frames (gradients follow torch's grad mode)."""
+                  reach_px: float | None = None) -> RolloutResult:
+    """Track every snippet over its frames (gradients follow torch's grad mode).
+
+    reach_px: None takes the network's own (`net.reach_px`: 24 px for the pyramid network,
+    what its patches can see for the patch network)."""
+    reach_px = net.reach_px if reach_px is None else reach_px
     loss_d, loss_v, positions, kept, total = [], [], [], 0, 0
     for s in snippets:
         ld, lv, pos, k = _snippet_rollout(net, s, filt, reach_px)

@@ -94,11 +94,13 @@ class TrainConfig:
     amp: str = "auto"
     vis_weight: float = 0.5
 
-    def unroll_at(self, step: int) -> int:
-        """Unroll length at this step."""
+    def unroll_at(self, step: int, done: float | None = None) -> int:
+        """Unroll length at this step, or at this fraction of the run `done` (a --minutes run
+        advances its schedule with the wall time: `Trainer.done_fraction`)."""
+        done = step / max(self.steps, 1) if done is None else done
         length = self.unroll[0][1]
         for frac, n in self.unroll:
-            if step >= frac * self.steps:
+            if done >= frac:
                 length = n
         return length
 
@@ -414,7 +416,7 @@ class Trainer:
         cfg = self.cfg
         t0 = time.time()
         set_mode(cfg, self.net)
-        n_steps = cfg.unroll_at(self.step)
+        n_steps = cfg.unroll_at(self.step, self.done_fraction())
         snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets, Augment(), cfg.tracks)
         if cfg.photometric:
             from dataclasses import replace
