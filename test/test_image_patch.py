@@ -120,3 +120,13 @@ def test_checkpoint_round_trip_and_config_mismatch(tmp_path, rng):
         load_image_net(path, expected_config=PATCH)
     with pytest.raises(ValueError, match="ref_feats"):
         net.track(net.encode_frame(frame), torch.zeros(1, 5), seeds)
+
+
+def test_unit_channels_is_the_l2_normalisation(rng):
+    from torch.nn import functional as F
+
+    from blinktrack_ros.models.image_patch import unit_channels
+
+    x = torch.from_numpy(rng.normal(size=(4, 6, 5, 5)).astype(np.float32))
+    x[0, :, 0, 0] = 0.0  # a zero vector stays zero (no NaN)
+    torch.testing.assert_close(unit_channels(x), F.normalize(x, dim=1))
