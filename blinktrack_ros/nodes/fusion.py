@@ -73,8 +73,13 @@ class FusionNode(GlueNode):
         if not cfg.noise_from_weights:
             return cfg
         node = self.params.configs["node"]
-        return with_weights_noise(cfg, weights_noise_fits(node.event_weights or None,
-                                                          node.image_weights or None))
+        try:
+            fits = weights_noise_fits(node.event_weights or None, node.image_weights or None)
+        except (OSError, ValueError) as exc:  # the network nodes report bad weights themselves
+            self.get_logger().warning(f"fusion.noise_from_weights: cannot read the weights' "
+                                      f"noise ({exc}); using the fusion.*_noise_* parameters")
+            return cfg
+        return with_weights_noise(cfg, fits)
 
     def on_config_change(self, section: str, cfg: Any) -> None:
         """Pass fusion parameter changes to the module."""
