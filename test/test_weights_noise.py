@@ -6,19 +6,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from test_image_patch import SMALL as SMALL_PATCH
 import torch
 
 from blinktrack_ros.models.checkpoint import CheckpointError, set_fusion_noise
 from blinktrack_ros.models.event_config import EventNetConfig
 from blinktrack_ros.models.event_net import EventNet, load_event_net, save_event_net
-from blinktrack_ros.models.image_config import PATCH
 from blinktrack_ros.models.image_net import ImageNet, load_image_net, save_image_net
 from blinktrack_ros.tracking.build import build_pipeline, weights_noise_fits
 from blinktrack_ros.tracking.engine import FusionConfig
 from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
-
-SMALL_PATCH = replace(PATCH, feature_dim=8, redir_dim=4, patch_channels=(8, 8), mlp_dim=16,
-                      patch_size=13)
 
 
 @pytest.fixture()

@@ -183,11 +183,7 @@ class ImageNet(nn.Module):
         `config.min_size_px` per side; with "none" (the authors' convention, converted official
         weights) it is encoded as given, padded only where a side is below `min_size_px`.
         """
-        image = torch.as_tensor(np.asarray(gray) if not torch.is_tensor(gray) else gray)
-        if image.ndim != 2 or min(image.shape) < 1:
-            raise ValueError(f"expected a (H, W) gray frame, got shape {tuple(image.shape)}")
-        param = next(self.parameters())
-        image = image.to(device=param.device, dtype=param.dtype)
+        image = self._as_frame(gray)
         H, W = image.shape
         min_size = self.config.min_size_px
         if self.config.frame_padding == "none":
@@ -260,6 +256,14 @@ class ImageNet(nn.Module):
             coords = coords + out[:, :2]
             results.append((coords * STRIDE, out[:, 2:]))
         return results
+
+    def _as_frame(self, gray: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """A (H, W) gray frame on the network's device and dtype; ValueError otherwise."""
+        image = torch.as_tensor(np.asarray(gray) if not torch.is_tensor(gray) else gray)
+        if image.ndim != 2 or min(image.shape) < 1:
+            raise ValueError(f"expected a (H, W) gray frame, got shape {tuple(image.shape)}")
+        param = next(self.parameters())
+        return image.to(device=param.device, dtype=param.dtype)
 
     def _as_points(self, positions: torch.Tensor | np.ndarray) -> torch.Tensor:
         param = next(self.parameters())

@@ -147,11 +147,7 @@ class PatchImageNet(ImageNet):
 
     def encode_frame(self, gray: torch.Tensor | np.ndarray) -> FrameFeatures:
         """A (H, W) float gray frame in [0, 1] -> its image pyramid (no network work)."""
-        image = torch.as_tensor(np.asarray(gray) if not torch.is_tensor(gray) else gray)
-        if image.ndim != 2 or min(image.shape) < 1:
-            raise ValueError(f"expected a (H, W) gray frame, got shape {tuple(image.shape)}")
-        param = next(self.parameters())
-        image = image.to(device=param.device, dtype=param.dtype)
+        image = self._as_frame(gray)
         levels = [image[None]]  # 1 H W
         for _ in range(max(self.config.patch_levels)):
             prev = levels[-1]

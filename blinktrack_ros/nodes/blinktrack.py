@@ -90,7 +90,7 @@ class PipelineNode(GlueNode):
             from blinktrack_ros.tracking.pipeline import fusion_config_for
 
             p = self.pipeline
-            self.pipeline.engine.config = fusion_config_for(
+            p.engine.config = fusion_config_for(
                 p.config.mode, cfg, p.event.source if p.event is not None else None,
                 p.image.image_source)
 
