@@ -212,10 +212,19 @@ def _predict_columns(x: np.ndarray, P: np.ndarray, dt: np.ndarray | float,
 
 def _symmetric_from_upper(upper: tuple[np.ndarray, ...], n: int) -> np.ndarray:
     """(N, 4, 4) from the 10 (N,) upper-triangle entries 00 01 02 03 11 12 13 22 23 33."""
-    cols = np.empty((16, n))
-    cols[[0, 1, 2, 3, 5, 6, 7, 10, 11, 15]] = upper
-    cols[[4, 8, 12, 9, 13, 14]] = cols[[1, 2, 3, 6, 7, 11]]
-    return np.ascontiguousarray(cols.T).reshape(n, 4, 4)
+    # one (N, 16) allocation written column by column: stacking the tuple first and
+    # transposing would allocate (and page-fault) two more arrays of P's size per call
+    out = np.empty((n, 16))
+    for k, v in zip(_UPPER_FLAT, upper):
+        out[:, k] = v
+    for k, src in zip(_LOWER_FLAT, _LOWER_TWIN):
+        out[:, k] = upper[src]
+    return out.reshape(n, 4, 4)
+
+
+_UPPER_FLAT = (0, 1, 2, 3, 5, 6, 7, 10, 11, 15)  # flat (i, j), i <= j, in `upper`'s order
+_LOWER_FLAT = (4, 8, 12, 9, 13, 14)  # flat (j, i) of the strictly lower triangle ...
+_LOWER_TWIN = (1, 2, 3, 5, 6, 8)  # ... and the index in `upper` of its twin (i, j)
 
 
 def _selection_matrices() -> tuple[np.ndarray, np.ndarray]:
@@ -401,9 +410,21 @@ def _update_columns(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     """
     n = x.shape[0]
     c = P.reshape(n, 16).T[_UPPER]  # 16 N, P[i, j] = c[4 i + j] from the upper triangle
+    x_new, upper = _update_vectors(tuple(x.T), c, z, R)
+    out = np.empty_like(x)
+    for i in range(4):
+        out[:, i] = x_new[i]
+    return out, _symmetric_from_upper(upper, n)
+
+
+def _update_vectors(xc: tuple[np.ndarray, ...], c, z: np.ndarray, R: np.ndarray
+                    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The Joseph-form update on (N,) vectors: state rows xc (4), covariance entries c with
+    c[4 i + j] = P[i, j] (16, symmetric); returns the new state rows and the 10 upper-triangle
+    entries 00 01 02 03 11 12 13 22 23 33 of the new covariance."""
+    n = xc[0].shape[0]
     r = R.reshape(n, 4).T  # 4 N: r00 r01 r10 r11
     # y = z - H x ;  S = H P H' + R
-    xc = x.T
     y0, y1 = z[:, 0] - xc[0], z[:, 1] - xc[1]
     s00, s01, s10, s11 = c[0] + r[0], c[1] + r[1], c[4] + r[2], c[5] + r[3]
     det = s00 * s11 - s01 * s10
@@ -414,9 +435,7 @@ def _update_columns(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     K = [(c[4 * i] * i00 + c[4 * i + 1] * i10, c[4 * i] * i01 + c[4 * i + 1] * i11)
          for i in range(4)]
     # x = x + K y
-    x_new = np.empty_like(x)
-    for i in range(4):
-        x_new[:, i] = xc[i] + K[i][0] * y0 + K[i][1] * y1
+    x_new = tuple(xc[i] + K[i][0] * y0 + K[i][1] * y1 for i in range(4))
     # M = P - K (H P): M[i, j] = P[i, j] - K[i, 0] P[0, j] - K[i, 1] P[1, j]
     M = {(i, j): c[4 * i + j] - K[i][0] * c[j] - K[i][1] * c[4 + j]
          for i in range(4) for j in range(4) if j < 2 or j >= i}
@@ -426,4 +445,50 @@ def _update_columns(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     # P = M - D K' (upper triangle)
     upper = tuple(M[i, j] - D[i][0] * K[j][0] - D[i][1] * K[j][1]
                   for i in range(4) for j in range(i, 4))
-    return x_new, _symmetric_from_upper(upper, n)
+    return x_new, upper
+
+
+def predict_update(x: Array, P: Array, dt: Array | float, q: Array | float, z: Array,
+                   R: Array, constant_q: bool = False) -> tuple[Array, Array]:
+    """`update(*predict(x, P, dt, q, constant_q), z, R)`: predict N tracks to their
+    observation times and fuse the observations (what the fusion engine does per array).
+
+    Same arguments, shapes and errors as `predict` and `update`. From
+    `_FUSED_TRACKS` tracks on (numpy, (N, 4) states) both steps run as one kernel on (N,)
+    vectors that never builds the predicted (N, 4, 4) covariance; below it, and for torch
+    tensors, it is the two calls.
+    """
+    if _is_torch(x) or x.ndim != 2 or x.shape[0] < _FUSED_TRACKS:
+        return update(*predict(x, P, dt, q, constant_q), z, R)
+    n = x.shape[0]
+    if x.shape[1] != 4 or P.shape != (n, 4, 4) or z.shape != (n, 2) or R.shape != (n, 2, 2):
+        raise ValueError(f"predict_update: shapes x {x.shape}, P {P.shape}, z {z.shape}, "
+                         f"R {R.shape} do not match (N, 4), (N, 4, 4), (N, 2), (N, 2, 2)")
+    dt = np.broadcast_to(np.asarray(dt, np.float64), (n,))
+    dq = np.ones(n) if constant_q else dt
+    qd = np.asarray(q, np.float64) * dq  # q dt
+    q_vv, q_pv, q_pp = qd, qd * dq * 0.5, qd * dq * dq * (1.0 / 3.0)
+    c = P.reshape(n, 16).T  # 16 N view; P[i, j] = c[4 i + j]
+    p00, p01, p02, p03, p11, p12, p13, p22, p23, p33 = (
+        c[0], c[1], c[2], c[3], c[5], c[6], c[7], c[10], c[11], c[15])
+    dt2 = dt * dt
+    xc = x.T
+    xp = (xc[0] + dt * xc[2], xc[1] + dt * xc[3], xc[2], xc[3])
+    # the predicted covariance's upper triangle, as in `_predict_columns`
+    a00 = p00 + dt * (p02 + p02) + dt2 * p22 + q_pp
+    a01 = p01 + dt * (p12 + p03) + dt2 * p23
+    a02 = p02 + dt * p22 + q_pv
+    a03 = p03 + dt * p23
+    a11 = p11 + dt * (p13 + p13) + dt2 * p33 + q_pp
+    a12 = p12 + dt * p23
+    a13 = p13 + dt * p33 + q_pv
+    a22, a33 = p22 + q_vv, p33 + q_vv
+    pc = (a00, a01, a02, a03, a01, a11, a12, a13, a02, a12, a22, p23, a03, a13, p23, a33)
+    x_new, upper = _update_vectors(xp, pc, z, R)
+    out = np.empty_like(x)
+    for i in range(4):
+        out[:, i] = x_new[i]
+    return out, _symmetric_from_upper(upper, n)
+
+
+_FUSED_TRACKS = 512  # measured: 0.8x the two calls at N = 256, 2x at 1000 (fresh process)

@@ -213,3 +213,22 @@ def test_calibrated_noise_replaces_network_covariance_and_coasts_when_occluded()
     klt = Observations(Source.KLT, 9 * MS, ids, start + 3.0, tiny, vis)
     eng.apply(klt)
     np.testing.assert_allclose(eng.tracks.x[:, :2], start + 3.0, atol=0.01)
+
+
+def test_many_tracks_fused_kernel_equals_the_gated_path(rng: np.random.Generator) -> None:
+    """With 700 tracks the engine fuses with kalman.predict_update; an engine with a gate that
+    accepts everything takes the predict / gate / update path: same table after a sequence."""
+    n = 700
+    fast, gated = FusionEngine(replace(RAW, q=300.0)), FusionEngine(
+        replace(RAW, q=300.0, gate_threshold=1e300))
+    start = rng.uniform(20, 200, (n, 2))
+    ids = fast.add_tracks(0, start)
+    assert np.array_equal(gated.add_tracks(0, start), ids)
+    for k in range(1, 8):
+        z = start + rng.normal(0, 1, (n, 2)) + 0.3 * k
+        obs = _obs(Source.EVENT if k % 3 else Source.IMAGE, 5 * MS * k, ids, z,
+                   rng.uniform(0.2, 4.0))
+        assert fast.apply(obs).applied == n and gated.apply(obs).applied == n
+    np.testing.assert_allclose(fast.tracks.x, gated.tracks.x, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(fast.tracks.P, gated.tracks.P, rtol=1e-10, atol=1e-9)
+    assert np.array_equal(fast.tracks.n_updates, gated.tracks.n_updates)

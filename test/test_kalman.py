@@ -234,3 +234,33 @@ def test_column_kernels_equal_the_stacked_kernels(rng: np.random.Generator,
     R_bad[5] = -np.eye(2) * 1e9
     with pytest.raises(ValueError, match="singular"):
         kalman._update_columns(xc, Pc, z, R_bad)
+
+
+@pytest.mark.parametrize("n", [40, 700])
+@pytest.mark.parametrize("constant_q", [False, True])
+def test_predict_update_equals_filterpy(rng: np.random.Generator, n: int,
+                                        constant_q: bool) -> None:
+    """The one-kernel predict + update (N >= _FUSED_TRACKS) and its small-N fallback give
+    filterpy's posterior, row by row, with exactly symmetric covariances."""
+    x = rng.normal(size=(n, 4)) * [100, 100, 30, 30]
+    P = _random_spd(rng, n, 4, 2.0)
+    z, R = x[:, :2] + rng.normal(size=(n, 2)), _random_spd(rng, n, 2, 1.0)
+    dt, q = rng.uniform(0.0, 0.05, n), 300.0
+    xf, Pf = kalman.predict_update(x, P, dt, q, z, R, constant_q)
+    assert xf.shape == (n, 4) and Pf.shape == (n, 4, 4) and np.array_equal(Pf, Pf.swapaxes(1, 2))
+    for i in rng.choice(n, 12, replace=False):
+        f = KalmanFilter(dim_x=4, dim_z=2)
+        f.x, f.P, f.H = x[i].reshape(4, 1).copy(), P[i].copy(), kalman.H.copy()
+        f.F = np.eye(4) + np.diag([dt[i], dt[i]], k=2)
+        f.Q = Q_continuous_white_noise(2, 1.0 if constant_q else dt[i], q, block_size=2,
+                                       order_by_dim=False)
+        f.predict()
+        f.update(z[i].reshape(2, 1), R=R[i])
+        np.testing.assert_allclose(xf[i], f.x[:, 0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(Pf[i], f.P, rtol=1e-8, atol=1e-9)
+    R_bad = R.copy()
+    R_bad[3] = -np.eye(2) * 1e9
+    with pytest.raises(ValueError, match="singular"):
+        kalman.predict_update(x, P, dt, q, z, R_bad, constant_q)
+    with pytest.raises(ValueError, match="do not match"):
+        kalman.predict_update(x, P, dt, q, z[:-1], R[:-1], constant_q)

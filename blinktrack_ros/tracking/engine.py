@@ -163,8 +163,14 @@ class FusionEngine:
         if cfg.calibrated_noise and source in (Source.EVENT, Source.IMAGE):
             R = calibrated_covariance(vis, source, cfg)
         dt = (t_ns - tab.state_ns[rows]) * 1e-9
-        x, P = kalman.predict(tab.x[rows], tab.P[rows], dt, cfg.q, cfg.constant_q)
         n_gated = 0
+        if cfg.gate_threshold is None and cfg.mode is not FusionMode.NAIVE:
+            # predict and update in one kernel (never builds the predicted covariances)
+            x, P = kalman.predict_update(tab.x[rows], tab.P[rows], dt, cfg.q, z, R,
+                                         cfg.constant_q)
+            self._store(t_ns, source, rows, x, P, vis)
+            return 0
+        x, P = kalman.predict(tab.x[rows], tab.P[rows], dt, cfg.q, cfg.constant_q)
         if cfg.gate_threshold is not None:
             accepted = kalman.mahalanobis_sq(x, P, z, R) <= cfg.gate_threshold
             n_gated = int(rows.shape[0] - accepted.sum())
@@ -177,13 +183,19 @@ class FusionEngine:
             x, P = _replace_position(x, P, z, R)
         else:
             x, P = kalman.update(x, P, z, R)
+        self._store(t_ns, source, rows, x, P, vis)
+        return n_gated
+
+    def _store(self, t_ns: int, source: Source, rows: np.ndarray, x: np.ndarray,
+               P: np.ndarray, vis: np.ndarray) -> None:
+        """Write the fused rows back to the track table."""
+        tab = self.tracks
         tab.x[rows], tab.P[rows] = x, P
         tab.state_ns[rows] = t_ns
         tab.last_obs_ns[rows] = t_ns
         tab.last_source[rows] = int(source)
         tab.n_updates[rows] += 1
-        lifecycle.update_visibility(tab, rows, vis, t_ns, cfg)
-        return n_gated
+        lifecycle.update_visibility(tab, rows, vis, t_ns, self.config)
 
     def predict_positions(self, t_ns: int,
                           ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
