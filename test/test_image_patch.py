@@ -12,7 +12,13 @@ import torch
 from blinktrack_ros.models.checkpoint import CheckpointError
 from blinktrack_ros.models.image_config import LITE, PATCH, ImageNetConfig, config_by_name
 from blinktrack_ros.models.image_net import ImageNet, load_image_net, save_image_net
-from blinktrack_ros.models.image_patch import PatchImageNet, crop, level_coords, standardise
+from blinktrack_ros.models.image_patch import (
+    PatchImageNet,
+    crop,
+    level_coords,
+    standardise,
+    template_correlation,
+)
 from blinktrack_ros.tracking.image_source import ImageSource
 
 SMALL = replace(PATCH, feature_dim=8, redir_dim=4, patch_channels=(8, 8), mlp_dim=16,
@@ -130,3 +136,21 @@ def test_unit_channels_is_the_l2_normalisation(rng):
     x = torch.from_numpy(rng.normal(size=(4, 6, 5, 5)).astype(np.float32))
     x[0, :, 0, 0] = 0.0  # a zero vector stays zero (no NaN)
     torch.testing.assert_close(unit_channels(x), F.normalize(x, dim=1))
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_template_correlation_is_the_grouped_convolution(rng, n):
+    """The per-track template correlation equals the grouped convolution that defines it
+    (zero padding, cross-correlation), also with channels-last maps, and has its gradient."""
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
+    feat = torch.randn(n, 5, 9, 11, generator=g, requires_grad=True)
+    template = torch.randn(n, 5, 3, 3, generator=g)
+    want = torch.nn.functional.conv2d(feat.reshape(1, n * 5, 9, 11), template, padding=1,
+                                      groups=n).reshape(n, 1, 9, 11)
+    got = template_correlation(feat, template)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    cl = template_correlation(feat.contiguous(memory_format=torch.channels_last), template)
+    torch.testing.assert_close(cl, want, rtol=1e-5, atol=1e-5)
+    (grad,) = torch.autograd.grad(got.square().sum(), feat)
+    (grad_want,) = torch.autograd.grad(want.square().sum(), feat)
+    torch.testing.assert_close(grad, grad_want, rtol=1e-4, atol=1e-4)
