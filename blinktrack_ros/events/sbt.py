@@ -111,7 +111,10 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
             reuse (saves allocating and page-faulting ~10 MB per call); the result is a view.
 
     Returns:
-        (N, 2*bins, size, size) float32 patches (see the module docstring for the layout).
+        (N, 2*bins, size, size) float32 patches (see the module docstring for the layout), a
+        view with channels-last strides (the memory of an (N, size, size, 2*bins) array):
+        what the networks' channels-last convolutions read without a reordering copy
+        (`np.ascontiguousarray` gives the NCHW memory order where needed).
     """
     if bins <= 0 or size <= 0:
         raise ValueError("bins and size must be positive")
@@ -120,7 +123,7 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
     N = centres.shape[0]
     n_out = N * C * S * S
     flat_out = _out_buffer(out, n_out)
-    result = flat_out[:n_out].reshape(N, C, S, S)  # N C S S
+    result = flat_out[:n_out].reshape(N, S, S, C).transpose(0, 3, 1, 2)  # N C S S, NHWC memory
     w = _window(events, t1_ns, window_ns)
     if N == 0 or len(w) == 0:
         return result
@@ -129,9 +132,9 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
     near, first, count, pc_patch = _near_events(x, y, corner, S, events.width, events.height)
     x, y = x[near], y[near]
     ch, val = _channel_value(w.t[near], w.p[near], t1_ns, window_ns, bins)
-    code = (ch * (S * S)).astype(np.int32) + y * S + x  # channel, row, col at corner 0
+    code = (y * S + x) * C + ch.astype(np.int32)  # row, col, channel at corner 0 (NHWC)
     cx, cy = corner[:, 0], corner[:, 1]
-    patch_off = np.arange(N, dtype=np.int32) * (C * S * S) - cy * S - cx
+    patch_off = np.arange(N, dtype=np.int32) * (C * S * S) - (cy * S + cx) * C
     for j in range(int(count.max()) if count.size else 0):  # j-th patch listed for the cell
         sel = np.flatnonzero(count > j) if j else slice(None)
         patch = pc_patch[first[sel] + j]

@@ -18,8 +18,8 @@ visibility head), but looks at the frame the way a pyramidal KLT does:
   and redirected features on an (S+1)/2 map;
 - the correlation: a 3x3-cell reference template (from the birth frame, same level) slid over
   the target map (one batched product and 9 shifted sums for all tracks), as the mean cosine
-  similarity of unit feature vectors; its softmax (learnt temperature) expectation (soft-argmax) is a coarse
-  displacement;
+  similarity of unit feature vectors; its softmax (learnt temperature) expectation
+  (soft-argmax) is a coarse displacement;
 - the head (two stride-2 convolutions and a 3-layer MLP on the correlation, its softmax and both
   redirected maps) refines it (a residual, initialised to zero) and gives the visibility
   logits [occluded, visible].

@@ -131,9 +131,15 @@ class EventSource:
         return self._ids.copy()
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.config.device)
-        return t.contiguous(memory_format=torch.channels_last) if self.config.fast_inference \
-            else t
+        if not self.config.fast_inference:
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(
+                self.config.device)
+        # channels-last: SBT patches already have that memory order (no copy here)
+        x = np.asarray(x, dtype=np.float32)
+        if min(x.strides, default=0) < 0:  # torch.from_numpy takes no negative strides
+            x = np.ascontiguousarray(x)
+        t = torch.from_numpy(x).to(self.config.device)
+        return t.contiguous(memory_format=torch.channels_last)
 
     def add_tracks(self, ids: np.ndarray, ref_patches: np.ndarray | None = None, *,
                    frame: np.ndarray | None = None,
