@@ -100,3 +100,29 @@ def test_partial_init_copies_the_matching_encoder(tmp_path):
     assert copied >= n_encoder and copied < total  # the wider MLP is not copied
     for k, v in src.encoder.state_dict().items():
         assert torch.equal(dst.encoder.state_dict()[k], v), k
+
+
+def test_partial_init_lite2_into_lite3_takes_the_lstm_centre_tap(tmp_path):
+    """lite3 (16 px patches, 1x1 LSTM gate conv) starts from lite2: every tensor of the same
+    shape is copied, the 3x3 LSTM kernel contributes its centre tap, the resized embedding
+    (another input width) is left as initialised; and the lite3 network runs."""
+    from blinktrack_ros.models.event_config import EventNetConfig
+    from blinktrack_ros.models.event_net import EventNet, save_event_net
+
+    torch.manual_seed(0)
+    src = EventNet(EventNetConfig.lite2())
+    path = tmp_path / "lite2.pt"
+    save_event_net(path, src)
+    dst = EventNet(EventNetConfig.lite3())
+    init_embed = dst.embed.weight.detach().clone()
+    copied, total = load_partial(dst, path)
+    assert (copied, total) == (total - 1, len(dst.state_dict()))
+    w_src, w_dst = src.lstm.gates.weight, dst.lstm.gates.weight
+    assert w_src.shape[2:] == (3, 3) and w_dst.shape[2:] == (1, 1)
+    assert torch.equal(w_dst, w_src[:, :, 1:2, 1:2])
+    assert torch.equal(dst.embed.weight, init_embed)
+    assert torch.equal(dst.tgt_encoder.stem.conv.weight, src.tgt_encoder.stem.conv.weight)
+    s = dst.config.patch_size
+    state = dst.init_state(torch.rand(3, 1, s, s))
+    disp, logits, _ = dst(state, torch.rand(3, 10, s, s))
+    assert disp.shape == (3, 2) and logits.shape == (3, 2) and torch.isfinite(disp).all()

@@ -40,9 +40,9 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
     q.add_argument("--run-dir", type=Path, required=True, help="checkpoints and CSV logs")
     q.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="sequence cache")
     q.add_argument("--config", default="lite",
-                   choices=("lite", "lite2", "base", "paper", "patch", "patch3"),
-                   help="network size (lite2/base: the compact/wider designs; patch: the "
-                        "image patch tracker)")
+                   choices=("lite", "lite2", "lite3", "base", "paper", "patch", "patch3"),
+                   help="network size (lite2/lite3/base: the compact designs, event only; "
+                        "patch: the image patch tracker)")
     q.add_argument("--stage", type=int, default=1, choices=(1, 2) if module == "event" else (1,))
     q.add_argument("--steps", type=int, default=2000)
     q.add_argument("--lr", type=float, default=1e-3)

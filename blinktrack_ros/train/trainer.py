@@ -132,6 +132,14 @@ def load_partial(net: EventNet | ImageNet, path: str | Path) -> tuple[int, int]:
     _, src, _ = load_checkpoint(path, kind, cls)
     own = net.state_dict()
     same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    for k, v in src.items():  # a k x k convolution into a smaller odd kernel: its centre taps
+        w = own.get(k)
+        if k in same or w is None or w.dim() != 4 or v.dim() != 4 or w.shape[:2] != v.shape[:2]:
+            continue
+        (kh, kw), (sh, sw) = w.shape[2:], v.shape[2:]
+        if kh % 2 and kw % 2 and sh % 2 and sw % 2 and kh <= sh and kw <= sw:
+            top, left = (sh - kh) // 2, (sw - kw) // 2
+            same[k] = v[:, :, top:top + kh, left:left + kw].clone()
     own.update(same)
     net.load_state_dict(own)
     return len(same), len(own)
