@@ -180,9 +180,18 @@ _UPPER = np.array([4 * min(i, j) + max(i, j) for i in range(4) for j in range(4)
 
 def _predict_columns(x: np.ndarray, P: np.ndarray, dt: np.ndarray | float,
                      q: np.ndarray | float, constant_q: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`_predict_numpy` for many tracks: the 10 distinct entries of the symmetric F P F' + Q
-    written out as products of (N,) vectors (G moves velocity into position, Q is the white-
-    acceleration q [[dt^3/3, dt^2/2], [dt^2/2, dt]] per axis)."""
+    """`_predict_numpy` for many tracks, on (N,) vectors (see `_predict_vectors`)."""
+    xp, upper = _predict_vectors(x, P, dt, q, constant_q)
+    return _state_from_rows(xp, x), _symmetric_from_upper(upper, x.shape[0])
+
+
+def _predict_vectors(x: np.ndarray, P: np.ndarray, dt: np.ndarray | float,
+                     q: np.ndarray | float, constant_q: bool
+                     ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The predicted state rows (4 (N,) vectors) and the 10 distinct entries 00 01 02 03 11
+    12 13 22 23 33 of the symmetric F P F' + Q written out as products of (N,) vectors (G
+    moves velocity into position, Q is the white-acceleration q [[dt^3/3, dt^2/2],
+    [dt^2/2, dt]] per axis)."""
     n = x.shape[0]
     dt = np.broadcast_to(np.asarray(dt, np.float64), (n,))
     dq = np.ones(n) if constant_q else dt
@@ -194,10 +203,7 @@ def _predict_columns(x: np.ndarray, P: np.ndarray, dt: np.ndarray | float,
     dt2 = dt * dt
     # x = F x
     xc = x.T
-    x_new = np.empty_like(x)
-    x_new[:, 0] = xc[0] + dt * xc[2]
-    x_new[:, 1] = xc[1] + dt * xc[3]
-    x_new[:, 2:] = x[:, 2:]
+    xp = (xc[0] + dt * xc[2], xc[1] + dt * xc[3], xc[2], xc[3])
     # P = F P F' + Q: with F = I + dt G, F P F' = P + dt (G P + P G') + dt^2 G P G'
     upper = (p00 + dt * (p02 + p02) + dt2 * p22 + q_pp,  # 00
              p01 + dt * (p12 + p03) + dt2 * p23,  # 01
@@ -207,7 +213,15 @@ def _predict_columns(x: np.ndarray, P: np.ndarray, dt: np.ndarray | float,
              p12 + dt * p23,  # 12
              p13 + dt * p33 + q_pv,  # 13
              p22 + q_vv, p23, p33 + q_vv)  # 22 23 33
-    return x_new, _symmetric_from_upper(upper, n)
+    return xp, upper
+
+
+def _state_from_rows(rows: tuple[np.ndarray, ...], like: np.ndarray) -> np.ndarray:
+    """(N, 4) state from its 4 (N,) rows."""
+    out = np.empty_like(like)
+    for i in range(4):
+        out[:, i] = rows[i]
+    return out
 
 
 def _symmetric_from_upper(upper: tuple[np.ndarray, ...], n: int) -> np.ndarray:
@@ -225,6 +239,8 @@ def _symmetric_from_upper(upper: tuple[np.ndarray, ...], n: int) -> np.ndarray:
 _UPPER_FLAT = (0, 1, 2, 3, 5, 6, 7, 10, 11, 15)  # flat (i, j), i <= j, in `upper`'s order
 _LOWER_FLAT = (4, 8, 12, 9, 13, 14)  # flat (j, i) of the strictly lower triangle ...
 _LOWER_TWIN = (1, 2, 3, 5, 6, 8)  # ... and the index in `upper` of its twin (i, j)
+# for each flat index 4 i + j of a 4x4 symmetric matrix, its entry's index in `upper`
+_FULL_FROM_UPPER = (0, 1, 2, 3, 1, 4, 5, 6, 2, 5, 7, 8, 3, 6, 8, 9)
 
 
 def _selection_matrices() -> tuple[np.ndarray, np.ndarray]:
@@ -411,10 +427,7 @@ def _update_columns(x: np.ndarray, P: np.ndarray, z: np.ndarray,
     n = x.shape[0]
     c = P.reshape(n, 16).T[_UPPER]  # 16 N, P[i, j] = c[4 i + j] from the upper triangle
     x_new, upper = _update_vectors(tuple(x.T), c, z, R)
-    out = np.empty_like(x)
-    for i in range(4):
-        out[:, i] = x_new[i]
-    return out, _symmetric_from_upper(upper, n)
+    return _state_from_rows(x_new, x), _symmetric_from_upper(upper, n)
 
 
 def _update_vectors(xc: tuple[np.ndarray, ...], c, z: np.ndarray, R: np.ndarray
@@ -464,31 +477,10 @@ def predict_update(x: Array, P: Array, dt: Array | float, q: Array | float, z: A
     if x.shape[1] != 4 or P.shape != (n, 4, 4) or z.shape != (n, 2) or R.shape != (n, 2, 2):
         raise ValueError(f"predict_update: shapes x {x.shape}, P {P.shape}, z {z.shape}, "
                          f"R {R.shape} do not match (N, 4), (N, 4, 4), (N, 2), (N, 2, 2)")
-    dt = np.broadcast_to(np.asarray(dt, np.float64), (n,))
-    dq = np.ones(n) if constant_q else dt
-    qd = np.asarray(q, np.float64) * dq  # q dt
-    q_vv, q_pv, q_pp = qd, qd * dq * 0.5, qd * dq * dq * (1.0 / 3.0)
-    c = P.reshape(n, 16).T  # 16 N view; P[i, j] = c[4 i + j]
-    p00, p01, p02, p03, p11, p12, p13, p22, p23, p33 = (
-        c[0], c[1], c[2], c[3], c[5], c[6], c[7], c[10], c[11], c[15])
-    dt2 = dt * dt
-    xc = x.T
-    xp = (xc[0] + dt * xc[2], xc[1] + dt * xc[3], xc[2], xc[3])
-    # the predicted covariance's upper triangle, as in `_predict_columns`
-    a00 = p00 + dt * (p02 + p02) + dt2 * p22 + q_pp
-    a01 = p01 + dt * (p12 + p03) + dt2 * p23
-    a02 = p02 + dt * p22 + q_pv
-    a03 = p03 + dt * p23
-    a11 = p11 + dt * (p13 + p13) + dt2 * p33 + q_pp
-    a12 = p12 + dt * p23
-    a13 = p13 + dt * p33 + q_pv
-    a22, a33 = p22 + q_vv, p33 + q_vv
-    pc = (a00, a01, a02, a03, a01, a11, a12, a13, a02, a12, a22, p23, a03, a13, p23, a33)
+    xp, up = _predict_vectors(x, P, dt, q, constant_q)
+    pc = tuple(up[k] for k in _FULL_FROM_UPPER)  # c[4 i + j] = P[i, j] of the prediction
     x_new, upper = _update_vectors(xp, pc, z, R)
-    out = np.empty_like(x)
-    for i in range(4):
-        out[:, i] = x_new[i]
-    return out, _symmetric_from_upper(upper, n)
+    return _state_from_rows(x_new, x), _symmetric_from_upper(upper, n)
 
 
 _FUSED_TRACKS = 512  # measured: 0.8x the two calls at N = 256, 2x at 1000 (fresh process)
