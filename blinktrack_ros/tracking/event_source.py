@@ -204,10 +204,13 @@ class EventSource:
         pos = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
         if pos.shape[0] != ids.shape[0]:
             raise ValueError(f"{ids.shape[0]} ids but {pos.shape[0]} positions")
-        if np.unique(ids).size != ids.size:
-            raise ValueError("observe got a track id more than once")
-        row_of = {int(i): r for r, i in enumerate(self._ids)}
-        rows = np.array([row_of.get(int(i), -1) for i in ids], dtype=np.int64)
+        if ids.shape == self._ids.shape and np.array_equal(ids, self._ids):
+            rows = np.arange(ids.size, dtype=np.int64)  # every row, in order (unique ids)
+        else:
+            if np.unique(ids).size != ids.size:
+                raise ValueError("observe got a track id more than once")
+            row_of = {int(i): r for r, i in enumerate(self._ids)}
+            rows = np.array([row_of.get(int(i), -1) for i in ids], dtype=np.int64)
         finite_pos = np.isfinite(pos).all(axis=1)
         self.stats["unknown_ids"] += int((rows < 0).sum())
         self.stats["bad_positions"] += int((~finite_pos & (rows >= 0)).sum())
@@ -222,7 +225,8 @@ class EventSource:
                        bins=self.net_config.in_channels // 2)
         disp, logits, good = self._step(rows, self._tensor(sbt))
         self.stats["nan_dropped"] += int((~good).sum())
-        self.nonfinite_ids = np.union1d(self.nonfinite_ids, ids[~good]).astype(np.uint32)
+        if not good.all():
+            self.nonfinite_ids = np.union1d(self.nonfinite_ids, ids[~good]).astype(np.uint32)
         cov, p_vis = logits_to_covariance(torch.from_numpy(logits[good]), self.config.r_max,
                                           self.config.thre)
         geometric_centre = centres + ((s - 1) / 2.0 - s // 2)  # ci - 0.5 for even S
