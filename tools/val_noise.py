@@ -17,6 +17,8 @@ def main() -> int:
     ap.add_argument("--event-weights")
     ap.add_argument("--event-r", help="log_r0,slope of the event source")
     ap.add_argument("--image-r", help="log_r0,slope of the image source")
+    ap.add_argument("--gate", type=float, help="Mahalanobis gate (squared distance)")
+    ap.add_argument("--q", type=float, help="process noise q, px^2/s^3")
     args = ap.parse_args()
     import torch
 
@@ -39,6 +41,10 @@ def main() -> int:
     if args.image_r:
         a, b = (float(v) for v in args.image_r.split(","))
         fusion = replace(fusion, image_noise_log_r0=a, image_noise_slope=b)
+    if args.gate is not None:
+        fusion = replace(fusion, gate_threshold=args.gate)
+    if args.q is not None:
+        fusion = replace(fusion, q=args.q)
     tracker = with_zero_motion(pipeline_tracker(args.event_weights, fusion=fusion,
                                                 klt_configs=load_klt_configs()))
     _, seqs = load_benchmark_sequences(args.data)
