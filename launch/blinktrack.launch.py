@@ -31,7 +31,7 @@ ARGUMENTS = {
                                      "blinktrack.yaml"]), "parameters file"),
     "use_sim_time": ("false", "use /clock (bag replay with --clock)"),
     "single_process": ("true", "all three nodes in one process (lowest latency)"),
-    "event_weights": ("", "event network checkpoint; empty = the shipped event_lite.pt"),
+    "event_weights": ("", "event network checkpoint; empty = the shipped event_lite3.pt"),
     "image_weights": ("", "image network checkpoint; empty = the shipped lite weights"),
 }
 

@@ -189,7 +189,7 @@ def test_empty_table_and_empty_queries() -> None:
 
 def test_calibrated_noise_replaces_network_covariance_and_coasts_when_occluded() -> None:
     # calibrated R for network sources, with a visibility slope (the old lite net's fit; the
-    # default lite2 net has slope 0: its visibility does not rank its errors)
+    # compact lite2/lite3 nets have slope 0: its visibility does not rank its errors)
     cfg = FusionConfig(q=100.0, event_noise_log_r0=-0.14, event_noise_slope=9.09)
     eng, raw = FusionEngine(cfg), FusionEngine(replace(RAW, q=100.0))
     start = np.array([[100.0, 100.0], [50.0, 50.0]])

@@ -58,18 +58,31 @@ def test_default_image_source_is_the_patch_network_with_its_noise():
     assert old.engine.config.image_noise_log_r0 == FusionConfig().image_noise_log_r0
 
 
-def test_default_event_source_is_lite_and_compact_lite2_loads_by_path():
-    """The tracker's default event network stays the lite one (the compact lite2 lost on the
-    clean validation preset, weights/README.md); lite2 is shipped and loads by path, each
-    checkpoint with its own architecture."""
-    from blinktrack_ros.tracking.build import DEFAULT_EVENT_WEIGHTS, make_event_source
+def test_default_event_source_is_lite3_with_its_noise_and_older_nets_load_by_path():
+    """The default event network is the compact lite3 (it beat lite on both validation sets at
+    half the time, weights/README.md) and carries its own R, which the pipeline uses; the older
+    lite and lite2 weights still load by path, each checkpoint with its own architecture."""
+    from blinktrack_ros.tracking.build import (
+        DEFAULT_EVENT_WEIGHTS,
+        build_pipeline,
+        make_event_source,
+    )
+    from blinktrack_ros.tracking.engine import FusionConfig
+    from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
 
-    assert Path(DEFAULT_EVENT_WEIGHTS).name == "event_lite.pt"
-    assert (WEIGHTS / "event_lite2.pt").stat().st_size <= MAX_BYTES
+    assert Path(DEFAULT_EVENT_WEIGHTS).name == "event_lite3.pt"
+    for name in ("event_lite3.pt", "event_lite2.pt"):
+        assert (WEIGHTS / name).stat().st_size <= MAX_BYTES
     default = make_event_source()
-    assert default.net.config == EventNetConfig.lite()
-    compact = make_event_source(WEIGHTS / "event_lite2.pt")
-    assert compact.net.config == EventNetConfig.lite2()
+    assert default.net.config == EventNetConfig.lite3()
+    pipe = build_pipeline(PipelineConfig(mode=Mode.E))
+    noise = pipe.event.source.fusion_noise
+    assert noise is not None and noise != (FusionConfig().event_noise_log_r0,
+                                           FusionConfig().event_noise_slope)
+    cfg = pipe.engine.config
+    assert (cfg.event_noise_log_r0, cfg.event_noise_slope) == noise
+    assert make_event_source(WEIGHTS / "event_lite2.pt").net.config == EventNetConfig.lite2()
+    assert make_event_source(WEIGHTS / "event_lite.pt").net.config == EventNetConfig.lite()
 
 
 def test_patch_image_weights_track_a_known_shift_of_a_real_frame():

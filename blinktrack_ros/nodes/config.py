@@ -57,9 +57,9 @@ class NodeConfig:
         torch_threads: torch intra-op threads of the node's process (its worker threads
             included); 0 = torch's default (all cores). On 2 shared cores 1 gave the lower live
             latency (README, CPU timings).
-        event_weights: event network checkpoint; empty = the shipped weights/event_lite.pt
-            (weights/event_lite2.pt, the compact net, loads by path and brings its own R; see
-            weights/README.md).
+        event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt
+            (the compact net, with its own R; the older weights/event_lite.pt and
+            weights/event_lite2.pt load by path; see weights/README.md).
         image_weights: image network checkpoint; empty = the shipped weights/image_patch.pt
             (the patch network, with its own R; the paper-style weights/image_lite.pt by
             path).

@@ -9,7 +9,7 @@ from blinktrack_ros.tracking.engine import FusionConfig
 from blinktrack_ros.tracking.pipeline import Pipeline, PipelineConfig
 from blinktrack_ros.tracking.seeding import SeedConfig
 
-DEFAULT_EVENT_WEIGHTS = "weights/event_lite.pt"  # event_lite2.pt (compact net) by path
+DEFAULT_EVENT_WEIGHTS = "weights/event_lite3.pt"  # event_lite.pt / event_lite2.pt by path
 DEFAULT_IMAGE_WEIGHTS = "weights/image_patch.pt"  # the pyramid image_lite.pt by path
 
 

@@ -43,8 +43,9 @@ class FusionConfig:
             r = exp(log_r0 + slope * (1 - visibility)) px^2 per axis (event and image sources;
             KLT and seeds keep theirs); False keeps the paper's r = r_max * (1 - p_vis)^b.
         event_noise_log_r0: log r (px^2) of a surely visible event observation (the default
-            belongs to the default weights/event_lite.pt; weights/event_lite2.pt carries its
-            own, 1.0 and slope 0, used while noise_from_weights is on: weights/README.md).
+            belongs to weights/event_lite.pt; the default weights/event_lite3.pt and
+            weights/event_lite2.pt carry their own, used while noise_from_weights is on:
+            weights/README.md).
         event_noise_slope: growth of log r with 1 - visibility (event source).
         image_noise_log_r0: log r (px^2) of a surely visible image observation (the default
             belongs to weights/image_lite.pt; the default image weights, image_patch.pt, carry

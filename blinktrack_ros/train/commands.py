@@ -206,7 +206,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for flag, path in (("--event", args.event), ("--image", args.image)):
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path}: no such file (fix: give weights written by "
-                             "`blinktrack train ... --export`, e.g. weights/event_lite.pt)")
+                             "`blinktrack train ... --export`, e.g. weights/event_lite3.pt)")
 
     figures = evaluate_weights(args.event, args.image, args.preset, seed_range(args.seeds),
                                args.cache_dir)
