@@ -32,9 +32,16 @@ def main() -> int:
     from blinktrack_ros.eval.commands import load_benchmark_sequences
     from blinktrack_ros.eval.klt_tuning import load_klt_configs
     from blinktrack_ros.eval.tracker import BENCHMARK_FUSION, pipeline_tracker
+    from blinktrack_ros.tracking.build import weights_noise_fits
+    from blinktrack_ros.tracking.pipeline import with_weights_noise
 
     torch.set_num_threads(1)
     fusion = BENCHMARK_FUSION
+    if args.event_r or args.image_r:
+        # the weights' own R would override the given one: apply it here, then the overrides,
+        # and switch the override off
+        fusion = replace(with_weights_noise(fusion, weights_noise_fits(args.event_weights, None)),
+                         noise_from_weights=False)
     if args.event_r:
         a, b = (float(v) for v in args.event_r.split(","))
         fusion = replace(fusion, event_noise_log_r0=a, event_noise_slope=b)

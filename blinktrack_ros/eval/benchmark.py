@@ -177,7 +177,9 @@ def run_benchmark(sequences: Iterable[BenchmarkSequence], tracker: TrackerFn,
 
 ZERO_MODE = "zero"  # every track stays at its seed: the floor a tracker must clear
 COMPARE_KEYS = ("feature_age", "age_5", "delta_occ")
-COMPARE_PAIRS = (("ei", "klt"), ("e-klt", "klt"), ("e", "klt"), ("i", "klt"))
+COMPARE_PAIRS = (("ei", "klt"), ("e-klt", "klt"), ("e", "klt"), ("i", "klt"),
+                 ("ei+s", "klt"), ("e-klt+s", "klt"), ("i+s", "klt"), ("klt+s", "klt"),
+                 ("e-klt+s", "klt+s"), ("ei+s", "klt+s"))
 
 
 def zero_motion_tracker(seq: BenchmarkSequence, mode: str, seeds: np.ndarray,

@@ -21,6 +21,18 @@ from blinktrack_ros.tracking.seeding import Seeds
 BENCHMARK_FUSION = FusionConfig(lost_after_s=1.0e6, out_of_image_margin_px=1.0e6)
 
 
+# A mode name with this suffix (`ei+s`, `e-klt+s`, ...) runs the mode and reports the offline
+# RTS-smoothed tracks (tracking.smoother): every position also uses the later observations.
+SMOOTHED_SUFFIX = "+s"
+
+
+def split_smoothed(mode: str) -> tuple[str, bool]:
+    """`ei+s` -> ("ei", True); `ei` -> ("ei", False)."""
+    if mode.endswith(SMOOTHED_SUFFIX):
+        return mode[:-len(SMOOTHED_SUFFIX)], True
+    return mode, False
+
+
 def seeds_from_rows(rows: np.ndarray) -> Seeds:
     """(N, 4) rows `id t0 x y` -> Seeds."""
     rows = np.asarray(rows, np.float64).reshape(-1, 4)
@@ -45,13 +57,15 @@ def pipeline_tracker(event_weights: str | Path | None = None,
     fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
     observation array before it is fused, and the internal -> external id map (calibration).
     with_status: rows `id t x y status` (TrackStatus), e.g. to draw occluded tracks.
+    A mode with the suffix `+s` (e.g. `ei+s`) returns the offline RTS-smoothed tracks.
     klt_configs: preset name -> KltConfig for the modes that use KLT (the preset of a sequence
     is `benchmark.preset_of(name)`; key "*" for any other; None: KltConfig defaults).
     """
     fusion = fusion or BENCHMARK_FUSION
 
     def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
-        config = PipelineConfig(mode=Mode(mode), event_window_ms=window_ns * 1e-6,
+        base, smooth = split_smoothed(mode)
+        config = PipelineConfig(mode=Mode(base), event_window_ms=window_ns * 1e-6,
                                 reseed=False, max_pending_windows=1 << 30)
         klt_config = None
         if klt_configs:
@@ -75,8 +89,8 @@ def pipeline_tracker(event_weights: str | Path | None = None,
         pipe.set_seeds(seeds_from_rows(seed_rows))
         frames = as_float_frames(seq.frames)
         inputs = interleave(np.asarray(frames), np.asarray(seq.frame_times_ns), seq.events)
-        log = run_offline(pipe, inputs, progress=progress)
-        rows = log.as_rows(pipe.external_ids)
+        log = run_offline(pipe, inputs, progress=progress, keep_state=smooth)
+        rows = log.as_rows(pipe.external_ids, smooth=fusion if smooth else None)
         return rows if with_status else rows[:, :4]
 
     return track

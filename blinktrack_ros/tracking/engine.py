@@ -238,7 +238,7 @@ class FusionEngine:
             t_ns=int(t_ns), ids=tab.ids.copy(), positions_px=x[:, :2].copy(),
             velocities_px_s=x[:, 2:].copy(), covariances=P[:, :2, :2].copy(),
             status=tab.status.copy(), last_source=tab.last_source.copy(),
-            age_s=(int(t_ns) - tab.birth_ns) * 1e-9)
+            age_s=(int(t_ns) - tab.birth_ns) * 1e-9, state_covariances=P)
         if lost.any():
             tab.remove(lost)
         return snap

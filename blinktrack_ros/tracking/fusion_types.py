@@ -140,6 +140,7 @@ class TrackSnapshot:
         status: (N,) uint8 TrackStatus.
         last_source: (N,) uint8 Source of the last fused observation.
         age_s: (N,) seconds since birth.
+        state_covariances: (N, 4, 4) covariance of [x, y, vx, vy] (offline smoothing), or None.
     """
 
     t_ns: int
@@ -150,6 +151,7 @@ class TrackSnapshot:
     status: np.ndarray
     last_source: np.ndarray
     age_s: np.ndarray
+    state_covariances: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
+from blinktrack_ros.tracking.fusion_types import FusionConfig
 from blinktrack_ros.tracking.pipeline import Pipeline, Update
+from blinktrack_ros.tracking.smoother import rts_smooth
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 
@@ -50,9 +52,15 @@ def interleave(frames: np.ndarray, frame_times_ns: np.ndarray, events: EventBatc
 
 @dataclass
 class TrackLog:
-    """Rows (id, t_ns, x, y, status) of every fused update, for files and metrics."""
+    """Rows (id, t_ns, x, y, status) of every fused update, for files and metrics.
+
+    keep_state: also keep each row's velocity and 4x4 covariance, so that `as_rows(smooth=...)`
+    can return the offline RTS-smoothed tracks (`tracking.smoother`).
+    """
 
     rows: list[np.ndarray] = field(default_factory=list)
+    keep_state: bool = False
+    states: list[np.ndarray] = field(default_factory=list)
 
     def add(self, update: Update) -> None:
         """Append the update's track states (LOST entries are not positions: left out)."""
@@ -67,23 +75,54 @@ class TrackLog:
         block[:, 2:4] = snap.positions_px[keep]
         block[:, 4] = snap.status[keep]
         self.rows.append(block)
+        if self.keep_state:
+            if snap.state_covariances is None:
+                raise ValueError("TrackLog(keep_state=True): the snapshot has no "
+                                 "state_covariances")
+            state = np.empty((n, 18))  # vx vy, then P flattened
+            state[:, :2] = snap.velocities_px_s[keep]
+            state[:, 2:] = snap.state_covariances[keep].reshape(n, 16)
+            self.states.append(state)
 
-    def as_rows(self, external_ids: dict[int, int] | None = None) -> np.ndarray:
-        """(M, 5) rows id, t (s), x, y, status sorted by id then time; ids mapped if given."""
+    def as_rows(self, external_ids: dict[int, int] | None = None,
+                smooth: FusionConfig | None = None) -> np.ndarray:
+        """(M, 5) rows id, t (s), x, y, status sorted by id then time; ids mapped if given.
+
+        smooth: the filter's settings (q, constant_q) to return the RTS-smoothed positions
+        instead of the filtered ones (needs `keep_state=True`); one row per (id, time), the
+        last logged, as the metrics keep.
+        """
         if not self.rows:
             return np.zeros((0, 5))
         out = np.concatenate(self.rows)
+        order = np.lexsort((out[:, 1], out[:, 0]))
+        out = out[order]
+        if smooth is not None:
+            if not self.keep_state:
+                raise ValueError("TrackLog.as_rows(smooth=...) needs TrackLog(keep_state=True)")
+            state = np.concatenate(self.states)[order]
+            # the last row of each (id, time): lexsort is stable, so later updates come later
+            last = np.ones(out.shape[0], dtype=bool)
+            last[:-1] = (out[1:, 0] != out[:-1, 0]) | (out[1:, 1] != out[:-1, 1])
+            out, state = out[last], state[last]
+            x = np.concatenate([out[:, 2:4], state[:, :2]], axis=1)
+            xs, _ = rts_smooth(out[:, 0], out[:, 1] * 1e-9, x, state[:, 2:].reshape(-1, 4, 4),
+                               smooth.q, smooth.constant_q)
+            out[:, 2:4] = xs[:, :2]
         if external_ids:
             out[:, 0] = [external_ids.get(int(i), int(i)) for i in out[:, 0]]
         out[:, 1] *= 1e-9
-        order = np.lexsort((out[:, 1], out[:, 0]))
-        return out[order]
+        if external_ids:  # the mapped ids may sort differently
+            out = out[np.lexsort((out[:, 1], out[:, 0]))]
+        return out
 
 
 def run_offline(pipeline: Pipeline, inputs: Iterable[EventInput | FrameInput],
-                progress: bool = False, total: int | None = None) -> TrackLog:
-    """Feed inputs in order to the pipeline; return the log of every update."""
-    log = TrackLog()
+                progress: bool = False, total: int | None = None,
+                keep_state: bool = False) -> TrackLog:
+    """Feed inputs in order to the pipeline; return the log of every update (with each
+    state's velocity and covariance when keep_state, for `TrackLog.as_rows(smooth=...)`)."""
+    log = TrackLog(keep_state=keep_state)
     if progress:
         from tqdm import tqdm
 

@@ -1,0 +1,87 @@
+"""Offline fixed-interval Rauch-Tung-Striebel smoothing of fused tracks.
+
+The Kalman filter is causal: a track's position at an event window knows nothing of the frame
+that comes 20 ms later. Offline (bag replay, benchmarks, SLAM back ends that wait for the next
+keyframe anyway) every later observation is available, and the RTS smoother gives each logged
+state the estimate conditioned on all of them, with the same constant-velocity model and
+process noise q as the filter:
+
+    x_{k+1|k} = F_k x_k,  P_{k+1|k} = F_k P_k F_k^T + Q_k,
+    C_k = P_k F_k^T P_{k+1|k}^{-1},
+    xs_k = x_k + C_k (xs_{k+1} - x_{k+1|k}),  Ps_k = P_k + C_k (Ps_{k+1} - P_{k+1|k}) C_k^T,
+
+with F, Q from `kalman.transition` / `kalman.process_noise` and (x_k, P_k) the filtered state
+logged at step k (a step where a track got no observation logs the prediction, which the
+recursion passes through unchanged in information). The newest state of a track is the same
+filtered and smoothed. Not for a live node: every smoothed position depends on the future.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blinktrack_ros import kalman
+
+
+def rts_smooth(ids: np.ndarray, t_s: np.ndarray, x: np.ndarray, P: np.ndarray, q: float,
+               constant_q: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth logged filter states, all tracks at once.
+
+    Args:
+        ids: (M,) track ids.
+        t_s: (M,) state times in seconds; within a track strictly increasing once sorted (the
+            caller keeps one row per (id, time)).
+        x: (M, 4) filtered states [px, py, vx, vy].
+        P: (M, 4, 4) their covariances.
+        q: the filter's white-acceleration spectral density, px^2/s^3.
+        constant_q: the filter's `constant_q` (Q(1 s) per step whatever dt).
+
+    Returns:
+        (xs (M, 4), Ps (M, 4, 4)) in the input's row order.
+
+    Raises:
+        ValueError: on shapes that do not match, non-finite input or repeated (id, time) rows.
+    """
+    ids = np.asarray(ids)
+    t_s = np.asarray(t_s, np.float64)
+    x = np.asarray(x, np.float64)
+    P = np.asarray(P, np.float64)
+    m = ids.shape[0]
+    if t_s.shape != (m,) or x.shape != (m, 4) or P.shape != (m, 4, 4):
+        raise ValueError(f"rts_smooth: shapes ids {ids.shape}, t {t_s.shape}, x {x.shape}, "
+                         f"P {P.shape} are not (M,), (M,), (M, 4), (M, 4, 4)")
+    if not (np.isfinite(t_s).all() and np.isfinite(x).all() and np.isfinite(P).all()):
+        raise ValueError("rts_smooth: non-finite times, states or covariances")
+    xs, Ps = x.copy(), P.copy()
+    if m == 0:
+        return xs, Ps
+    order = np.lexsort((t_s, ids))
+    same_track = ids[order][1:] == ids[order][:-1]
+    if (same_track & (np.diff(t_s[order]) <= 0)).any():
+        raise ValueError("rts_smooth: repeated or unsorted times within a track")
+    # row -> the row of the same track's next state (-1: the track's newest state)
+    nxt = np.full(m, -1)
+    nxt[order[:-1][same_track]] = order[1:][same_track]
+    # backwards over the distinct times, every track present at a time in one batch
+    uniq, inverse = np.unique(t_s, return_inverse=True)
+    by_time = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[by_time], np.arange(uniq.shape[0] + 1))
+    for k in range(uniq.shape[0] - 1, -1, -1):
+        rows = by_time[bounds[k]:bounds[k + 1]]
+        rows = rows[nxt[rows] >= 0]
+        if rows.shape[0] == 0:
+            continue
+        n = rows.shape[0]
+        later = nxt[rows]
+        dt = t_s[later] - t_s[rows]
+        F = kalman.transition(dt, n, x)
+        Q = kalman.process_noise(np.ones(n) if constant_q else dt, q, n, x)
+        Pk = P[rows]
+        FP = F @ Pk
+        x_pred = np.einsum("nij,nj->ni", F, x[rows])
+        P_pred = FP @ F.swapaxes(1, 2) + Q
+        # C = P F^T P_pred^-1  <=>  C^T = P_pred^-1 (F P)  (both covariances symmetric)
+        C = np.linalg.solve(P_pred, FP).swapaxes(1, 2)
+        xs[rows] = x[rows] + np.einsum("nij,nj->ni", C, xs[later] - x_pred)
+        Ps[rows] = Pk + C @ (Ps[later] - P_pred) @ C.swapaxes(1, 2)
+    return xs, Ps
