@@ -71,8 +71,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from blinktrack_ros.synth.bagout import write_sequence_bag
     from blinktrack_ros.synth.config import preset
     from blinktrack_ros.synth.sequence import generate_sequence
-    from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS
-
     _resolve_defaults(args)
     if args.readme_gif:
         return write_readme_gif(args)
@@ -103,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         bag=str(bag), out=str(out / "tracks.mcap"), tracks_txt=None, mode=main_mode,
         seeds=str(seeds), target_count=64, event_topic=None, image_topic=None, window_ms=10.0,
         event_weights=None, image_weights=None, untrained=False, device="cpu",
-        frame_id="camera", quiet=True, frame_join_ms=OFFLINE_FRAME_JOIN_MS))
+        frame_id="camera", quiet=True, frame_join_ms=None))
     for mode in modes:
         print(f"\n## mode {mode}")
         print(sequence_table(results[mode]))

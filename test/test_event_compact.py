@@ -172,3 +172,30 @@ def test_cost_model_counts_fewer_operator_calls_for_the_compact_design():
     (_, ops_lite), (_, ops_lite2) = count_ops(lite), count_ops(lite2)
     assert ops_lite2 < 0.6 * ops_lite
     assert flops_per_track(lite2)[0] > 2 * flops_per_track(lite)[0]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_1x1_convlstm_rows_path_is_the_convolution_cell(channels_last):
+    """lite3's 1x1 gate convolution runs as one matrix product over pixel rows: outputs and
+    gradients equal the textbook ConvLSTM equations written with F.conv2d."""
+    from blinktrack_ros.models.event_layers import ConvLSTMCell
+
+    torch.manual_seed(3)
+    cell = ConvLSTMCell(6, 1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x, h, c = (torch.randn(5, 6, 4, 4).contiguous(memory_format=fmt).requires_grad_()
+               for _ in range(3))
+    got_h, got_c = cell(x, h, c)
+    gates = torch.nn.functional.conv2d(torch.cat([x, h], 1), cell.gates.weight,
+                                       cell.gates.bias)
+    i, f, o, g = gates.chunk(4, 1)
+    want_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    want_h = torch.sigmoid(o) * torch.tanh(want_c)
+    torch.testing.assert_close(got_h, want_h)
+    torch.testing.assert_close(got_c, want_c)
+    grads = torch.autograd.grad((got_h.square().sum() + got_c.sum()), (x, h, c,
+                                                                          cell.gates.weight))
+    want = torch.autograd.grad((want_h.square().sum() + want_c.sum()), (x, h, c,
+                                                                          cell.gates.weight))
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b)

@@ -286,3 +286,21 @@ def test_a_track_with_nonfinite_network_output_is_ended(rng):
     assert len(reported) == 1
     assert victim not in pipe.engine.tracks.ids and victim not in src.ids
     assert set(alive[1:]) <= set(pipe.engine.tracks.ids) and src.nonfinite_ids.size == 0
+
+
+def test_offline_frame_join_follows_the_torch_threads():
+    """`blinktrack track` puts frames on a worker only when torch runs one thread (the worker
+    then has the second core); with more threads both networks share the cores in turn."""
+    import torch
+
+    from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, offline_frame_join_ms
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert offline_frame_join_ms() == OFFLINE_FRAME_JOIN_MS > 0
+        torch.set_num_threads(2)
+        assert offline_frame_join_ms() == 0.0
+        assert offline_frame_join_ms(7.5) == 7.5  # an explicit value wins
+    finally:
+        torch.set_num_threads(before)

@@ -28,7 +28,7 @@ from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations
 from blinktrack_ros.tracking.offline import TrackLog
-from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS
+from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, offline_frame_join_ms
 from blinktrack_ros.tracking.seeding import SeedConfig
 
 TRACKS_TOPIC = "/blinktrack/tracks"
@@ -108,7 +108,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     seeding = SeedConfig(target_count=args.target_count)
     pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
-                          untrained=args.untrained, frame_join_ms=args.frame_join_ms)
+                          untrained=args.untrained,
+                          frame_join_ms=offline_frame_join_ms(args.frame_join_ms))
     from blinktrack_ros.eval.tracks_io import time_shift_s
 
     origin = replay_time_origin_ns(args.bag, args.seeds)
@@ -212,10 +213,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--untrained", action="store_true", help="random network weights")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--frame-join-ms", type=float, default=OFFLINE_FRAME_JOIN_MS,
+    p.add_argument("--frame-join-ms", type=float, default=None,
                    help="frames run on a worker thread, concurrently with the event windows of "
                         "the next this many ms of data, and are fused then (deterministic; "
-                        "0: one after the other)")
+                        "0: one after the other; default: "
+                        f"{OFFLINE_FRAME_JOIN_MS:g} with one torch thread, else 0)")
     p.add_argument("--frame-id", default="camera", help="frame_id of the output messages")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_track)

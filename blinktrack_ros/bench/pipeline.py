@@ -25,14 +25,16 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-ms", type=float, default=5.0, help="event window (ms)")
     p.add_argument("--frame-hz", type=float, default=30.0, help="frame rate (Hz)")
     p.add_argument("--target-count", type=int, default=64, help="tracks seeded (N)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (here and in the node process)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (here and in the node process; default: torch's own "
+                        "default, what `blinktrack track` and the node run: the core count)")
     p.add_argument("--seed", type=int, default=0, help="sequence seed")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
     p.add_argument("--frame-join-ms", type=float, default=None,
                    help="frames concurrent with the event windows of the next this many ms of "
-                        "data (default 10; 0: one after the other); the live node keeps 0")
+                        "data (0: one after the other; default: what `blinktrack track` runs, 10 "
+                        "with one torch thread, else 0); the live node keeps 0")
     p.add_argument("--event-msg", default="dvs", choices=["dvs", "evt3"],
                    help="event messages of the replayed bag (evt3: Prophesee EventPacket; "
                         "the live run publishes dvs_msgs whatever this is)")
@@ -63,7 +65,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
-                           threads: int = 1, node_log: str | None = None, pace: float = 1.0,
+                           threads: int | None = None, node_log: str | None = None,
+                           pace: float = 1.0,
                            progress: bool = False, trace: str | None = None) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
@@ -77,8 +80,11 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         replay_figures,
         warm_up,
     )
+    from blinktrack_ros.tracking.pipeline import offline_frame_join_ms
 
+    threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
+    setup = replace(setup, frame_join_ms=offline_frame_join_ms(setup.frame_join_ms))
     seq = bench_sequence(setup, progress)
     pipe, note = bench_pipeline(setup)
     warm_up(seq, bench_pipeline(setup)[0])
@@ -111,7 +117,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     from blinktrack_ros.cli import UsageError
 
     w, h = _size(args.size)
-    if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 or args.threads < 1 \
+    if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 \
+            or (args.threads is not None and args.threads < 1) \
             or args.pace <= 0:
         raise UsageError("--duration-s, --frame-hz, --target-count, --threads and --pace must "
                          "be > 0")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
-from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, Pipeline, Update
+from blinktrack_ros.tracking.pipeline import Pipeline, Update, offline_frame_join_ms
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class BenchSetup:
         preset: synthetic preset name.
         seed: sequence seed.
         event_weights, image_weights: checkpoints; None = the shipped lite weights.
-        frame_join_ms: Pipeline's frame_join_ms (frames concurrent with event windows).
+        frame_join_ms: Pipeline's frame_join_ms (frames concurrent with event windows); None:
+            `offline_frame_join_ms()`, what `blinktrack track` runs with these torch threads.
         event_msg: event message of the replayed bag: "dvs" (dvs_msgs/EventArray) or "evt3"
             (event_camera_msgs/EventPacket, Prophesee's encoding, decoded per packet).
         event_rate_mev_s: 0 = the simulated events only; above their rate, uniform random
@@ -58,7 +59,7 @@ class BenchSetup:
     seed: int = 0
     event_weights: str | None = None
     image_weights: str | None = None
-    frame_join_ms: float = OFFLINE_FRAME_JOIN_MS
+    frame_join_ms: float | None = None
     event_msg: str = "dvs"
     event_rate_mev_s: float = 0.0
 
@@ -103,7 +104,7 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
     config = PipelineConfig(mode=Mode(setup.mode), event_window_ms=setup.window_ms,
                             max_pending_windows=max_pending_windows)
     kwargs = dict(seeding=SeedConfig(target_count=setup.target_count),
-                  frame_join_ms=setup.frame_join_ms,
+                  frame_join_ms=offline_frame_join_ms(setup.frame_join_ms),
                   event_weights=setup.event_weights, image_weights=setup.image_weights)
     if not untrained:
         try:

@@ -42,9 +42,25 @@ from blinktrack_ros.tracking.seeding import SeedConfig, Seeds
 from blinktrack_ros.tracking.tracks import TrackStatus
 
 LOG = logging.getLogger(__name__)
-# `blinktrack track` and `blinktrack bench pipeline`: frames overlap the event windows of the
-# next 10 ms of data (two 5 ms windows, one 10 ms window)
+# `blinktrack track` and `blinktrack bench pipeline` with one torch thread: frames overlap the
+# event windows of the next 10 ms of data (two 5 ms windows, one 10 ms window)
 OFFLINE_FRAME_JOIN_MS = 10.0
+
+
+def offline_frame_join_ms(value: float | None = None) -> float:
+    """The offline replay's frame_join_ms: `value` when given, else OFFLINE_FRAME_JOIN_MS when
+    torch runs one intra-op thread (the frames then take the second core on the worker) and 0
+    when it runs more (both networks use every core in turn; a frame worker on top of them
+    oversubscribes the cores). On 2 cores, bench defaults, three runs each: 2 threads in line
+    0.90-1.05x real time, 2 threads with the worker 0.60-0.72x, 1 thread with the worker
+    0.66-0.85x (README, CPU timings)."""
+    if value is not None:
+        return float(value)
+    try:
+        import torch
+    except ImportError:  # KLT only: no networks, no worker needed
+        return 0.0
+    return OFFLINE_FRAME_JOIN_MS if torch.get_num_threads() == 1 else 0.0
 
 
 class Mode(Enum):
@@ -180,7 +196,7 @@ class Pipeline:
 
         frame_join_ms: event data time after a frame at which its observations are fused; the
         frame runs on a worker thread meanwhile (0: on the calling thread, no overlap). The
-        offline replay uses OFFLINE_FRAME_JOIN_MS; live, the windows in between would be
+        offline replay uses `offline_frame_join_ms()`; live, the windows in between would be
         published only at the join, so the nodes keep 0.
         """
         if not 0.0 <= frame_join_ms <= 1000.0:
