@@ -126,3 +126,23 @@ def test_partial_init_lite2_into_lite3_takes_the_lstm_centre_tap(tmp_path):
     state = dst.init_state(torch.rand(3, 1, s, s))
     disp, logits, _ = dst(state, torch.rand(3, 10, s, s))
     assert disp.shape == (3, 2) and logits.shape == (3, 2) and torch.isfinite(disp).all()
+
+
+def test_keep_weights_exports_every_checkpoint_as_loadable_weights(tmp_path):
+    """--keep-weights: each checkpoint step leaves weights/step_N.pt that the tracker loads;
+    the last one holds exactly the network the run ended with."""
+    from blinktrack_ros.models.event_net import load_event_net
+
+    cfg = TrainConfig(module="event", config="lite3", steps=4, snippets=1, tracks=4,
+                      unroll=((0.0, 2),), val_every=0, ckpt_every=2, fresh_every=0, lr=1e-3)
+    tr = Trainer(cfg, SPEC, tmp_path / "run", tmp_path / "cache", progress=False,
+                 keep_weights=True)
+    tr.run()
+    kept = sorted(p.name for p in (tmp_path / "run" / "weights").iterdir())
+    assert kept == ["step_0000002.pt", "step_0000004.pt"]
+    net = load_event_net(tmp_path / "run" / "weights" / "step_0000004.pt")
+    for (name, a), b in zip(tr.net.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), name
+    first = load_event_net(tmp_path / "run" / "weights" / "step_0000002.pt")
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                     net.state_dict().values()))

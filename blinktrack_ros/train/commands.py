@@ -56,6 +56,9 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
     q.add_argument("--duration", type=float, default=0.5, help="sequence length in seconds")
     q.add_argument("--val-every", type=int, default=250)
     q.add_argument("--ckpt-every", type=int, default=100)
+    q.add_argument("--keep-weights", action="store_true",
+                   help="also export the weights at every checkpoint as "
+                        "RUN_DIR/weights/step_NNNNNNN.pt (choose a step on validation later)")
     q.add_argument("--fresh-every", type=int, default=50)
     q.add_argument("--init", type=Path, help="start from these weights (stage 2: stage 1's)")
     q.add_argument("--init-partial", type=Path,
@@ -133,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_partial is not None and not args.init_partial.is_file():
         raise UsageError(f"--init-partial {args.init_partial}: no such file")
     tr = Trainer(cfg, spec, args.run_dir, args.cache_dir, args.init, device, dist=dist,
-                 init_partial=args.init_partial)
+                 init_partial=args.init_partial, keep_weights=args.keep_weights)
     if tr.init_partial is not None:
         print(f"--init-partial: copied {tr.init_partial[0]} of {tr.init_partial[1]} tensors")
     if args.resume:

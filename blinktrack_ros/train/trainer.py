@@ -303,7 +303,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, train_spec: DataSpec, run_dir: str | Path,
                  cache_dir: str | Path | None, init: str | Path | None = None,
                  device: str = "cpu", progress: bool = True, dist: DistContext | None = None,
-                 init_partial: str | Path | None = None):
+                 init_partial: str | Path | None = None, keep_weights: bool = False):
+        """keep_weights: at every checkpoint also export the network as
+        run_dir/weights/step_NNNNNNN.pt (a checkpoint `load_event_net` / `load_image_net`
+        reads), so any step can be validated and shipped later, not only last and best."""
+        self.keep_weights = keep_weights
         self.dist = dist or DistContext()
         progress = progress and self.dist.main
         self.cfg, self.spec, self.device, self.progress = cfg, train_spec, device, progress
@@ -386,10 +390,15 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
 
     def save(self) -> Path:
-        """Write run_dir/last.pt atomically."""
+        """Write run_dir/last.pt atomically (and the step's weights with keep_weights)."""
         path = self.run_dir / "last.pt"
         torch.save(self.state(), path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
+        if self.keep_weights:
+            kept = self.run_dir / "weights" / f"step_{self.step:07d}.pt"
+            kept.parent.mkdir(exist_ok=True)
+            save_net(self.cfg, self.net, kept, {"train_config": repr(self.cfg),
+                                                "steps_done": self.step})
         return path
 
     def resume(self, path: str | Path | None = None) -> None:
