@@ -56,6 +56,31 @@ def test_track_replay_writes_tracks_that_follow_ground_truth(synth_bag, tmp_path
     np.testing.assert_allclose(same, pred, atol=1e-4)
 
 
+def test_predicted_mode_adds_causal_rows_between_frames(synth_bag, tmp_path):
+    """`klt+p`: the rows of `klt` at its update times, and between them one row per window
+    with the prediction from the previous update (the live node's output at that rate)."""
+    seq = load_bag_sequence(synth_bag)
+    seeds = np.loadtxt(_seed_file(synth_bag, tmp_path), ndmin=2)
+    tracker = pipeline_tracker()
+    plain = tracker(seq, "klt", seeds, 10_000_000)
+    pred = tracker(seq, "klt+p", seeds, 5_000_000)  # frames at 50 Hz: 3 rows per gap
+    key = {(int(r[0]), round(r[1], 9)) for r in plain}
+    at_updates = np.array([(int(r[0]), round(r[1], 9)) in key for r in pred])
+    assert at_updates.sum() == len(plain) and (~at_updates).sum() > 2 * len(plain)
+    np.testing.assert_allclose(pred[at_updates], plain, atol=1e-9)
+    for fid in np.unique(plain[:, 0])[:5]:
+        t = pred[pred[:, 0] == fid, 1]
+        assert np.diff(t).max() <= 0.005 + 1e-9  # a row at least every window
+    # the rows between a track's first two updates lie on one line from the first update
+    fid = plain[0, 0]
+    t0, t1 = plain[plain[:, 0] == fid][:2, 1]
+    mine = pred[pred[:, 0] == fid]
+    between = mine[(mine[:, 1] > t0 + 1e-9) & (mine[:, 1] < t1 - 1e-9)]
+    assert len(between) == 3
+    steps = np.diff(np.vstack([plain[plain[:, 0] == fid][0, 2:4], between[:, 2:4]]), axis=0)
+    np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-6)
+
+
 def test_track_rejects_bad_usage(synth_bag, tmp_path, capsys):
     assert main(["track", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no such bag" in capsys.readouterr().err

@@ -101,3 +101,46 @@ def test_tracklog_smoothing_needs_the_states():
 
     with pytest.raises(ValueError, match="keep_state"):
         log.as_rows(smooth=FusionConfig())
+
+
+def _log_with_states(rows, velocities):
+    log = TrackLog(keep_state=True)
+    log.rows.append(np.asarray(rows, np.float64))
+    states = np.zeros((len(rows), 18))
+    states[:, :2] = velocities
+    log.states.append(states)
+    return log
+
+
+def test_predicted_rows_are_the_causal_constant_velocity_extrapolation():
+    # track 1: rows at 0 and 33 ms; track 2: rows 5 ms apart (no gap of a 10 ms window)
+    rows = [[1, 0, 10.0, 20.0, 0], [1, 33e6, 99.0, 99.0, 1],
+            [2, 0, 5.0, 5.0, 0], [2, 5e6, 6.0, 5.0, 0]]
+    vel = [[100.0, -50.0], [0.0, 0.0], [200.0, 0.0], [200.0, 0.0]]
+    out = _log_with_states(rows, vel).as_rows(predict_every_ns=10_000_000)
+    one = out[out[:, 0] == 1]
+    np.testing.assert_allclose(one[:, 1], [0, 0.01, 0.02, 0.03, 0.033])
+    k = np.arange(1, 4)
+    np.testing.assert_allclose(one[1:4, 2], 10.0 + 100.0 * 0.01 * k)
+    np.testing.assert_allclose(one[1:4, 3], 20.0 - 50.0 * 0.01 * k)
+    assert (one[1:4, 4] == 0).all()  # the earlier row's status
+    np.testing.assert_allclose(out[out[:, 0] == 2][:, 1], [0, 0.005])  # nothing inserted
+    # causal: the later row does not change the inserted ones; nothing after a last row
+    rows[1][2:4] = [-500.0, 700.0]
+    again = _log_with_states(rows, vel).as_rows(predict_every_ns=10_000_000)
+    np.testing.assert_allclose(again[again[:, 0] == 1][1:4], one[1:4])
+    assert again[:, 1].max() == pytest.approx(0.033)
+
+
+def test_predicted_rows_need_the_states_and_no_smoothing():
+    from blinktrack_ros.tracking.fusion_types import FusionConfig
+
+    log = TrackLog()
+    log.rows.append(np.array([[1.0, 0.0, 2.0, 3.0, 0.0], [1.0, 5e7, 2.0, 3.0, 0.0]]))
+    with pytest.raises(ValueError, match="keep_state"):
+        log.as_rows(predict_every_ns=10_000_000)
+    full = _log_with_states(log.rows[0], np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="no smoothing"):
+        full.as_rows(smooth=FusionConfig(), predict_every_ns=10_000_000)
+    with pytest.raises(ValueError, match="> 0"):
+        full.as_rows(predict_every_ns=0)

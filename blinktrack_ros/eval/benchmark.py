@@ -179,7 +179,8 @@ ZERO_MODE = "zero"  # every track stays at its seed: the floor a tracker must cl
 COMPARE_KEYS = ("feature_age", "age_5", "delta_occ")
 COMPARE_PAIRS = (("ei", "klt"), ("e-klt", "klt"), ("e", "klt"), ("i", "klt"),
                  ("ei+s", "klt"), ("e-klt+s", "klt"), ("i+s", "klt"), ("klt+s", "klt"),
-                 ("e-klt+s", "klt+s"), ("ei+s", "klt+s"))
+                 ("e-klt+s", "klt+s"), ("ei+s", "klt+s"), ("ei", "klt+p"), ("e-klt", "klt+p"),
+                 ("ei", "i+p"), ("i+p", "klt+p"))
 
 
 def zero_motion_tracker(seq: BenchmarkSequence, mode: str, seeds: np.ndarray,

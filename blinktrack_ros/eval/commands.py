@@ -130,21 +130,22 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     )
     from blinktrack_ros.eval.klt_tuning import load_klt_configs
     from blinktrack_ros.eval.report import sequence_table
-    from blinktrack_ros.eval.tracker import SMOOTHED_SUFFIX, pipeline_tracker, split_smoothed
+    from blinktrack_ros.eval.tracker import SUFFIXES, pipeline_tracker, split_suffix
     from blinktrack_ros.tracking.pipeline import Mode
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     # dv: dv-processing's tracker (baselines extra); zero: every track stays at its seed;
-    # <mode>+s: the mode's tracks RTS-smoothed offline
-    known = ({m.value for m in Mode} | {m.value + SMOOTHED_SUFFIX for m in Mode}
+    # <mode>+s: the mode's tracks RTS-smoothed offline; <mode>+p: the causal prediction added
+    # every event window between updates (what a live node publishes)
+    known = ({m.value for m in Mode} | {m.value + s for m in Mode for s in SUFFIXES}
              | {"dv", ZERO_MODE})
     bad = [m for m in modes if m not in known]
     if bad or not modes:
         raise UsageError(f"unknown modes {bad}; choose from {sorted(known)} (default "
                          "e,i,ei,klt,e-klt,zero)")
     pipeline_modes = {x.value for x in Mode}
-    needs_events = any(m == "dv" or (split_smoothed(m)[0] in pipeline_modes
-                                     and Mode(split_smoothed(m)[0]).uses_events)
+    needs_events = any(m == "dv" or (split_suffix(m)[0] in pipeline_modes
+                                     and Mode(split_suffix(m)[0]).uses_events)
                        for m in modes)
     try:
         klt_configs = {} if args.klt_default else load_klt_configs(args.klt_tuned)
@@ -199,7 +200,11 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
                         "a pipeline mode with the suffix +s (ei+s, e-klt+s, klt+s, ...) "
                         "reports its tracks smoothed offline (Rauch-Tung-Striebel: each "
                         "position also uses the later observations; not what a live node "
-                        "publishes)")
+                        "publishes); with +p (klt+p, i+p) the causal Kalman prediction is "
+                        "added every event window between updates: what a live node "
+                        "publishing at the window rate gives (frame-only modes otherwise write "
+                        "rows at frames only, which the protocol interpolates using the next "
+                        "frame)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--window-ms", type=float, default=None,
                    help="event window (default 10 ms, 5 ms for EDS)")

@@ -24,13 +24,26 @@ BENCHMARK_FUSION = FusionConfig(lost_after_s=1.0e6, out_of_image_margin_px=1.0e6
 # A mode name with this suffix (`ei+s`, `e-klt+s`, ...) runs the mode and reports the offline
 # RTS-smoothed tracks (tracking.smoother): every position also uses the later observations.
 SMOOTHED_SUFFIX = "+s"
+# A mode name with this suffix (`klt+p`, `i+p`) reports what a live node publishing at the event
+# window rate would give between updates: the causal Kalman prediction from the last update
+# (`TrackLog.as_rows(predict_every_ns=...)`). Frame-only modes otherwise write rows at frame
+# times only, and the protocol interpolates them linearly, i.e. it uses the next frame.
+PREDICTED_SUFFIX = "+p"
+SUFFIXES = (SMOOTHED_SUFFIX, PREDICTED_SUFFIX)
+
+
+def split_suffix(mode: str) -> tuple[str, str]:
+    """`ei+s` -> ("ei", "+s"); `klt+p` -> ("klt", "+p"); `ei` -> ("ei", "")."""
+    for suffix in SUFFIXES:
+        if mode.endswith(suffix):
+            return mode[:-len(suffix)], suffix
+    return mode, ""
 
 
 def split_smoothed(mode: str) -> tuple[str, bool]:
-    """`ei+s` -> ("ei", True); `ei` -> ("ei", False)."""
-    if mode.endswith(SMOOTHED_SUFFIX):
-        return mode[:-len(SMOOTHED_SUFFIX)], True
-    return mode, False
+    """`ei+s` -> ("ei", True); `ei` -> ("ei", False); the mode of `klt+p` -> ("klt", False)."""
+    base, suffix = split_suffix(mode)
+    return base, suffix == SMOOTHED_SUFFIX
 
 
 def seeds_from_rows(rows: np.ndarray) -> Seeds:
@@ -57,14 +70,16 @@ def pipeline_tracker(event_weights: str | Path | None = None,
     fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
     observation array before it is fused, and the internal -> external id map (calibration).
     with_status: rows `id t x y status` (TrackStatus), e.g. to draw occluded tracks.
-    A mode with the suffix `+s` (e.g. `ei+s`) returns the offline RTS-smoothed tracks.
+    A mode with the suffix `+s` (e.g. `ei+s`) returns the offline RTS-smoothed tracks; with
+    `+p` (e.g. `klt+p`) the causal prediction is added every window between updates.
     klt_configs: preset name -> KltConfig for the modes that use KLT (the preset of a sequence
     is `benchmark.preset_of(name)`; key "*" for any other; None: KltConfig defaults).
     """
     fusion = fusion or BENCHMARK_FUSION
 
     def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
-        base, smooth = split_smoothed(mode)
+        base, suffix = split_suffix(mode)
+        smooth, predict = suffix == SMOOTHED_SUFFIX, suffix == PREDICTED_SUFFIX
         config = PipelineConfig(mode=Mode(base), event_window_ms=window_ns * 1e-6,
                                 reseed=False, max_pending_windows=1 << 30)
         klt_config = None
@@ -89,8 +104,9 @@ def pipeline_tracker(event_weights: str | Path | None = None,
         pipe.set_seeds(seeds_from_rows(seed_rows))
         frames = as_float_frames(seq.frames)
         inputs = interleave(np.asarray(frames), np.asarray(seq.frame_times_ns), seq.events)
-        log = run_offline(pipe, inputs, progress=progress, keep_state=smooth)
-        rows = log.as_rows(pipe.external_ids, smooth=fusion if smooth else None)
+        log = run_offline(pipe, inputs, progress=progress, keep_state=smooth or predict)
+        rows = log.as_rows(pipe.external_ids, smooth=fusion if smooth else None,
+                           predict_every_ns=int(window_ns) if predict else None)
         return rows if with_status else rows[:, :4]
 
     return track

@@ -85,12 +85,17 @@ class TrackLog:
             self.states.append(state)
 
     def as_rows(self, external_ids: dict[int, int] | None = None,
-                smooth: FusionConfig | None = None) -> np.ndarray:
+                smooth: FusionConfig | None = None,
+                predict_every_ns: int | None = None) -> np.ndarray:
         """(M, 5) rows id, t (s), x, y, status sorted by id then time; ids mapped if given.
 
         smooth: the filter's settings (q, constant_q) to return the RTS-smoothed positions
         instead of the filtered ones (needs `keep_state=True`); one row per (id, time), the
         last logged, as the metrics keep.
+        predict_every_ns: where a track's consecutive rows are further apart, add rows every
+        this many ns after the earlier one (strictly before the later one) with the constant-
+        velocity prediction x + v dt from the earlier row alone: what a node publishing at that
+        rate would give (needs `keep_state=True`; not with smooth).
         """
         if not self.rows:
             return np.zeros((0, 5))
@@ -109,12 +114,43 @@ class TrackLog:
             xs, _ = rts_smooth(out[:, 0], out[:, 1] * 1e-9, x, state[:, 2:].reshape(-1, 4, 4),
                                smooth.q, smooth.constant_q)
             out[:, 2:4] = xs[:, :2]
+        if predict_every_ns is not None:
+            if smooth is not None or not self.keep_state:
+                raise ValueError("TrackLog.as_rows(predict_every_ns=...) needs "
+                                 "TrackLog(keep_state=True) and no smoothing")
+            out = _with_predictions(out, np.concatenate(self.states)[order, :2],
+                                    int(predict_every_ns))
         if external_ids:
             out[:, 0] = [external_ids.get(int(i), int(i)) for i in out[:, 0]]
         out[:, 1] *= 1e-9
         if external_ids:  # the mapped ids may sort differently
             out = out[np.lexsort((out[:, 1], out[:, 0]))]
         return out
+
+
+def _with_predictions(rows: np.ndarray, velocities: np.ndarray, every_ns: int) -> np.ndarray:
+    """rows (id, t_ns, x, y, status; sorted by id then time) with prediction rows inserted
+    every `every_ns` between consecutive rows of a track, from the earlier row's position and
+    velocity (px/s) only."""
+    if every_ns <= 0:
+        raise ValueError(f"predict_every_ns must be > 0, got {every_ns}")
+    if rows.shape[0] < 2:
+        return rows
+    gap = rows[1:, 1] - rows[:-1, 1]
+    same = rows[1:, 0] == rows[:-1, 0]
+    n_new = np.where(same, np.ceil(gap / every_ns) - 1, 0).clip(0).astype(np.int64)
+    n_new = np.append(n_new, 0)  # nothing after a track's last row
+    if not n_new.any():
+        return rows
+    src = np.repeat(np.arange(rows.shape[0]), n_new)
+    first = np.repeat(np.cumsum(n_new) - n_new, n_new)
+    k = np.arange(src.size) - first + 1  # 1 .. n_new per source row
+    new = rows[src].copy()
+    dt_ns = k * float(every_ns)
+    new[:, 1] = rows[src, 1] + dt_ns
+    new[:, 2:4] += velocities[src] * (dt_ns * 1e-9)[:, None]
+    out = np.concatenate([rows, new])
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
 def run_offline(pipeline: Pipeline, inputs: Iterable[EventInput | FrameInput],
