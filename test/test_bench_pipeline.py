@@ -79,8 +79,8 @@ def test_bench_pipeline_live_latency(capsys) -> None:
     """The live run with real rclpy: windows come back from blinktrack_node with latencies."""
     pytest.importorskip("rclpy", reason="rclpy missing: run bash tools/build_msgs.sh .venv")
     pytest.importorskip("blinktrack_ros.msg", reason="messages not built")
-    fig = _run_json(capsys, ["--no-replay", "--duration-s", "1.0"])
-    assert fig["latency_windows"] > 0
+    fig = _run_json(capsys, ["--no-replay", "--duration-s", "1.0", "--packet-ms", "2"])
+    assert fig["latency_windows"] > 0 and fig["live_packet_ms"] == 2.0
     assert 0 < fig["latency_ms_median"] <= fig["latency_ms_p99"] <= fig["latency_ms_max"]
     assert fig["live_event_updates"] <= fig["data_windows"] == 200
     assert fig["node_torch_threads"] == 1 and fig["live_pace"] == 1.0
@@ -111,3 +111,5 @@ def test_prophesee_like_stream_is_decoded_whole_from_evt3(tmp_path) -> None:
 def test_bench_pipeline_rejects_a_bad_event_rate(capsys) -> None:
     assert main(["bench", "pipeline", *SMALL, "--no-live", "--event-rate-mev-s", "-1"]) == 2
     assert "--event-rate-mev-s" in capsys.readouterr().err
+    assert main(["bench", "pipeline", *SMALL, "--no-replay", "--packet-ms", "0"]) == 2
+    assert "--packet-ms" in capsys.readouterr().err
