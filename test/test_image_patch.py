@@ -154,3 +154,36 @@ def test_template_correlation_is_the_grouped_convolution(rng, n):
     (grad,) = torch.autograd.grad(got.square().sum(), feat)
     (grad_want,) = torch.autograd.grad(want.square().sum(), feat)
     torch.testing.assert_close(grad, grad_want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 7, 40])
+def test_traced_steps_equal_the_eager_network(rng, n):
+    """In inference the steps run as frozen traces (one per level and image size, the track
+    count dynamic): the same positions and logits as the eager network, for any N; with
+    gradients (training) the eager network runs and the traces are not touched."""
+    net = _net()
+    frame = net.encode_frame(rng.random((50, 70)).astype(np.float32))
+    points = torch.as_tensor(rng.uniform([3, 3], [66, 46], (n, 2)), dtype=torch.float32)
+    ref = net.sample_reference(frame, points)
+    start = points + torch.as_tensor(rng.normal(0, 1.5, (n, 2)), dtype=torch.float32)
+    with torch.inference_mode():
+        eager = net.track_iterations(frame, ref, start)
+        net.use_traced_steps()
+        traced = net.track_iterations(frame, ref, start)
+    assert sorted(k[0] for k in net._traced) == sorted(net.levels)
+    assert all(callable(fn) for fn in net._traced.values())  # traced, not the eager fallback
+    for (p1, l1), (p2, l2) in zip(eager, traced):
+        torch.testing.assert_close(p2, p1, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(l2, l1, atol=1e-4, rtol=1e-5)
+    pos, _ = net.track(frame, ref, start)  # gradients on: eager, differentiable
+    assert pos.requires_grad
+    net.use_traced_steps(False)
+    assert net._traced is None
+
+
+def test_image_source_traces_the_patch_steps(rng):
+    source = ImageSource(_net())
+    frame = rng.random((60, 80)).astype(np.float32)
+    source.add_tracks([1, 2], frame, np.array([[20.0, 20.0], [50.0, 30.0]]))
+    source.observe(1, source.encode(frame), [1, 2], np.array([[21.0, 19.0], [50.5, 31.0]]))
+    assert source.model._traced and all(callable(fn) for fn in source.model._traced.values())

@@ -74,6 +74,8 @@ class ImageSource:
 
     def __init__(self, model: ImageNet, config: ImageSourceConfig | None = None) -> None:
         self.model = model.eval()
+        if hasattr(model, "use_traced_steps"):  # the patch network: one graph call per step
+            model.use_traced_steps()
         # (log_r0, slope) fitted for these weights, if their checkpoint has it
         self.fusion_noise = getattr(model, "fusion_noise", None)
         self.config = config or ImageSourceConfig()
