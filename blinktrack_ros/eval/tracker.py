@@ -40,12 +40,6 @@ def split_suffix(mode: str) -> tuple[str, str]:
     return mode, ""
 
 
-def split_smoothed(mode: str) -> tuple[str, bool]:
-    """`ei+s` -> ("ei", True); `ei` -> ("ei", False); the mode of `klt+p` -> ("klt", False)."""
-    base, suffix = split_suffix(mode)
-    return base, suffix == SMOOTHED_SUFFIX
-
-
 def seeds_from_rows(rows: np.ndarray) -> Seeds:
     """(N, 4) rows `id t0 x y` -> Seeds."""
     rows = np.asarray(rows, np.float64).reshape(-1, 4)
