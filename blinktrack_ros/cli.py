@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.demo",
     "blinktrack_ros.bench.pipeline",
     "blinktrack_ros.bench.reliability",
+    "blinktrack_ros.bench.runtimes",
 )
 
 

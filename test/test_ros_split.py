@@ -50,7 +50,9 @@ def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list,
     from sensor_msgs.msg import Image
 
     h, w = gray.shape
-    stamps = [t_first_ns - (100 - j) * 10_000_000 for j in range(100)]
+    # up to 180 frames, 0.5 s each: a loaded CI machine took more than the 50 s of 100 frames
+    # once (the child processes were still importing torch); stamps stay 1.8 s before the data
+    stamps = [t_first_ns - (180 - j) * 10_000_000 for j in range(180)]
     for t_ns in stamps:
         msg = Image(height=h, width=w, encoding="mono8", step=w, data=gray.tobytes())
         convert.set_stamp(msg.header.stamp, t_ns)
@@ -60,7 +62,9 @@ def _warm_up(executor, pub, gray: np.ndarray, t_first_ns: int, tracks: list,
                 m.source in (m.SOURCE_IMAGE, m.SOURCE_KLT) and len(m.ids) for m in image_obs),
                 0.5):
             return t_ns
-    raise AssertionError("no tracks came back for any warm-up frame")
+    raise AssertionError(f"no tracks came back for any of {len(stamps)} warm-up frames "
+                         f"({len(tracks)} track arrays, {len(image_obs)} image observation "
+                         "arrays received)")
 
 
 def _stop(children: list, timeout_s: float) -> None:

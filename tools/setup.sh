@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the project's venv and install blinktrack_ros into it.
 #   bash tools/setup.sh                 core package, venv .venv
-#   bash tools/setup.sh --test          + test tools (pytest, ruff, filterpy, evt3)
+#   bash tools/setup.sh --test          + test tools (pytest, ruff, filterpy, evt3, onnxruntime)
 #   bash tools/setup.sh --ros           + pip ROS 2 Jazzy wheels, messages built with cmake
 #   bash tools/setup.sh --numpy1 --venv .venv-np126   numpy 1.26 + OpenCV 4.10 (the distros' numpy 1.x)
 #   bash tools/setup.sh --textures      + Debian wallpaper packages (training/test photographs for
