@@ -63,8 +63,10 @@ def test_observations_match_the_network_final_iteration(rng):
     with torch.no_grad():
         ref = net.sample_reference(net.encode_frame(torch.from_numpy(birth)),
                                    torch.tensor(seeds, dtype=torch.float32))
+        # searches start inside the frame (ImageSourceConfig.start_inside): [2, -1] -> [2, 0]
+        start = np.clip(predicted, 0.0, [149.0, 99.0])
         pos, logits = net.track(net.encode_frame(torch.from_numpy(now)), ref,
-                                torch.tensor(predicted, dtype=torch.float32),
+                                torch.tensor(start, dtype=torch.float32),
                                 torch.tensor(seeds, dtype=torch.float32))
     np.testing.assert_allclose(obs.positions_px, pos.numpy(), atol=1e-4)
     p_vis = torch.softmax(logits, dim=1)[:, 1].numpy()
@@ -73,6 +75,26 @@ def test_observations_match_the_network_final_iteration(rng):
     np.testing.assert_allclose(obs.covariances[:, 0, 0], r, rtol=1e-4)
     np.testing.assert_allclose(obs.covariances[:, 1, 1], r, rtol=1e-4)
     np.testing.assert_array_equal(obs.covariances[:, 0, 1], 0.0)
+
+
+def test_searches_start_inside_the_frame(rng):
+    """A prediction outside the frame is searched from the nearest pixel (the same observation
+    as a query there); with start_inside off, from the prediction itself."""
+    birth, now = _gray(rng), _gray(rng)
+    seeds = np.array([[3.0, 40.0], [140.0, 95.0], [60.0, 50.0]])
+    outside = np.array([[-25.0, 41.0], [160.0, 130.0], [61.0, 51.0]])
+    nearest = np.array([[0.0, 41.0], [149.0, 99.0], [61.0, 51.0]])
+    obs = {}
+    for name, inside, query in (("out", True, outside), ("nearest", True, nearest),
+                                ("raw", False, outside)):
+        source = ImageSource(_net(7), ImageSourceConfig(start_inside=inside))
+        source.add_tracks([1, 2, 3], birth, seeds)
+        obs[name] = source.observe(5, now, [1, 2, 3], query)
+    np.testing.assert_allclose(obs["out"].positions_px, obs["nearest"].positions_px, atol=1e-6)
+    np.testing.assert_allclose(obs["out"].visibility, obs["nearest"].visibility, atol=1e-7)
+    # the inside track is untouched; the two outside ones are searched elsewhere without it
+    np.testing.assert_allclose(obs["raw"].positions_px[2], obs["out"].positions_px[2], atol=1e-6)
+    assert np.abs(obs["raw"].positions_px[:2] - obs["out"].positions_px[:2]).max() > 1.0
 
 
 def test_covariance_is_one_at_visibility_one_half(rng):
