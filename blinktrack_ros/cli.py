@@ -20,8 +20,8 @@ COMMAND_MODULES = (
     "blinktrack_ros.bench.events",
     "blinktrack_ros.bench.fusion",
     "blinktrack_ros.models.commands",
-    "blinktrack_ros.models.event_commands",
-    "blinktrack_ros.models.image_commands",
+    "blinktrack_ros.bench.event_net",
+    "blinktrack_ros.bench.image_net",
     "blinktrack_ros.synth.commands",
     "blinktrack_ros.eval.commands",
     "blinktrack_ros.eval.realcheck",
@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "blinktrack_ros.bench.pipeline",
     "blinktrack_ros.bench.reliability",
     "blinktrack_ros.bench.runtimes",
+    "blinktrack_ros.bench.synth",
 )
 
 

@@ -164,8 +164,8 @@ def test_event_source_runs_the_compact_network():
 
 def test_cost_model_counts_fewer_operator_calls_for_the_compact_design():
     """The design goal in numbers: lite2 does more arithmetic in fewer operator calls."""
-    from blinktrack_ros.models.cost_model import count_ops
-    from blinktrack_ros.models.event_commands import flops_per_track
+    from blinktrack_ros.bench.cost_model import count_ops
+    from blinktrack_ros.bench.event_net import flops_per_track
 
     lite = prepare_for_inference(EventNet(EventNetConfig.lite()).eval())
     lite2 = prepare_for_inference(EventNet(EventNetConfig.lite2()).eval())

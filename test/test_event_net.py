@@ -197,7 +197,7 @@ def test_bench_command_prints_json(capsys) -> None:
 def test_flops_per_track_scale_with_track_count(lite: EventNet) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from blinktrack_ros.models.event_commands import flops_per_track
+    from blinktrack_ros.bench.event_net import flops_per_track
 
     step, birth = flops_per_track(lite)
     ref, sbt = _inputs(lite.config, 3, 5)

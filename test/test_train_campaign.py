@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from blinktrack_ros.models.device_bench import parse_modes
+from blinktrack_ros.bench.device import parse_modes
 from blinktrack_ros.models.image_config import LITE, LITE2
 from blinktrack_ros.models.image_net import ImageNet, save_image_net
 from blinktrack_ros.train.data import DataSpec

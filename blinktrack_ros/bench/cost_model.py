@@ -47,8 +47,8 @@ def count_ops(model: Any, n: int = 4) -> tuple[int, int]:
 def cost_table(names: tuple[str, ...], sizes: tuple[int, ...], repeats: int, threads: int = 2
                ) -> dict[str, Any]:
     """Per config: parameters, ops, MFLOP per track, median ms per step at each N."""
+    from blinktrack_ros.bench.event_net import flops_per_track
     from blinktrack_ros.bench.util import time_calls
-    from blinktrack_ros.models.event_commands import flops_per_track
     from blinktrack_ros.models.event_config import CONFIGS
     from blinktrack_ros.models.event_net import (
         EventNet,

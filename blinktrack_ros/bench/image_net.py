@@ -45,7 +45,7 @@ def _bench(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # restored after the report (which records it)
     try:
         if args.device != "cpu":
-            from blinktrack_ros.models.device_bench import image_figures, parse_modes
+            from blinktrack_ros.bench.device import image_figures, parse_modes
 
             try:
                 modes = parse_modes(args.autocast)

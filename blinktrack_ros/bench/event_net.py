@@ -216,14 +216,14 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--config {unknown}: choose from {sorted(CONFIGS)} or both")
     if args.cost_model:
-        from blinktrack_ros.models.cost_model import cost_table
+        from blinktrack_ros.bench.cost_model import cost_table
 
         table = cost_table(names, tuple(sizes), args.repeats, args.threads)
         report("event-net", {f"{name}_{k}": v for name, row in table.items()
                              for k, v in row.items()}, args.json)
         return 0
     if args.device != "cpu":
-        from blinktrack_ros.models.device_bench import event_figures, parse_modes
+        from blinktrack_ros.bench.device import event_figures, parse_modes
 
         try:
             modes = parse_modes(args.autocast)
