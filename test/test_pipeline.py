@@ -211,11 +211,12 @@ class SlowKlt(KltSource):
         return super().observe(*args, **kwargs)
 
 
-def _overlapped_run(frames: list[np.ndarray], join_ms: float, delay_s: float):
+def _overlapped_run(frames: list[np.ndarray], join_ms: float, delay_s: float,
+                    provisional: bool = False):
     src, klt = MovingEventSource(), SlowKlt()
     klt.wait_s, klt.threads = delay_s, []
     pipe = Pipeline(PipelineConfig(mode=Mode.E_KLT, event_window_ms=5.0), event_source=src,
-                    klt=klt, frame_join_ms=join_ms)
+                    klt=klt, frame_join_ms=join_ms, provisional=provisional)
     t = np.arange(1, 100 * MS, 100_000)
     frame_ns = [k * 33 * MS for k in range(len(frames))]
     updates = []
@@ -259,6 +260,45 @@ def test_frames_overlap_event_windows_in_timestamp_order_and_deterministically(r
     fused_at = {u.tracks.t_ns // MS: at for u, at in zip(sequential, sequential_at)}
     assert (fused_at[33], fused_at[35], fused_at[40], fused_at[45]) == (33, 36, 41, 46)
     assert [u.tracks.t_ns for u in sequential] == times
+
+
+def test_provisional_windows_go_out_at_once_and_the_filter_ends_the_same(rng):
+    """Live frame join: windows observed while a frame is in flight come back at once (tracks
+    fused without that frame), the frame's updates at the join marked late, no window twice;
+    the filter then holds exactly what the plain frame join gives."""
+    frames = [_frame(rng) for _ in range(4)]
+    pipe, _, updates, returned_at = _overlapped_run(frames, 10.0, 0.0, provisional=True)
+    ref_pipe, _, ref_updates, _ = _overlapped_run(frames, 10.0, 0.02)
+    at = {(u.tracks.t_ns // MS, u.late): a for u, a in zip(updates, returned_at)}
+    assert (at[35, False], at[40, False], at[33, True], at[45, False]) == (36, 41, 44, 46)
+    on_time = [u.tracks.t_ns for u in updates if not u.late]
+    assert on_time == sorted(on_time)  # what a live node publishes never goes back
+    windows = [u.tracks.t_ns for u in updates
+               if u.observations is not None and u.observations.source is Source.EVENT]
+    ref_windows = [u.tracks.t_ns for u in ref_updates
+                   if u.observations is not None and u.observations.source is Source.EVENT]
+    assert windows == ref_windows == [k * 5 * MS for k in range(1, 20)]  # each window once
+    late = [u for u in updates if u.late]
+    # frames 33 and 66 ms join after later windows went out (KLT observations, then seeds);
+    # the one at 99 ms has no later window before the end: it is on time
+    assert sorted({u.tracks.t_ns // MS for u in late}) == [33, 66]
+    assert [u.tracks.t_ns // MS for u in late if u.observations is not None
+            and u.observations.source is Source.KLT] == [33, 66]
+    assert {u.tracks.t_ns // MS for u in updates if u.provisional} >= {35, 40, 70, 75}
+    # every stamp of the plain run comes back once (the frames late), nothing else
+    assert sorted(u.tracks.t_ns for u in updates) == sorted(u.tracks.t_ns for u in ref_updates)
+    # after each join the tracks are the plain run's: the windows at 45 ms and at the end
+    ref = {u.tracks.t_ns: u.tracks for u in ref_updates}  # the last update of each stamp
+    got = {u.tracks.t_ns: u.tracks for u in updates if not u.late}
+    for t_ms in (45, 50, 95, 99):
+        np.testing.assert_array_equal(got[t_ms * MS].ids, ref[t_ms * MS].ids)
+        np.testing.assert_allclose(got[t_ms * MS].positions_px, ref[t_ms * MS].positions_px)
+    # the provisional tracks at 35 ms lack the frame at 33 ms: not its births, nor its KLT
+    # observation of the older tracks
+    prov = got[35 * MS]
+    assert set(prov.ids) < set(ref[35 * MS].ids)
+    common = np.isin(ref[35 * MS].ids, prov.ids)
+    assert not np.allclose(prov.positions_px, ref[35 * MS].positions_px[common])
 
 
 def test_network_drop_counters_reach_the_pipeline_stats(rng):

@@ -227,3 +227,58 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     assert obs and len(clouds) == len(frames) and debug
     assert node.pipeline.stats.event_windows == len(obs)
     ex.shutdown()
+
+
+def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
+    """node.frame_join_ms: frames run beside the event windows, which go out at once with
+    provisional tracks; the published stamps never go back, each window's observations go out
+    once, and each joined frame still gets its feature cloud (stamped with the frame)."""
+    cfg = PipelineConfig(mode=Mode.E_KLT, event_window_ms=10.0)
+    frames, times, events = _sequence(rng, n_frames=5)
+    inputs = list(interleave(frames, times, events, packet_ns=2_000_000))
+    pipe = build_pipeline(cfg, seeding=SeedConfig(target_count=12), untrained=True,
+                          frame_join_ms=20.0, provisional=True)
+    node = PipelineNode(pipe, context=ctx, parameter_overrides=_overrides("dvs_msgs/EventArray"))
+    driver = rclpy.create_node("driver_join", context=ctx)
+    ev_pub = driver.create_publisher(EventArray, "events", 10)
+    img_pub = driver.create_publisher(Image, "image", 10)
+    info_pub = driver.create_publisher(CameraInfo, "camera_info", 10)
+    tracks, obs, clouds = [], [], []
+    driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
+    driver.create_subscription(bt_msg.ObservationArray, "/blinktrack/event_observations",
+                               obs.append, 100)
+    driver.create_subscription(PointCloud, "/blinktrack/feature", clouds.append, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    for n in (node, driver):
+        ex.add_node(n)
+    assert _spin_until(ex, lambda: all(p.get_subscription_count() > 0
+                                       for p in (ev_pub, img_pub, info_pub)))
+    info_pub.publish(CameraInfo(width=96, height=72, distortion_model="plumb_bob",
+                                k=[80.0, 0, 48, 0, 80.0, 36, 0, 0, 1], d=[0.0] * 5))
+    assert _spin_until(ex, lambda: node.cam is not None)
+    for item in inputs:
+        if isinstance(item, FrameInput):
+            topic, before = "image", node.inputs["image"].received
+            msg = Image(height=72, width=96, encoding="mono8", step=96,
+                        data=np.clip(item.gray * 255 + 0.5, 0, 255).astype(np.uint8).tobytes())
+            convert.set_stamp(msg.header.stamp, item.t_ns)
+            img_pub.publish(msg)
+        else:
+            topic, before = "events", node.inputs["events"].received
+            ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
+        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1
+                           and node.worker.idle())
+    windows = node.pipeline.stats.event_windows
+    # the last frame is still in flight (no data past its join): the others are joined
+    assert _spin_until(ex, lambda: len(obs) == windows and len(clouds) >= len(frames) - 2)
+    stamps = [convert.stamp_to_ns(m.header.stamp) for m in tracks]
+    assert stamps == sorted(stamps) and windows > 5
+    window_stamps = [convert.stamp_to_ns(m.header.stamp) for m in obs]
+    assert len(set(window_stamps)) == len(window_stamps) == windows
+    cloud_stamps = [convert.stamp_to_ns(m.header.stamp) for m in clouds]
+    assert cloud_stamps == sorted(cloud_stamps) and set(cloud_stamps) <= set(int(t) for t in times)
+    assert node.held_back.get("/blinktrack/tracks", 0) == 0  # late frames are not "held back"
+    # every window has its track array; each joined frame its cloud, in frame order
+    assert set(window_stamps) <= set(stamps)
+    assert cloud_stamps == [int(t) for t in times[:len(cloud_stamps)]]
+    ex.shutdown()

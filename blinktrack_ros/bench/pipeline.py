@@ -49,6 +49,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="live run: event packet length the driver publishes (1 ms: 1000 "
                         "messages a second; drivers let you set it, e.g. metavision_driver's "
                         "event_message_time_threshold)")
+    p.add_argument("--node-frame-join-ms", type=float, default=0.0,
+                   help="live run: the node's node.frame_join_ms (frames on a second thread "
+                        "beside the event windows, which go out at once; 0: frames in line)")
     p.add_argument("--node-log", help="write the node process output to this file")
     p.add_argument("--trace", help="live run: write the node's per-input timestamps to this "
                    "CSV and report the medians of its stages (inbox, frames first, event "
@@ -72,7 +75,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            threads: int | None = None, node_log: str | None = None,
                            pace: float = 1.0,
                            progress: bool = False, trace: str | None = None,
-                           packet_ms: float = 1.0) -> dict[str, Any]:
+                           packet_ms: float = 1.0,
+                           node_frame_join_ms: float = 0.0) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
@@ -112,9 +116,10 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         figures.update(measure_latency(seq, LiveSetup(
             mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
-            threads=threads, pace=pace, trace=trace, packet_ms=packet_ms),
-            Path(node_log) if node_log else None))
+            threads=threads, pace=pace, trace=trace, packet_ms=packet_ms,
+            frame_join_ms=node_frame_join_ms), Path(node_log) if node_log else None))
         figures["live_packet_ms"] = packet_ms
+        figures["live_node_frame_join_ms"] = node_frame_join_ms
     return figures
 
 
@@ -126,9 +131,10 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     w, h = _size(args.size)
     if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 \
             or (args.threads is not None and args.threads < 1) \
-            or args.pace <= 0 or not 0 < args.packet_ms <= 1000:
+            or args.pace <= 0 or not 0 < args.packet_ms <= 1000 \
+            or not 0 <= args.node_frame_join_ms <= 1000:
         raise UsageError("--duration-s, --frame-hz, --target-count, --threads and --pace must "
-                         "be > 0, --packet-ms in (0, 1000]")
+                         "be > 0, --packet-ms in (0, 1000], --node-frame-join-ms in [0, 1000]")
     live = not args.no_live
     if live:
         try:
@@ -152,7 +158,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     try:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
                                          args.node_log, args.pace, progress=not args.json,
-                                         trace=args.trace, packet_ms=args.packet_ms)
+                                         trace=args.trace, packet_ms=args.packet_ms,
+                                         node_frame_join_ms=args.node_frame_join_ms)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     report("pipeline", figures, args.json)

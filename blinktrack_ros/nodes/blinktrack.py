@@ -59,6 +59,7 @@ class PipelineNode(GlueNode):
         msg, sensor = blinktrack_ros.msg, sensor_msgs.msg
         self._last_debug_s = -np.inf
         self.frames_skipped = 0  # stale frames of a backlog, see _skip_stale_frames
+        self._frames_out: dict[int, np.ndarray] = {}  # frames whose tracks are not out yet
         self.trace = NodeTrace()  # per-input timestamps when $BLINKTRACK_NODE_TRACE is set
         self._frame_id = self.cfg.frame_id
         pub = self.create_publisher
@@ -141,6 +142,7 @@ class PipelineNode(GlueNode):
     def _run_events(self, batch: EventBatch) -> None:
         if self.check_time(int(batch.t[0]), "events"):  # the pipeline resets itself
             self.events.decoder.reset()
+            self._frames_out.clear()
         start, cpu = time.monotonic_ns(), time.thread_time_ns()
         updates = self.pipeline.on_events(batch)
         end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
@@ -167,43 +169,60 @@ class PipelineNode(GlueNode):
     def _frame(self, msg: Any) -> None:
         """Convert the frame, observe and seed, publish; the feature cloud and debug image."""
         t_ns = convert.stamp_to_ns(msg.header.stamp)
-        self.check_time(t_ns, "image")  # output stamps start again (the pipeline resets itself)
+        if self.check_time(t_ns, "image"):  # output stamps start again (the pipeline resets)
+            self._frames_out.clear()
         self._frame_id = self.cfg.frame_id or msg.header.frame_id or self._frame_id
         gray = image_msg_to_gray(msg)
         self.camera.ready()  # warns once when no CameraInfo came
+        self._frames_out[t_ns] = gray  # its feature cloud goes out with its tracks
         start, cpu = time.monotonic_ns(), time.thread_time_ns()
         updates = self.pipeline.on_image(t_ns, gray)
         end, cpu = time.monotonic_ns(), time.thread_time_ns() - cpu
         self.publish_updates(updates)
         self.trace.add("frame", t_ns, len(updates), self.arrival_ns, start, end, cpu)
-        cam = self.camera.model_for(t_ns, gray.shape)
-        if updates and cam is not None:
-            self.feature_pub.publish(camera.feature_cloud(
-                updates[-1].tracks, cam, self.cfg.camera_id, self._frame_id))
-        rate, now = self.cfg.debug_image_rate_hz, time.monotonic()
-        if updates and rate > 0 and now - self._last_debug_s >= 1.0 / rate:
-            self._last_debug_s = now
-            self.debug_pub.publish(camera.bgr_image_msg(
-                camera.draw_tracks(gray, updates[-1].tracks), t_ns, self._frame_id))
+
+    def _frame_outputs(self, updates: list[Any]) -> None:
+        """The feature cloud and debug image of each frame whose tracks are in `updates` (at
+        once with frames in line; at the frame's join with node.frame_join_ms)."""
+        last = {u.tracks.t_ns: u.tracks for u in updates if u.tracks.t_ns in self._frames_out}
+        for t_ns, tracks in sorted(last.items()):
+            gray = self._frames_out.pop(t_ns)
+            for old in [t for t in self._frames_out if t < t_ns]:  # reset or skipped
+                del self._frames_out[old]
+            cam = self.camera.model_for(t_ns, gray.shape)
+            if cam is not None:
+                self.feature_pub.publish(camera.feature_cloud(
+                    tracks, cam, self.cfg.camera_id, self._frame_id))
+            rate, now = self.cfg.debug_image_rate_hz, time.monotonic()
+            if rate > 0 and now - self._last_debug_s >= 1.0 / rate:
+                self._last_debug_s = now
+                self.debug_pub.publish(camera.bgr_image_msg(
+                    camera.draw_tracks(gray, tracks), t_ns, self._frame_id))
 
     def publish_updates(self, updates: list[Any]) -> None:
         """Tracks, then the observations behind them, of each update, in order and never going
         back in time (an update older than the last published is fused and counted, not
         published); latency from the wall-clock arrival of the input that completed it (the
-        tracks go out first: they are what a consumer waits for)."""
+        tracks go out first: they are what a consumer waits for). A frame's `late` updates
+        (node.frame_join_ms: later windows already went out) publish their observations and
+        the frame's feature cloud only."""
         cam = self.cam
         for update in updates:
             snap = update.tracks
-            und = camera.undistort_normalised(cam, snap.positions_px) if cam else None
-            if self.publish_monotonic(self.tracks_pub,
-                                      convert.snapshot_to_msg(snap, self._frame_id, und),
-                                      snap.t_ns):
+            if getattr(update, "late", False):
+                pass
+            elif self.publish_monotonic(self.tracks_pub, convert.snapshot_to_msg(
+                    snap, self._frame_id,
+                    camera.undistort_normalised(cam, snap.positions_px) if cam else None),
+                    snap.t_ns):
                 self.record_latency("updates")
             if update.observations is not None:
                 pub = self.obs_pubs.get(update.observations.source)
                 if pub is not None:
                     self.publish_monotonic(pub, convert.observations_to_msg(
                         update.observations, self._frame_id), update.observations.t_ns)
+        if self._frames_out:
+            self._frame_outputs(updates)
 
     def extra_diagnostics(self) -> dict[str, str]:
         """Pipeline counters (windows merged/skipped, births, losses, resets) and decoding."""

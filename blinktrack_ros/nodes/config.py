@@ -57,6 +57,10 @@ class NodeConfig:
         torch_threads: torch intra-op threads of the node's process (its worker threads
             included); 0 = torch's default (all cores). On 2 shared cores 1 gave the lower live
             latency (README, CPU timings).
+        frame_join_ms: blinktrack_node: > 0 runs each frame on a second thread while the
+            event windows of the next this many ms go on, published at once with the tracks
+            fused without that frame; the frame is fused into the filter at the join. 0 =
+            frames in line (a frame delays the windows behind it). Pair with torch_threads 1.
         event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt
             (the compact net, with its own R; the older weights/event_lite.pt and
             weights/event_lite2.pt load by path; see weights/README.md).
@@ -79,6 +83,7 @@ class NodeConfig:
     fusion_wait_ms: float = _opt(0.0, value_range=(0.0, 10000.0))
     device: str = _opt("cpu")
     torch_threads: int = _opt(0, value_range=(0, 256))
+    frame_join_ms: float = _opt(0.0, value_range=(0.0, 1000.0))
     event_weights: str = _opt("")
     image_weights: str = _opt("")
     camera_id: int = _opt(0, value_range=(0, 255))

@@ -42,6 +42,7 @@ class LiveSetup:
         domain: ROS domain of the run (None: a private one derived from the process id).
         trace: write the node's per-input timestamps to this CSV (nodes/trace.py) and add
             the medians of its stages to the figures.
+        frame_join_ms: the node's `node.frame_join_ms` (frames beside the event windows).
     """
 
     mode: str = "ei"
@@ -56,12 +57,14 @@ class LiveSetup:
     pace: float = 1.0
     domain: int | None = None
     trace: str | None = None
+    frame_join_ms: float = 0.0
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
     cmd = [sys.executable, "-m", "blinktrack_ros.nodes.latency", "--mode", setup.mode,
            "--window-ms", str(setup.window_ms), "--target-count", str(setup.target_count),
-           "--threads", str(setup.threads), "--debug-rate", str(setup.debug_image_rate_hz)]
+           "--threads", str(setup.threads), "--debug-rate", str(setup.debug_image_rate_hz),
+           "--frame-join-ms", str(setup.frame_join_ms)]
     for flag, value in (("--event-weights", setup.event_weights),
                         ("--image-weights", setup.image_weights)):
         if value:
@@ -288,6 +291,7 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--window-ms", type=float, default=5.0)
     p.add_argument("--target-count", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--frame-join-ms", type=float, default=0.0)
     p.add_argument("--debug-rate", type=float, default=5.0)
     p.add_argument("--event-weights")
     p.add_argument("--image-weights")
@@ -304,7 +308,8 @@ def serve(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     config = PipelineConfig(mode=Mode(args.mode), event_window_ms=args.window_ms)
     kwargs = dict(seeding=SeedConfig(target_count=args.target_count),
-                  event_weights=args.event_weights, image_weights=args.image_weights)
+                  event_weights=args.event_weights, image_weights=args.image_weights,
+                  frame_join_ms=args.frame_join_ms, provisional=args.frame_join_ms > 0)
     try:
         pipe = build_pipeline(config, **kwargs)
     except FileNotFoundError as exc:

@@ -149,10 +149,18 @@ def with_weights_noise(config: FusionConfig, fits: dict[str, tuple[float, float]
 
 @dataclass
 class Update:
-    """One fused update: the observations that caused it and the tracks after it."""
+    """One fused update: the observations that caused it and the tracks after it.
+
+    `late` (live frame join, `Pipeline(provisional=True)` only): a frame's update fused at its
+    join, after the provisional updates of later event windows were returned: its tracks are
+    older than those (a consumer that never goes back in time publishes its observations
+    only); `provisional`: tracks of an event window fused without the frame still in flight.
+    """
 
     observations: Observations | None
     tracks: TrackSnapshot
+    late: bool = False
+    provisional: bool = False
 
 
 @dataclass
@@ -191,17 +199,22 @@ class Pipeline:
                  seeding: SeedConfig | None = None, event_source: object | None = None,
                  image_source: object | None = None, klt: object | None = None,
                  on_reset: Callable[[str], None] | None = None,
-                 frame_join_ms: float = 0.0) -> None:
+                 frame_join_ms: float = 0.0, provisional: bool = False) -> None:
         """Wire the sources a mode needs (each may be None when the mode does not use it).
 
         frame_join_ms: event data time after a frame at which its observations are fused; the
         frame runs on a worker thread meanwhile (0: on the calling thread, no overlap). The
-        offline replay uses `offline_frame_join_ms()`; live, the windows in between would be
-        published only at the join, so the nodes keep 0.
+        offline replay uses `offline_frame_join_ms()`.
+        provisional: (live) each event window fused while a frame is in flight is returned at
+        once, with the provisional tracks (fused without that frame), instead of at the join;
+        at the join the frame's updates come back marked `late` and the held windows are
+        re-fused into the filter without being returned again. The filter state, and so
+        every update after the join, is the same as without it.
         """
         if not 0.0 <= frame_join_ms <= 1000.0:
             raise ValueError(f"frame_join_ms must be in [0, 1000], got {frame_join_ms}")
         self.frame_join_ns = int(round(frame_join_ms * 1e6))
+        self.provisional = bool(provisional)
         self.config = config
         mode = config.mode
         for needed, src, name in ((mode.uses_events, event_source, "event_source"),
@@ -309,7 +322,10 @@ class Pipeline:
             flight = self._in_flight
             flight.held.append(obs)
             flight.shadow.apply(obs)
-            self.event.on_provisional_tracks(flight.shadow.snapshot(obs.t_ns))
+            snap = flight.shadow.snapshot(obs.t_ns)
+            self.event.on_provisional_tracks(snap)
+            if self.provisional:
+                updates.append(Update(obs, snap, provisional=True))
 
         self.event.on_events(batch, on_observation, before_window)
         if self._in_flight is not None and int(batch.t[-1]) > self._in_flight.join_ns:
@@ -344,7 +360,10 @@ class Pipeline:
         if flight is None:
             return []
         updates = self._frame_updates(flight.t_ns, flight.result.result())
-        return updates + [self._fuse(obs) for obs in flight.held]
+        held = [self._fuse(obs) for obs in flight.held]
+        if self.provisional and flight.held:  # those windows went out provisionally
+            return [replace(u, late=True) for u in updates]
+        return updates + held
 
     def _frame_updates(self, t_ns: int, observations: list[Observations]) -> list[Update]:
         updates = [self._fuse(obs) for obs in observations]
