@@ -301,6 +301,47 @@ def test_provisional_windows_go_out_at_once_and_the_filter_ends_the_same(rng):
     assert not np.allclose(prov.positions_px, ref[35 * MS].positions_px[common])
 
 
+class GatedKlt(KltSource):
+    """KLT whose observe waits until the test opens the gate (a frame still in flight)."""
+
+    def __init__(self, config=None):
+        import threading
+
+        super().__init__(config)
+        self.gate = getattr(self, "gate", None) or threading.Event()  # reset() re-inits
+
+    def observe(self, *args, **kwargs):
+        assert self.gate.wait(10.0)
+        return super().observe(*args, **kwargs)
+
+
+def test_join_when_ready_fuses_a_finished_frame_at_the_next_window(rng):
+    """Live: a frame whose worker is done is joined before the next window, not only after
+    frame_join_ms of data; while it runs, the windows go out provisionally."""
+    import time
+
+    src, klt = MovingEventSource(), GatedKlt()
+    pipe = Pipeline(PipelineConfig(mode=Mode.E_KLT, event_window_ms=5.0), event_source=src,
+                    klt=klt, frame_join_ms=20.0, provisional=True, join_when_ready=True)
+    klt.gate.set()
+    pipe.on_image(0, _frame(rng))  # no window grid yet: on the calling thread
+    t = np.arange(1, 100 * MS, 100_000)
+    pipe.on_events(_events(t[t <= 33 * MS]))
+    klt.gate.clear()
+    assert pipe.on_image(33 * MS, _frame(rng)) == []  # in flight, held at the gate
+    first = pipe.on_events(_events(t[(t > 33 * MS) & (t <= 36 * MS)]))
+    assert [(u.tracks.t_ns // MS, u.provisional, u.late) for u in first] == [(35, True, False)]
+    klt.gate.set()
+    deadline = time.monotonic() + 10.0
+    while not pipe._in_flight.result.done() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    second = pipe.on_events(_events(t[(t > 36 * MS) & (t <= 41 * MS)]))
+    # joined at 41 ms of data (not 53): the frame's updates late, then window 40 fused with it
+    assert [u.tracks.t_ns // MS for u in second if u.late] == [33, 33]
+    assert [(u.tracks.t_ns // MS, u.provisional) for u in second if not u.late] == [(40, False)]
+    assert pipe._in_flight is None
+
+
 def test_network_drop_counters_reach_the_pipeline_stats(rng):
     """What a network source counts itself (non-finite outputs, unknown ids) is part of the
     pipeline's stats, which the node publishes in /diagnostics."""

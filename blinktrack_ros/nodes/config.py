@@ -59,8 +59,9 @@ class NodeConfig:
             latency (README, CPU timings).
         frame_join_ms: blinktrack_node: > 0 runs each frame on a second thread while the
             event windows of the next this many ms go on, published at once with the tracks
-            fused without that frame; the frame is fused into the filter at the join. 0 =
-            frames in line (a frame delays the windows behind it). Pair with torch_threads 1.
+            fused without that frame; the frame is fused into the filter as soon as it is
+            done (at the latest after this much data). 0 = frames in line (a frame delays the
+            windows behind it). Pair with torch_threads 1.
         event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt
             (the compact net, with its own R; the older weights/event_lite.pt and
             weights/event_lite2.pt load by path; see weights/README.md).

@@ -309,7 +309,8 @@ def serve(argv: list[str] | None = None) -> int:
     config = PipelineConfig(mode=Mode(args.mode), event_window_ms=args.window_ms)
     kwargs = dict(seeding=SeedConfig(target_count=args.target_count),
                   event_weights=args.event_weights, image_weights=args.image_weights,
-                  frame_join_ms=args.frame_join_ms, provisional=args.frame_join_ms > 0)
+                  frame_join_ms=args.frame_join_ms, provisional=args.frame_join_ms > 0,
+                  join_when_ready=args.frame_join_ms > 0)
     try:
         pipe = build_pipeline(config, **kwargs)
     except FileNotFoundError as exc:

@@ -93,9 +93,10 @@ def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
                    seeding: SeedConfig | None = None, event_weights: str | Path | None = None,
                    image_weights: str | Path | None = None, device: str = "cpu",
                    untrained: bool = False, klt_config: object | None = None,
-                   frame_join_ms: float = 0.0, provisional: bool = False) -> Pipeline:
-    """A Pipeline with exactly the sources `config.mode` needs (frame_join_ms, provisional:
-    see Pipeline)."""
+                   frame_join_ms: float = 0.0, provisional: bool = False,
+                   join_when_ready: bool = False) -> Pipeline:
+    """A Pipeline with exactly the sources `config.mode` needs (frame_join_ms, provisional,
+    join_when_ready: see Pipeline)."""
     from blinktrack_ros.tracking.klt import KltSource
 
     mode = config.mode
@@ -104,7 +105,8 @@ def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
         else None
     klt = KltSource(klt_config) if mode.uses_klt else None
     return Pipeline(config, fusion, seeding, event_source=event, image_source=image, klt=klt,
-                    frame_join_ms=frame_join_ms, provisional=provisional)
+                    frame_join_ms=frame_join_ms, provisional=provisional,
+                    join_when_ready=join_when_ready)
 
 
 def sources_from_configs(configs: dict) -> tuple[object | None, object | None, object | None]:
@@ -130,13 +132,14 @@ def sources_from_configs(configs: dict) -> tuple[object | None, object | None, o
 
 def pipeline_from_configs(configs: dict) -> Pipeline:
     """The whole tracker in one object (blinktrack_node) from the parameter sections; with
-    `node.frame_join_ms` > 0 frames run beside the event windows, which go out provisionally
-    (`Pipeline(provisional=True)`)."""
+    `node.frame_join_ms` > 0 frames run beside the event windows, which go out provisionally,
+    each frame joined as soon as it is done (`Pipeline(provisional=True,
+    join_when_ready=True)`)."""
     node = configs.get("node")
     join_ms = float(getattr(node, "frame_join_ms", 0.0))
     return Pipeline(configs["pipeline"], configs["fusion"], configs["seeding"],
                     *sources_from_configs(configs), frame_join_ms=join_ms,
-                    provisional=join_ms > 0)
+                    provisional=join_ms > 0, join_when_ready=join_ms > 0)
 
 
 def modules_from_configs(configs: dict):

@@ -199,7 +199,8 @@ class Pipeline:
                  seeding: SeedConfig | None = None, event_source: object | None = None,
                  image_source: object | None = None, klt: object | None = None,
                  on_reset: Callable[[str], None] | None = None,
-                 frame_join_ms: float = 0.0, provisional: bool = False) -> None:
+                 frame_join_ms: float = 0.0, provisional: bool = False,
+                 join_when_ready: bool = False) -> None:
         """Wire the sources a mode needs (each may be None when the mode does not use it).
 
         frame_join_ms: event data time after a frame at which its observations are fused; the
@@ -210,11 +211,16 @@ class Pipeline:
         at the join the frame's updates come back marked `late` and the held windows are
         re-fused into the filter without being returned again. The filter state, and so
         every update after the join, is the same as without it.
+        join_when_ready: (live) also join a frame at the first window after its worker has
+            finished, before frame_join_ms of data passed: its observations reach the
+            filter sooner, at the price of a schedule that depends on the compute time (the
+            offline replay keeps the data-time schedule, deterministic).
         """
         if not 0.0 <= frame_join_ms <= 1000.0:
             raise ValueError(f"frame_join_ms must be in [0, 1000], got {frame_join_ms}")
         self.frame_join_ns = int(round(frame_join_ms * 1e6))
         self.provisional = bool(provisional)
+        self.join_when_ready = bool(join_when_ready)
         self.config = config
         mode = config.mode
         for needed, src, name in ((mode.uses_events, event_source, "event_source"),
@@ -312,7 +318,7 @@ class Pipeline:
         updates: list[Update] = []
 
         def before_window(t1_ns: int) -> None:
-            if self._in_flight is not None and t1_ns > self._in_flight.join_ns:
+            if self._join_due(t1_ns):
                 updates.extend(self._join())
 
         def on_observation(obs: Observations) -> None:
@@ -328,9 +334,15 @@ class Pipeline:
                 updates.append(Update(obs, snap, provisional=True))
 
         self.event.on_events(batch, on_observation, before_window)
-        if self._in_flight is not None and int(batch.t[-1]) > self._in_flight.join_ns:
+        if self._join_due(int(batch.t[-1])):
             updates.extend(self._join())
         return updates
+
+    def _join_due(self, t1_ns: int) -> bool:
+        """Join the frame in flight before the window ending at t1_ns?"""
+        flight = self._in_flight
+        return flight is not None and (t1_ns > flight.join_ns or (
+            self.join_when_ready and flight.result.done()))
 
     def on_image(self, t_ns: int, gray: np.ndarray) -> list[Update]:
         """Observe the alive tracks in a frame, then seed; returns the Updates fused now (the
