@@ -175,6 +175,45 @@ def _rows(tracks: list) -> np.ndarray:
     return rows[np.lexsort((rows[:, 1], rows[:, 0]))]
 
 
+class _Driver:
+    """A driver node beside a PipelineNode: publishes the inputs one at a time (each run by the
+    node before the next) and collects what the node publishes."""
+
+    def __init__(self, ctx, node: PipelineNode, name: str) -> None:
+        self.node, self.driver = node, rclpy.create_node(name, context=ctx)
+        pub, sub = self.driver.create_publisher, self.driver.create_subscription
+        self.ev_pub, self.img_pub = pub(EventArray, "events", 10), pub(Image, "image", 10)
+        self.info_pub = pub(CameraInfo, "camera_info", 10)
+        self.tracks, self.obs, self.clouds, self.debug = [], [], [], []
+        sub(bt_msg.TrackArray, "/blinktrack/tracks", self.tracks.append, 100)
+        sub(bt_msg.ObservationArray, "/blinktrack/event_observations", self.obs.append, 100)
+        sub(PointCloud, "/blinktrack/feature", self.clouds.append, 10)
+        sub(Image, "/blinktrack/debug_image", self.debug.append, 10)
+        self.ex = SingleThreadedExecutor(context=ctx)
+        for n in (node, self.driver):
+            self.ex.add_node(n)
+        assert _spin_until(self.ex, lambda: all(p.get_subscription_count() > 0 for p in (
+            self.ev_pub, self.img_pub, self.info_pub)))
+        self.info_pub.publish(CameraInfo(width=96, height=72, distortion_model="plumb_bob",
+                                         k=[80.0, 0, 48, 0, 80.0, 36, 0, 0, 1], d=[0.0] * 5))
+        assert _spin_until(self.ex, lambda: node.cam is not None)
+
+    def feed(self, inputs: list) -> None:
+        node = self.node
+        for item in inputs:  # one at a time, in the offline order
+            if isinstance(item, FrameInput):
+                topic, before = "image", node.inputs["image"].received
+                gray = np.clip(item.gray * 255 + 0.5, 0, 255).astype(np.uint8)
+                msg = Image(height=72, width=96, encoding="mono8", step=96, data=gray.tobytes())
+                convert.set_stamp(msg.header.stamp, item.t_ns)
+                self.img_pub.publish(msg)
+            else:
+                topic, before = "events", node.inputs["events"].received
+                self.ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
+            assert _spin_until(self.ex, lambda t=topic, b=before: node.inputs[t].received ==
+                               b + 1 and node.worker.idle())
+
+
 @pytest.mark.parametrize("mode", ["e-klt"])
 def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None:
     """The node around the real Pipeline (untrained lite event net + KLT) publishes the tracks
@@ -186,47 +225,20 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     offline = run_offline(build_pipeline(cfg, seeding=seeding, untrained=True), inputs)
     node = PipelineNode(build_pipeline(cfg, seeding=seeding, untrained=True), context=ctx,
                         parameter_overrides=_overrides("dvs_msgs/EventArray"))
-    driver = rclpy.create_node("driver", context=ctx)
-    ev_pub = driver.create_publisher(EventArray, "events", 10)
-    img_pub = driver.create_publisher(Image, "image", 10)
-    info_pub = driver.create_publisher(CameraInfo, "camera_info", 10)
-    tracks, obs, clouds, debug = [], [], [], []
-    driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
-    driver.create_subscription(bt_msg.ObservationArray, "/blinktrack/event_observations",
-                               obs.append, 100)
-    driver.create_subscription(PointCloud, "/blinktrack/feature", clouds.append, 10)
-    driver.create_subscription(Image, "/blinktrack/debug_image", debug.append, 10)
-    ex = SingleThreadedExecutor(context=ctx)
-    for n in (node, driver):
-        ex.add_node(n)
-    assert _spin_until(ex, lambda: all(p.get_subscription_count() > 0
-                                       for p in (ev_pub, img_pub, info_pub)))
-    info_pub.publish(CameraInfo(width=96, height=72, distortion_model="plumb_bob",
-                                k=[80.0, 0, 48, 0, 80.0, 36, 0, 0, 1], d=[0.0] * 5))
-    assert _spin_until(ex, lambda: node.cam is not None)
-    for item in inputs:  # one at a time, in the offline order
-        if isinstance(item, FrameInput):
-            topic, before = "image", node.inputs["image"].received
-            msg = Image(height=72, width=96, encoding="mono8", step=96,
-                        data=np.clip(item.gray * 255 + 0.5, 0, 255).astype(np.uint8).tobytes())
-            convert.set_stamp(msg.header.stamp, item.t_ns)
-            img_pub.publish(msg)
-        else:
-            topic, before = "events", node.inputs["events"].received
-            ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
-        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1
-                           and node.worker.idle())
+    d = _Driver(ctx, node, "driver")
+    d.feed(inputs)
+    tracks, obs, clouds = d.tracks, d.obs, d.clouds
     n_updates = sum(len(b) for b in offline.rows)
-    assert _spin_until(ex, lambda: sum(len(m.ids) for m in tracks) >= n_updates
+    assert _spin_until(d.ex, lambda: sum(len(m.ids) for m in tracks) >= n_updates
                        and len(obs) == node.pipeline.stats.event_windows
                        and len(clouds) == len(frames))
     live, ref = _rows(tracks), offline.as_rows()
     assert live.shape == ref.shape and len(ref) > 50
     np.testing.assert_array_equal(live[:, [0, 4]], ref[:, [0, 4]])
     np.testing.assert_allclose(live[:, 1:4], ref[:, 1:4], atol=2e-3)
-    assert obs and len(clouds) == len(frames) and debug
+    assert obs and len(clouds) == len(frames) and d.debug
     assert node.pipeline.stats.event_windows == len(obs)
-    ex.shutdown()
+    d.ex.shutdown()
 
 
 def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
@@ -239,38 +251,12 @@ def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
     pipe = build_pipeline(cfg, seeding=SeedConfig(target_count=12), untrained=True,
                           frame_join_ms=20.0, provisional=True)
     node = PipelineNode(pipe, context=ctx, parameter_overrides=_overrides("dvs_msgs/EventArray"))
-    driver = rclpy.create_node("driver_join", context=ctx)
-    ev_pub = driver.create_publisher(EventArray, "events", 10)
-    img_pub = driver.create_publisher(Image, "image", 10)
-    info_pub = driver.create_publisher(CameraInfo, "camera_info", 10)
-    tracks, obs, clouds = [], [], []
-    driver.create_subscription(bt_msg.TrackArray, "/blinktrack/tracks", tracks.append, 100)
-    driver.create_subscription(bt_msg.ObservationArray, "/blinktrack/event_observations",
-                               obs.append, 100)
-    driver.create_subscription(PointCloud, "/blinktrack/feature", clouds.append, 10)
-    ex = SingleThreadedExecutor(context=ctx)
-    for n in (node, driver):
-        ex.add_node(n)
-    assert _spin_until(ex, lambda: all(p.get_subscription_count() > 0
-                                       for p in (ev_pub, img_pub, info_pub)))
-    info_pub.publish(CameraInfo(width=96, height=72, distortion_model="plumb_bob",
-                                k=[80.0, 0, 48, 0, 80.0, 36, 0, 0, 1], d=[0.0] * 5))
-    assert _spin_until(ex, lambda: node.cam is not None)
-    for item in inputs:
-        if isinstance(item, FrameInput):
-            topic, before = "image", node.inputs["image"].received
-            msg = Image(height=72, width=96, encoding="mono8", step=96,
-                        data=np.clip(item.gray * 255 + 0.5, 0, 255).astype(np.uint8).tobytes())
-            convert.set_stamp(msg.header.stamp, item.t_ns)
-            img_pub.publish(msg)
-        else:
-            topic, before = "events", node.inputs["events"].received
-            ev_pub.publish(serialize_dvs_event_array(item.batch, int(item.batch.t[0])))
-        assert _spin_until(ex, lambda t=topic, b=before: node.inputs[t].received == b + 1
-                           and node.worker.idle())
+    d = _Driver(ctx, node, "driver_join")
+    d.feed(inputs)
+    tracks, obs, clouds = d.tracks, d.obs, d.clouds
     windows = node.pipeline.stats.event_windows
     # the last frame is still in flight (no data past its join): the others are joined
-    assert _spin_until(ex, lambda: len(obs) == windows and len(clouds) >= len(frames) - 2)
+    assert _spin_until(d.ex, lambda: len(obs) == windows and len(clouds) >= len(frames) - 2)
     stamps = [convert.stamp_to_ns(m.header.stamp) for m in tracks]
     assert stamps == sorted(stamps) and windows > 5
     window_stamps = [convert.stamp_to_ns(m.header.stamp) for m in obs]
@@ -281,4 +267,4 @@ def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
     # every window has its track array; each joined frame its cloud, in frame order
     assert set(window_stamps) <= set(stamps)
     assert cloud_stamps == [int(t) for t in times[:len(cloud_stamps)]]
-    ex.shutdown()
+    d.ex.shutdown()
