@@ -186,6 +186,15 @@ def test_three_processes_at_real_speed(rng, tmp_path, ros_domain) -> None:
         rclpy.shutdown(context=ctx)
         for child in children:
             child.terminate()
-        outputs = [child.communicate(timeout=20)[0] for child in children]
+        outputs, hung = [], []
+        for child in children:
+            try:
+                outputs.append(child.communicate(timeout=20)[0])
+            except subprocess.TimeoutExpired:  # kill it to get its log into the failure
+                child.kill()
+                outputs.append(child.communicate(timeout=10)[0])
+                hung.append(child.args[1])
+    assert not hung, f"no exit within 20 s of SIGTERM: {hung}; logs: " + " | ".join(
+        out[-2000:] for out in outputs)
     for child, out in zip(children, outputs):
         assert child.returncode in (0, -15), out[-3000:]
