@@ -96,7 +96,7 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
     setup = replace(setup, frame_join_ms=offline_frame_join_ms(setup.frame_join_ms))
     seq = bench_sequence(setup, progress)
     pipe, note = bench_pipeline(setup)
-    warm_up(seq, bench_pipeline(setup)[0])
+    warm_up(seq, pipe)
     figures: dict[str, Any] = {
         "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
         "target_count": setup.target_count, "event_window_ms": setup.window_ms,
@@ -106,8 +106,9 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
     figures.update(pipeline_figures(seq, pipe, progress))
     if replay:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
-            figures.update(replay_figures(seq, bench_pipeline(setup)[0], tmp, progress,
-                                          setup.event_msg))
+            replay_pipe = bench_pipeline(setup)[0]
+            warm_up(seq, replay_pipe)
+            figures.update(replay_figures(seq, replay_pipe, tmp, progress, setup.event_msg))
     if live:
         from pathlib import Path
 

@@ -104,6 +104,26 @@ def _event_views(buf, endian: str, start: int, n: int) -> tuple[list[np.ndarray]
     return views, end - ENCAPSULATION_BYTES
 
 
+@lru_cache(maxsize=16)
+def _plan(start_mod8: int, endian: str) -> tuple[dict[str, int] | None, int, np.dtype, int, int]:
+    """How the events of a message whose sequence starts at payload offset = start_mod8
+    (mod 8) lie: (field offsets of a first event with its own layout, or None; payload offset
+    of the periodic part from the start; its dtype; its stride; offset of its last byte)."""
+    off0, nxt = event_layout(start_mod8)
+    off1, nxt2 = event_layout(nxt)
+    if off0 == off1:  # periodic from the first event on
+        return None, 0, _view_dtype(start_mod8, endian), nxt - start_mod8, off0["p"]
+    return off0, nxt - start_mod8, _view_dtype(nxt % 8, endian), nxt2 - nxt, off1["p"]
+
+
+def _unpack_first(endian: str, offsets: dict[str, int], buf: memoryview, at: int
+                  ) -> tuple[int, int, int, int]:
+    """x, y, sec, nsec of the event at buffer offset `at` with the given field offsets."""
+    x, y = struct.unpack_from(endian + "HH", buf, at + offsets["x"])
+    sec, nsec = struct.unpack_from(endian + "iI", buf, at + offsets["sec"])
+    return x, y, sec, nsec
+
+
 def _to_batch(x, y, t, p, width: int, height: int, stats) -> EventBatch:
     from blinktrack_ros.events.decode import DecodeStats, _finish
 
@@ -127,28 +147,41 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
     """
     buf = memoryview(np.frombuffer(buffer, np.uint8) if not isinstance(buffer, np.ndarray)
                      else np.ascontiguousarray(buffer, np.uint8).reshape(-1))
+    size = len(buf)
     try:
-        if len(buf) < ENCAPSULATION_BYTES:
-            raise DvsTruncatedError("encapsulation header", ENCAPSULATION_BYTES, len(buf))
+        if size < ENCAPSULATION_BYTES:
+            raise DvsTruncatedError("encapsulation header", ENCAPSULATION_BYTES, size)
         endian = "<" if buf[1] & 1 else ">"
         _, _, height, width, n, start = _header(buf, endian)
-        views = _event_views(buf, endian, start, n)[0] if n else []
+        first, rel, dtype, stride, last = _plan(start % 8, endian)
+        head = 1 if n and first is not None else 0
+        base = ENCAPSULATION_BYTES + start  # buffer offset of event 0
+        if head and base + first["p"] + 1 > size:
+            raise DvsTruncatedError("event 0", base + first["p"] + 1, size)
+        if n > head:  # the periodic part: events head .. n-1
+            base += rel if head else 0
+            end = base + (n - head - 1) * stride + last + 1
+            if end > size:
+                raise DvsTruncatedError(f"event {n - 1}", end, size)
     except DvsTruncatedError:
         if stats is not None:
             stats.truncated_packets += 1  # counted first, like decode_packet
         raise
     x, y = np.empty(n, np.uint16), np.empty(n, np.uint16)
     t, p = np.empty(n, np.int64), np.empty(n, np.uint8)
-    i = 0
-    for v in views:  # copy the strided fields into native arrays, one pass per field
-        part = slice(i, i + v.shape[0])
-        x[part], y[part] = v["x"], v["y"]
-        np.not_equal(v["p"], 0, out=p[part].view(bool))  # a CDR bool byte: nonzero is true
-        ts = t[part]
+    if head:  # the first event of a 4-aligned sequence has its own layout: read it as is
+        at = ENCAPSULATION_BYTES + start
+        x[0], y[0], sec, nsec = _unpack_first(endian, first, buf, at)
+        t[0] = sec * 1_000_000_000 + nsec
+        p[0] = buf[at + first["p"]] != 0
+    if n > head:  # one strided view, one copy per field
+        v = np.ndarray((n - head,), dtype, buf, base, (stride,))
+        x[head:], y[head:] = v["x"], v["y"]
+        np.not_equal(v["p"], 0, out=p[head:].view(bool))  # a CDR bool byte: nonzero is true
+        ts = t[head:]
         ts[...] = v["sec"]  # widen first: numpy 1.x would multiply in int32 and overflow
         ts *= 1_000_000_000
         ts += v["nsec"]
-        i += v.shape[0]
     return _to_batch(x, y, t, p, int(width), int(height), stats)
 
 
