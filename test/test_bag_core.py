@@ -73,3 +73,56 @@ def test_topic_choice_and_unsupported_encoding(shared_data, tmp_path, rng):
     assert [m.topic for m in iter_core(tmp_path / "dvs", topics=["/dvs"])] == ["/dvs"] * 2
     with pytest.raises(BagError, match="libcaer_cmp"):
         list(iter_core(shared_data / "event_bags" / "test_events_2"))
+
+
+def test_joined_evt3_runs_equal_packet_by_packet(shared_data, tmp_path):
+    """join_packets decodes runs of consecutive evt3 packets as one: the same events (against
+    the per-packet path and the PyPI decoder's count), the same counters, runs broken by
+    another topic, by the run limit and by a truncated packet (counted, skipped)."""
+    import dataclasses
+
+    import evt3
+
+    store = typestore()
+    T = store.types
+    packets = list(iter_messages(shared_data / "event_bags" / "test_events_1"))[:40]
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    image = T[IMAGE](Header(Time(1, 0), "cam"), 2, 2, "mono8", 0, 2,
+                     np.zeros(4, np.uint8))
+    with BagWriter(tmp_path / "evt3") as bag:
+        for k, pkt in enumerate(packets):
+            msg = pkt.msg
+            if k == 23:  # a truncated packet inside a run
+                msg = dataclasses.replace(msg, events=msg.events[:-1])
+            bag.write("/events", pkt.msgtype, T0 + 10 * k, msg)
+            if k in (5, 6, 30):
+                bag.write("/image", IMAGE, T0 + 10 * k + 5, image)
+    one_stats: dict = {}
+    joined_stats: dict = {}
+    one = list(iter_core(tmp_path / "evt3", stats=one_stats))
+    joined = list(iter_core(tmp_path / "evt3", stats=joined_stats, join_packets=8))
+    assert len(one) == 39 + 3 and sum(m.count for m in one) == 42
+    assert sum(m.count for m in joined) == 42 and len(joined) < 20
+    assert [m.topic for m in joined if m.count > 1] and max(m.count for m in joined) == 8
+    assert [m.t_ns for m in joined] == sorted(m.t_ns for m in joined)
+    # frames stay between the same events
+    def split(msgs):
+        out, cur = [], []
+        for m in msgs:
+            if m.topic == "/image":
+                out.append(EventBatch.concatenate(cur) if cur else None)
+                cur = []
+            else:
+                cur.append(m.value)
+        return out + [EventBatch.concatenate(cur)]
+    for a, b in zip(split(one), split(joined), strict=True):
+        for f in "xytp":
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert one_stats["/events"].as_dict() == joined_stats["/events"].as_dict()
+    assert joined_stats["/events"].truncated_packets == 1
+    decoder = evt3.Decoder(sensor_width=640, sensor_height=480)
+    ref = sum(len(decoder.feed(p.msg.events.tobytes())) for k, p in enumerate(packets)
+              if k != 23)
+    assert joined_stats["/events"].decoded == ref
+    with pytest.raises(ValueError, match="join_packets"):
+        list(iter_core(tmp_path / "evt3", join_packets=0))

@@ -140,3 +140,25 @@ def test_synth_epoch_keeps_track_and_eval_exact(tmp_path):
     np.testing.assert_equal(results["epoch"], results["rel"])  # NaN == NaN (no occlusion)
     for key, value in results["rel"].items():
         assert results["abs"][key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+def test_replay_of_evt3_packets_joined_gives_the_same_tracks(tmp_path, monkeypatch):
+    """`blinktrack track` decodes runs of evt3 packets as one (bag.replay.JOIN_PACKETS): the
+    pipeline's windows follow event time, so the tracks equal those of one packet per call."""
+    import blinktrack_ros.bag.replay as replay_mod
+    from blinktrack_ros.synth.bagout import write_sequence_bag
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+
+    seq = generate_sequence(preset("slow", duration_s=0.25), seed=12)
+    bag = tmp_path / "slow_evt3"
+    write_sequence_bag(seq, bag, event_msg="evt3")
+    rows = {}
+    for join in (1, 32):
+        monkeypatch.setattr(replay_mod, "JOIN_PACKETS", join)
+        path = tmp_path / f"tracks_{join}.txt"
+        assert main(["track", str(bag), "--out", str(tmp_path / f"out_{join}"), "--mode",
+                     "e", "--untrained", "--tracks-txt", str(path), "--quiet"]) == 0
+        rows[join] = np.loadtxt(path, ndmin=2)
+    assert rows[1].shape[0] > 100
+    np.testing.assert_array_equal(rows[1], rows[32])

@@ -31,6 +31,9 @@ from blinktrack_ros.tracking.offline import TrackLog
 from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, offline_frame_join_ms
 from blinktrack_ros.tracking.seeding import SeedConfig
 
+# consecutive evt3 packets decoded as one (bag.core.iter_core): the same events and tracks,
+# fewer decoder calls; offline only (the pipeline's windows follow event time, not batches)
+JOIN_PACKETS = 32
 TRACKS_TOPIC = "/blinktrack/tracks"
 OBSERVATION_TOPIC = "/blinktrack/observations/{source}"
 
@@ -136,10 +139,10 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                     writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns + origin,
                                  observation_array(store, u.observations, args.frame_id, origin))
 
-        bar = tqdm(iter_core(args.bag, topics=topics, stats=stats), total=total, unit="msg",
-                   desc="tracking", disable=args.quiet)
+        bar = tqdm(total=total, unit="msg", desc="tracking", disable=args.quiet)
         shown_s = 0.0
-        for m in bar:
+        for m in iter_core(args.bag, topics=topics, stats=stats, join_packets=JOIN_PACKETS):
+            bar.update(m.count)
             if isinstance(m.value, EventBatch):
                 ev = m.value
                 if origin:
@@ -158,6 +161,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                 bar.set_postfix_str(f"{(span_ns[1] - span_ns[0]) * 1e-9 / wall_s:.2f}x real time",
                                     refresh=False)
         write(pipe.flush())
+        bar.close()
     wall = time.perf_counter() - t_start
     if args.tracks_txt:
         from blinktrack_ros.eval.tracks_io import write_tracks

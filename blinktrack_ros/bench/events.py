@@ -67,7 +67,15 @@ def evt3_figures(msgs: list, repeats: int) -> dict:
         for m in msgs:
             dec.feed(np.asarray(m.events).tobytes())
 
+    def runs_of(k: int):  # what a bag replay decodes (bag.replay.JOIN_PACKETS)
+        def run() -> None:
+            state = None
+            for i in range(0, len(msgs), k):
+                _, state = decode_packets(msgs[i:i + k], state)
+        return run
+
     runs = {"evt3_decode_mev_per_s": _per_packet(msgs, "auto"),
+            "evt3_runs_of_32_mev_per_s": runs_of(32),
             "evt3_numpy_decode_mev_per_s": _per_packet(msgs, "numpy"),
             "evt3_numpy_joined_mev_per_s": lambda: decode_packets(msgs, None, None, "numpy"),
             "evt3_pypi_joined_mev_per_s": lambda: decode_packets(msgs, None, None, "pypi"),
@@ -77,6 +85,7 @@ def evt3_figures(msgs: list, repeats: int) -> dict:
     bare = figures["evt3_pypi_package_bare_mev_per_s"]
     figures["evt3_ratio_ours_to_pypi_package"] = figures["evt3_decode_mev_per_s"] / bare
     figures["evt3_ratio_numpy_to_pypi_package"] = figures["evt3_numpy_decode_mev_per_s"] / bare
+    figures["evt3_ratio_runs_of_32_to_pypi_package"] = figures["evt3_runs_of_32_mev_per_s"] / bare
     return figures
 
 

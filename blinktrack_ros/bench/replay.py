@@ -248,6 +248,7 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path, progress: bool = Fal
     """The whole replay (bag read + decode + pipeline + bag write) of the sequence's bag."""
     from blinktrack_ros.bag.core import GrayFrame, iter_core
     from blinktrack_ros.bag.replay import (
+        JOIN_PACKETS,
         OBSERVATION_TOPIC,
         TRACKS_TOPIC,
         observation_array,
@@ -269,7 +270,8 @@ def replay_figures(seq: Any, pipe: Pipeline, workdir: Path, progress: bool = Fal
     store, times, decode_stats = typestore(), CallTimes(), {}
 
     def core_items():
-        for m in iter_core(bag_in, topics=[event_topic, IMAGE_TOPIC], stats=decode_stats):
+        for m in iter_core(bag_in, topics=[event_topic, IMAGE_TOPIC], stats=decode_stats,
+                           join_packets=JOIN_PACKETS):
             if isinstance(m.value, EventBatch):
                 yield m.value
             elif isinstance(m.value, GrayFrame):
