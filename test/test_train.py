@@ -149,3 +149,22 @@ def test_unroll_schedule_follows_the_wall_time_of_a_minutes_run():
     assert [cfg.unroll_at(5000, done) for done in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [
         4, 4, 8, 8, 12, 12]
     assert TrainConfig(module="image", steps=100, unroll=((0.0, 4), (0.5, 8))).unroll_at(50) == 8
+
+
+def test_initial_filter_velocity_from_ground_truth_with_noise():
+    """--init-velocity: the filter starts at the true velocity of the first window (within its
+    noise of 20 % of the speed + 5 px/s), else at rest."""
+    from blinktrack_ros.train.event_rollout import initial_filter_state
+
+    torch.manual_seed(0)
+    n = 4000
+    v = np.random.default_rng(2).uniform(-300, 300, (n, 2))  # px/s
+    pos = np.random.default_rng(3).uniform(0, 100, (n, 2))
+    times = np.stack([np.zeros(n), np.full(n, 10_000_000)]).astype(np.int64)
+    gt = np.stack([pos, pos + v * 0.01])
+    still = initial_filter_state(pos, gt, times, False)
+    assert torch.equal(still[:, 2:], torch.zeros(n, 2))
+    np.testing.assert_array_equal(still[:, :2].numpy(), pos)
+    x = initial_filter_state(pos, gt, times, True).numpy()
+    z = (x[:, 2:] - v) / (0.2 * np.abs(v) + 5.0)  # standard normal if the noise is as stated
+    assert abs(z.mean()) < 0.05 and 0.95 < z.std() < 1.05

@@ -72,6 +72,8 @@ class TrainConfig:
             elsewhere).
         vis_weight: weight of the visibility loss in stage 1 of the compact event network
             (its displacement and visibility outputs share the trunk and train together).
+        init_velocity: event training rollouts start the filter at the ground-truth velocity
+            plus noise (`event_rollout`); validation keeps the zero start.
     """
 
     module: str = "event"
@@ -93,6 +95,7 @@ class TrainConfig:
     photometric: bool = False
     amp: str = "auto"
     vis_weight: float = 0.5
+    init_velocity: bool = False
 
     def unroll_at(self, step: int, done: float | None = None) -> int:
         """Unroll length at this step, or at this fraction of the run `done` (a --minutes run
@@ -185,7 +188,8 @@ def draw(cfg: TrainConfig, seqs: list[CachedSequence], rng: np.random.Generator,
 def rollout(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list) -> RolloutResult:
     """Event rollout (filter in the loop from stage 2 on) or image rollout (always)."""
     if cfg.module == "event":
-        r = event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop)
+        r = event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop,
+                          init_velocity=cfg.init_velocity)
         r.compact = net.config.arch == "compact"
         return r
     return image_rollout(net, snippets)
