@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 import heapq
+import itertools
 import os
 from typing import Any, NamedTuple
 
@@ -71,9 +72,9 @@ def _decoded(messages: Iterator, stats: dict, join_packets: int = 1
     consecutive evt3 packets of one topic decoded as one (see iter_core)."""
     states: dict[str, Any] = {}
     run: list = []  # evt3 packets waiting to be decoded together
-    for m in messages:
+    for m in itertools.chain(messages, [None]):  # None: the end, decodes the last run
         try:
-            if join_packets > 1 and _joinable(m):
+            if m is not None and join_packets > 1 and _joinable(m):
                 if run and (m.topic != run[-1].topic or len(run) >= join_packets
                             or _stamp_ns(m.msg.header) < _stamp_ns(run[-1].msg.header)):
                     yield from _decode_run(run, states, stats)
@@ -83,16 +84,15 @@ def _decoded(messages: Iterator, stats: dict, join_packets: int = 1
             if run:
                 yield from _decode_run(run, states, stats)
                 run = []
-            core = _core_of(m, states, stats)
+            core = None if m is None else _core_of(m, states, stats)
         except (AttributeError, TypeError) as exc:
             # the bag's own definition of the type lacks a field we read (a damaged or foreign
             # definition; found by the fuzzing in bench/fuzz.py): name it, do not crash
-            raise BagError(f"{m.topic}: {m.msgtype} message without the expected fields: "
-                           f"{exc}") from exc
+            where = m if m is not None else run[-1]
+            raise BagError(f"{where.topic}: {where.msgtype} message without the expected "
+                           f"fields: {exc}") from exc
         if core is not None:
             yield core
-    if run:
-        yield from _decode_run(run, states, stats)
 
 
 def _joinable(m: Any) -> bool:

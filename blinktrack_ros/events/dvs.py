@@ -83,27 +83,6 @@ def _header(buf: memoryview, endian: str) -> tuple[int, str, int, int, int, int]
     return sec * 1_000_000_000 + nsec, frame_id, height, width, n, pos + 12
 
 
-def _event_views(buf, endian: str, start: int, n: int) -> tuple[list[np.ndarray], int]:
-    """Structured views over the n events at payload offset `start` (no copies), and the
-    payload offset just after the last event's last byte."""
-    size = len(buf)
-    views, pos, left, end = [], start, n, start
-    while left:
-        off0, nxt = event_layout(pos)
-        off1, nxt2 = event_layout(nxt)
-        if off0 == off1:  # periodic from here on
-            count, stride = left, nxt - pos
-        else:  # one event with its own layout (the first one of a 4-aligned sequence)
-            count, stride = 1, nxt - pos
-        end = ENCAPSULATION_BYTES + pos + (count - 1) * stride + off0["p"] + 1
-        if end > size:
-            raise DvsTruncatedError(f"event {n - left + count - 1}", end, size)
-        views.append(np.ndarray((count,), _view_dtype(pos % 8, endian), buf,
-                                ENCAPSULATION_BYTES + pos, (stride,)))
-        pos, left = pos + count * stride, left - count
-    return views, end - ENCAPSULATION_BYTES
-
-
 @lru_cache(maxsize=16)
 def _plan(start_mod8: int, endian: str) -> tuple[dict[str, int] | None, int, np.dtype, int, int]:
     """How the events of a message whose sequence starts at payload offset = start_mod8
@@ -116,12 +95,45 @@ def _plan(start_mod8: int, endian: str) -> tuple[dict[str, int] | None, int, np.
     return off0, nxt - start_mod8, _view_dtype(nxt % 8, endian), nxt2 - nxt, off1["p"]
 
 
-def _unpack_first(endian: str, offsets: dict[str, int], buf: memoryview, at: int
-                  ) -> tuple[int, int, int, int]:
-    """x, y, sec, nsec of the event at buffer offset `at` with the given field offsets."""
-    x, y = struct.unpack_from(endian + "HH", buf, at + offsets["x"])
-    sec, nsec = struct.unpack_from(endian + "iI", buf, at + offsets["sec"])
-    return x, y, sec, nsec
+def _event_views(buf, endian: str, start: int, n: int
+                 ) -> tuple[dict[str, int] | None, np.ndarray | None, int]:
+    """Where the n events at payload offset `start` lie in buf: the field offsets of a first
+    event with its own layout (None: there is none; it starts at payload offset `start`), a
+    structured view (no copy) over the periodic rest (None: empty), and the payload offset
+    just after the last event's last byte.
+
+    Raises:
+        DvsTruncatedError: buf ends before the last event does.
+    """
+    size = len(buf)
+    first, rel, dtype, stride, last = _plan(start % 8, endian)
+    head = 1 if n and first is not None else 0
+    base = end = ENCAPSULATION_BYTES + start  # buffer offsets
+    if head:
+        end = base + first["p"] + 1
+        if end > size:
+            raise DvsTruncatedError("event 0", end, size)
+        base += rel
+    view = None
+    if n > head:
+        end = base + (n - head - 1) * stride + last + 1
+        if end > size:
+            raise DvsTruncatedError(f"event {n - 1}", end, size)
+        view = np.ndarray((n - head,), dtype, buf, base, (stride,))
+    return (first if head else None), view, end - ENCAPSULATION_BYTES
+
+
+@lru_cache(maxsize=16)
+def _one_event(start_mod8: int, endian: str) -> struct.Struct:
+    """struct of one Event at payload offset = start_mod8 (mod 8): x, y, sec, nsec, p at their
+    aligned offsets, padding skipped (for the first event of a sequence, which has its own
+    layout: one call instead of a numpy view per field)."""
+    codes = {"u1": "B", "u2": "H", "i4": "i", "u4": "I"}
+    offsets, fmt, pos = event_layout(start_mod8)[0], endian, 0
+    for name, size, code in _FIELDS:  # in offset order
+        fmt += "x" * (offsets[name] - pos) + codes[code]
+        pos = offsets[name] + size
+    return struct.Struct(fmt)
 
 
 def _to_batch(x, y, t, p, width: int, height: int, stats) -> EventBatch:
@@ -153,29 +165,20 @@ def decode_dvs_cdr(buffer: bytes | bytearray | memoryview | np.ndarray, stats=No
             raise DvsTruncatedError("encapsulation header", ENCAPSULATION_BYTES, size)
         endian = "<" if buf[1] & 1 else ">"
         _, _, height, width, n, start = _header(buf, endian)
-        first, rel, dtype, stride, last = _plan(start % 8, endian)
-        head = 1 if n and first is not None else 0
-        base = ENCAPSULATION_BYTES + start  # buffer offset of event 0
-        if head and base + first["p"] + 1 > size:
-            raise DvsTruncatedError("event 0", base + first["p"] + 1, size)
-        if n > head:  # the periodic part: events head .. n-1
-            base += rel if head else 0
-            end = base + (n - head - 1) * stride + last + 1
-            if end > size:
-                raise DvsTruncatedError(f"event {n - 1}", end, size)
+        first, v, _ = _event_views(buf, endian, start, n)
     except DvsTruncatedError:
         if stats is not None:
             stats.truncated_packets += 1  # counted first, like decode_packet
         raise
     x, y = np.empty(n, np.uint16), np.empty(n, np.uint16)
     t, p = np.empty(n, np.int64), np.empty(n, np.uint8)
-    if head:  # the first event of a 4-aligned sequence has its own layout: read it as is
-        at = ENCAPSULATION_BYTES + start
-        x[0], y[0], sec, nsec = _unpack_first(endian, first, buf, at)
-        t[0] = sec * 1_000_000_000 + nsec
-        p[0] = buf[at + first["p"]] != 0
-    if n > head:  # one strided view, one copy per field
-        v = np.ndarray((n - head,), dtype, buf, base, (stride,))
+    head = 0
+    if first is not None:  # the first event of a 4-aligned sequence: read it field by field
+        head = 1
+        x[0], y[0], sec, nsec, pol = _one_event(start % 8, endian).unpack_from(
+            buf, ENCAPSULATION_BYTES + start)
+        t[0], p[0] = sec * 1_000_000_000 + nsec, pol != 0
+    if v is not None:  # one strided view, one copy per field
         x[head:], y[head:] = v["x"], v["y"]
         np.not_equal(v["p"], 0, out=p[head:].view(bool))  # a CDR bool byte: nonzero is true
         ts = t[head:]
@@ -214,12 +217,15 @@ def serialize_dvs_event_array(batch: EventBatch, stamp_ns: int, frame_id: str = 
     out[ENCAPSULATION_BYTES:ENCAPSULATION_BYTES + body_start] = head
     end = body_start
     if n:
-        views, end = _event_views(memoryview(out), "<", body_start, n)
+        first, v, end = _event_views(memoryview(out), "<", body_start, n)
         sec_e, nsec_e = np.divmod(batch.t.astype(np.int64), 1_000_000_000)
-        i = 0
-        for v in views:
-            k = v.shape[0]
-            v["x"], v["y"], v["p"] = batch.x[i:i + k], batch.y[i:i + k], batch.p[i:i + k] != 0
-            v["sec"], v["nsec"] = sec_e[i:i + k], nsec_e[i:i + k]
-            i += k
+        head = 0
+        if first is not None:
+            head = 1
+            _one_event(body_start % 8, "<").pack_into(
+                out, ENCAPSULATION_BYTES + body_start, int(batch.x[0]), int(batch.y[0]),
+                int(sec_e[0]), int(nsec_e[0]), int(batch.p[0] != 0))
+        if v is not None:
+            v["x"], v["y"], v["p"] = batch.x[head:], batch.y[head:], batch.p[head:] != 0
+            v["sec"], v["nsec"] = sec_e[head:], nsec_e[head:]
     return bytes(out[:ENCAPSULATION_BYTES + end])

@@ -131,10 +131,8 @@ def event_rollout(net: EventNet, snippets: list[Snippet], kalman_in_loop: bool,
                   ) -> RolloutResult:
     """Run the event network over the snippets' steps (gradients follow torch's grad mode).
 
-    init_velocity: the filter starts with the ground-truth velocity of the first window plus
-    noise (20 % of the speed plus 5 px/s, per axis, from torch's generator) instead of zero:
-    the regime of a tracker whose frames already gave it a velocity, where the events must
-    measure small residuals of a good prediction."""
+    init_velocity: the filter starts moving (`initial_filter_state`): the regime of a tracker
+    whose frames already gave it a velocity, where the events measure small residuals."""
     cfg = net.config
     size, bins = cfg.patch_size, cfg.in_channels // 2
     device = next(net.parameters()).device
