@@ -75,6 +75,9 @@ TOPICS: tuple[Topic, ...] = (
           "image (or KLT) observations behind each update"),
     Topic("blinktrack_node", "~/feature", "pub", CLOUD, FEATURE_TEXT),
     Topic("blinktrack_node", "~/debug_image", "pub", DEBUG, DEBUG_TEXT),
+    Topic("blinktrack_node", "~/tracks_refined", "pub", TRACKS,
+          "with `node.publish_refined`: at each frame, the event windows since the previous "
+          "frame smoothed with it (fixed lag of one frame), stamped with the windows' times"),
     Topic("event_node", "events", "sub", EVENTS_TYPE, "event stream"),
     Topic("event_node", "image", "sub", IMAGE, "reference patches at track birth"),
     Topic("event_node", "tracks", "sub", TRACKS, "fused positions = next crop centres"),

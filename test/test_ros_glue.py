@@ -69,9 +69,10 @@ def _spin_until(executor, predicate, timeout_s: float = 10.0) -> bool:
     return bool(predicate())
 
 
-def _overrides(msg_type: str) -> list[Parameter]:
+def _overrides(msg_type: str, refined: bool = False) -> list[Parameter]:
     return [Parameter("node.event_msg_type", value=msg_type),
-            Parameter("node.input_reliability", value="reliable")]
+            Parameter("node.input_reliability", value="reliable"),
+            Parameter("node.publish_refined", value=refined)]
 
 
 def _dvs_msg(x, y, t_ns, p) -> EventArray:
@@ -184,8 +185,9 @@ class _Driver:
         pub, sub = self.driver.create_publisher, self.driver.create_subscription
         self.ev_pub, self.img_pub = pub(EventArray, "events", 10), pub(Image, "image", 10)
         self.info_pub = pub(CameraInfo, "camera_info", 10)
-        self.tracks, self.obs, self.clouds, self.debug = [], [], [], []
+        self.tracks, self.obs, self.clouds, self.debug, self.refined = [], [], [], [], []
         sub(bt_msg.TrackArray, "/blinktrack/tracks", self.tracks.append, 100)
+        sub(bt_msg.TrackArray, "/blinktrack/tracks_refined", self.refined.append, 100)
         sub(bt_msg.ObservationArray, "/blinktrack/event_observations", self.obs.append, 100)
         sub(PointCloud, "/blinktrack/feature", self.clouds.append, 10)
         sub(Image, "/blinktrack/debug_image", self.debug.append, 10)
@@ -222,9 +224,10 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     seeding = SeedConfig(target_count=12)
     frames, times, events = _sequence(rng)
     inputs = list(interleave(frames, times, events, packet_ns=2_000_000))
-    offline = run_offline(build_pipeline(cfg, seeding=seeding, untrained=True), inputs)
+    offline_pipe = build_pipeline(cfg, seeding=seeding, untrained=True)
+    offline = run_offline(offline_pipe, inputs, keep_state=True)
     node = PipelineNode(build_pipeline(cfg, seeding=seeding, untrained=True), context=ctx,
-                        parameter_overrides=_overrides("dvs_msgs/EventArray"))
+                        parameter_overrides=_overrides("dvs_msgs/EventArray", refined=True))
     d = _Driver(ctx, node, "driver")
     d.feed(inputs)
     tracks, obs, clouds = d.tracks, d.obs, d.clouds
@@ -238,6 +241,22 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     np.testing.assert_allclose(live[:, 1:4], ref[:, 1:4], atol=2e-3)
     assert obs and len(clouds) == len(frames) and d.debug
     assert node.pipeline.stats.event_windows == len(obs)
+    # node.publish_refined: the windows between frames, smoothed with the next frame, are
+    # the offline fixed-lag smoothing of the same log (rows before the last frame, not at a
+    # frame time: those stay the filtered ones and are not re-published)
+    smoothed = offline.as_rows(smooth=offline_pipe.engine.config,
+                               smooth_until_ns=times.astype(np.float64))
+    between = (smoothed[:, 1] < times[-1] * 1e-9 - 1e-9) & ~np.isin(
+        np.round(smoothed[:, 1] * 1e9).astype(np.int64), times)
+    expected = smoothed[between]
+    assert _spin_until(d.ex, lambda: sum(len(m.ids) for m in d.refined) >= len(expected))
+    refined = _rows(d.refined)
+    assert refined.shape == expected.shape and len(expected) > 20
+    np.testing.assert_array_equal(refined[:, 0], expected[:, 0])
+    np.testing.assert_allclose(refined[:, 1:4], expected[:, 1:4], atol=2e-3)
+    filtered = ref[np.isin(ref[:, 1], expected[:, 1])]
+    assert np.abs(filtered[:, 2:4] - expected[:, 2:4]).max() > 1e-2  # smoothing moved them
+    assert node.smoother.dropped == 0
     d.ex.shutdown()
 
 

@@ -144,3 +144,111 @@ def test_predicted_rows_need_the_states_and_no_smoothing():
         full.as_rows(smooth=FusionConfig(), predict_every_ns=10_000_000)
     with pytest.raises(ValueError, match="> 0"):
         full.as_rows(predict_every_ns=0)
+
+
+def _random_snapshots(rng, frame_every=3, steps=14):
+    """Fused snapshots of three tracks filtered with the package's Kalman functions: event
+    windows every 10 ms, every frame_every-th step a frame; track 2 is born late and track 3
+    dies early. Returns [(snapshot, is_frame)]."""
+    from blinktrack_ros.tracking.fusion_types import TrackSnapshot
+
+    state = {}
+    out = []
+    for k in range(steps):
+        t = k * 0.01
+        frame = k % frame_every == 0
+        alive = [i for i in (1, 2, 3) if not (i == 2 and k < 2) and not (i == 3 and k > 7)]
+        for i in alive:
+            if i not in state:
+                state[i] = (np.array([[50.0 + 10 * i, 40.0, 0.0, 0.0]]),
+                            np.diag([1.0, 1.0, 2500.0, 2500.0])[None], t)
+            x, P, t0 = state[i]
+            if t > t0:
+                x, P = kalman.predict(x, P, t - t0, Q)
+            r = 0.5 if frame else 4.0
+            z = np.array([[50.0 + 10 * i + 300 * t, 40.0 + 100 * t]]) + rng.normal(size=2)
+            x, P = kalman.update(x, P, z, np.eye(2)[None] * r)
+            state[i] = (x, P, t)
+        for i in [i for i in state if i not in alive]:
+            del state[i]
+        ids = np.array(sorted(state), np.uint32)
+        X = np.concatenate([state[i][0] for i in ids])
+        Pm = np.concatenate([state[i][1] for i in ids])
+        n = ids.size
+        out.append((TrackSnapshot(int(round(t * 1e9)), ids, X[:, :2].copy(), X[:, 2:].copy(),
+                                  Pm[:, :2, :2].copy(), np.zeros(n, np.uint8),
+                                  np.zeros(n, np.uint8), np.zeros(n), Pm.copy()), frame))
+    return out
+
+
+def test_fixed_lag_smoother_is_rts_over_the_log_cut_at_the_next_frame():
+    from blinktrack_ros.tracking.fusion_types import FusionConfig
+    from blinktrack_ros.tracking.smoother import FixedLagSmoother
+
+    snaps = _random_snapshots(np.random.default_rng(5))
+    smoother = FixedLagSmoother(Q)
+    refined = {}
+    for k, (snap, frame) in enumerate(snaps):
+        got = smoother.add(snap, frame=frame)
+        if not frame:
+            assert got == []
+            continue
+        # independent path: the whole log up to this frame, smoothed with the offline RTS
+        # (whose equality to the batch least-squares solution is tested above)
+        upto = [s for s, _ in snaps[:k + 1]]
+        ids = np.concatenate([s.ids for s in upto]).astype(np.int64)
+        t_s = np.concatenate([np.full(len(s), s.t_ns * 1e-9) for s in upto])
+        x = np.concatenate([np.concatenate([s.positions_px, s.velocities_px_s], 1)
+                            for s in upto])
+        P = np.concatenate([s.state_covariances for s in upto])
+        full, _ = rts_smooth(ids, t_s, x, P, Q)
+        prev_frame = max([j for j in range(k) if snaps[j][1]], default=-1)
+        window_snaps = [s for s, _ in snaps[prev_frame + 1:k]]
+        assert [g.t_ns for g in got] == [s.t_ns for s in window_snaps]
+        for g in got:
+            for i, pos in zip(g.ids, g.positions_px):
+                # smoothing over the rest of the interval equals the full smoother on the log
+                # cut at this frame (every later state is in the interval)
+                row = np.flatnonzero((ids == i) & np.isclose(t_s, g.t_ns * 1e-9))[0]
+                np.testing.assert_allclose(pos, full[row, :2], atol=1e-9)
+                refined[(int(i), g.t_ns)] = pos
+    filtered = {(int(i), s.t_ns): p for s, _ in snaps for i, p in zip(s.ids, s.positions_px)}
+    moved = [np.abs(p - filtered[key]).max() for key, p in refined.items()]
+    assert len(refined) >= 10 and max(moved) > 0.1  # the smoothing did change the windows
+    # track 3 ends at step 7 (inside an interval): its last state stays the filtered one
+    last3 = next(s for s, _ in snaps[7:8])
+    np.testing.assert_allclose(refined[(3, last3.t_ns)],
+                               last3.positions_px[last3.ids == 3][0])
+    # the offline rows with smooth_until_ns give the same positions
+    log = TrackLog(keep_state=True)
+    for s, _ in snaps:
+        log.add(type("U", (), {"tracks": s})())
+    frames = np.array([s.t_ns for s, f in snaps if f], np.float64)
+    rows = log.as_rows(smooth=FusionConfig(q=Q), smooth_until_ns=frames)
+    for (i, t), pos in refined.items():
+        r = rows[(rows[:, 0] == i) & np.isclose(rows[:, 1], t * 1e-9)][0]
+        np.testing.assert_allclose(r[2:4], pos, atol=1e-9)
+    # after the last frame nothing is smoothed offline either
+    after = rows[rows[:, 1] > frames[-1] * 1e-9 + 1e-12]
+    tail = {(int(i), s.t_ns): p for s, _ in snaps if s.t_ns > frames[-1]
+            for i, p in zip(s.ids, s.positions_px)}
+    assert len(after) == len(tail) > 0
+    for r in after:
+        np.testing.assert_allclose(r[2:4], tail[(int(r[0]), int(round(r[1] * 1e9)))])
+
+
+def test_fixed_lag_smoother_bounds_and_restarts():
+    from blinktrack_ros.tracking.smoother import FixedLagSmoother
+
+    snaps = _random_snapshots(np.random.default_rng(6), frame_every=100, steps=12)
+    smoother = FixedLagSmoother(Q, max_pending=4)
+    for s, _ in snaps[1:]:
+        assert smoother.add(s) == []
+    assert smoother.dropped == 11 - 4
+    # a snapshot older than the newest pending one (a late frame join) restarts the interval
+    assert smoother.add(snaps[0][0], frame=True) == []
+    assert smoother.dropped == 11
+    with pytest.raises(ValueError, match="state_covariances"):
+        from dataclasses import replace
+
+        smoother.add(replace(snaps[0][0], state_covariances=None))

@@ -136,7 +136,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     # dv: dv-processing's tracker (baselines extra); zero: every track stays at its seed;
     # <mode>+s: the mode's tracks RTS-smoothed offline; <mode>+p: the causal prediction added
-    # every event window between updates (what a live node publishes)
+    # every event window between updates (what a live node publishes); <mode>+f: smoothed
+    # with a lag of one frame (node.publish_refined)
     known = ({m.value for m in Mode} | {m.value + s for m in Mode for s in SUFFIXES}
              | {"dv", ZERO_MODE})
     bad = [m for m in modes if m not in known]
@@ -204,7 +205,10 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
                         "added every event window between updates: what a live node "
                         "publishing at the window rate gives (frame-only modes otherwise write "
                         "rows at frames only, which the protocol interpolates using the next "
-                        "frame)")
+                        "frame); with +f (ei+f, e-klt+f) the tracks smoothed with a lag of one "
+                        "frame: each position also uses the observations up to the next frame "
+                        "and no later (what node.publish_refined publishes; the information "
+                        "that interpolation gives the frame-only modes)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--window-ms", type=float, default=None,
                    help="event window (default 10 ms, 5 ms for EDS)")

@@ -29,7 +29,12 @@ SMOOTHED_SUFFIX = "+s"
 # (`TrackLog.as_rows(predict_every_ns=...)`). Frame-only modes otherwise write rows at frame
 # times only, and the protocol interpolates them linearly, i.e. it uses the next frame.
 PREDICTED_SUFFIX = "+p"
-SUFFIXES = (SMOOTHED_SUFFIX, PREDICTED_SUFFIX)
+# A mode name with this suffix (`ei+f`, `e-klt+f`) reports the tracks smoothed with a fixed lag:
+# each position also uses the observations up to the next frame, and no later ones
+# (`TrackLog.as_rows(smooth_until_ns=frame times)`): the information the protocol's linear
+# interpolation gives the frame-only modes, which a node can publish one frame late.
+LAGGED_SUFFIX = "+f"
+SUFFIXES = (SMOOTHED_SUFFIX, PREDICTED_SUFFIX, LAGGED_SUFFIX)
 
 
 def split_suffix(mode: str) -> tuple[str, str]:
@@ -73,7 +78,8 @@ def pipeline_tracker(event_weights: str | Path | None = None,
 
     def track(seq, mode: str, seeds: np.ndarray, window_ns: int) -> np.ndarray:
         base, suffix = split_suffix(mode)
-        smooth, predict = suffix == SMOOTHED_SUFFIX, suffix == PREDICTED_SUFFIX
+        smooth = suffix in (SMOOTHED_SUFFIX, LAGGED_SUFFIX)
+        predict = suffix == PREDICTED_SUFFIX
         config = PipelineConfig(mode=Mode(base), event_window_ms=window_ns * 1e-6,
                                 reseed=False, max_pending_windows=1 << 30)
         klt_config = None
@@ -100,7 +106,9 @@ def pipeline_tracker(event_weights: str | Path | None = None,
         inputs = interleave(np.asarray(frames), np.asarray(seq.frame_times_ns), seq.events)
         log = run_offline(pipe, inputs, progress=progress, keep_state=smooth or predict)
         rows = log.as_rows(pipe.external_ids, smooth=fusion if smooth else None,
-                           predict_every_ns=int(window_ns) if predict else None)
+                           predict_every_ns=int(window_ns) if predict else None,
+                           smooth_until_ns=np.asarray(seq.frame_times_ns)
+                           if suffix == LAGGED_SUFFIX else None)
         return rows if with_status else rows[:, :4]
 
     return track

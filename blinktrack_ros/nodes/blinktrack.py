@@ -5,7 +5,9 @@ a live run and a replay of the same messages give the same tracks. Subscribes `e
 (`node.event_msg_type`; dvs_msgs/EventArray raw, decoded from the CDR buffer), `image` and
 `camera_info`. Publishes `~/tracks` (every fused update), `~/event_observations`,
 `~/image_observations` (the observations behind each update), `~/feature` (VINS-Fusion cloud,
-per frame once CameraInfo is known), `~/debug_image` (throttled) and /diagnostics. The pipeline
+per frame once CameraInfo is known), `~/debug_image` (throttled), /diagnostics and, with
+`node.publish_refined`, `~/tracks_refined` (the windows between two frames smoothed with the
+later frame, published when it is fused). The pipeline
 is not thread-safe: all callbacks share the node's one mutually exclusive callback group.
 """
 
@@ -70,6 +72,12 @@ class PipelineNode(GlueNode):
         self.obs_pubs.update({Source.IMAGE: image_obs, Source.KLT: image_obs})
         self.feature_pub = pub(sensor.PointCloud, "~/feature", self.out_qos)
         self.debug_pub = pub(sensor.Image, "~/debug_image", self.out_qos)
+        self.refined_pub, self.smoother = None, None
+        if self.cfg.publish_refined:
+            from blinktrack_ros.tracking.smoother import FixedLagSmoother
+
+            self.refined_pub = pub(msg.TrackArray, "~/tracks_refined", self.out_qos)
+            self.smoother = FixedLagSmoother(self.pipeline.engine.config.q)
         self.subscribe(sensor.Image, "image", lambda m: None)
         self.camera = CameraInput(self, self.cfg.camera_info_wait_s, "camera_info")
         self.events = EventTopic(self, self.cfg.event_msg_type, lambda m: None, "events")
@@ -221,8 +229,22 @@ class PipelineNode(GlueNode):
                 if pub is not None:
                     self.publish_monotonic(pub, convert.observations_to_msg(
                         update.observations, self._frame_id), update.observations.t_ns)
+            if self.smoother is not None:
+                self._publish_refined(update, cam)
         if self._frames_out:
             self._frame_outputs(updates)
+
+    def _publish_refined(self, update: Any, cam: Any) -> None:
+        """Feed the fixed-lag smoother; at a frame, publish the refined windows before it."""
+        obs = update.observations
+        config = self.pipeline.engine.config  # fusion parameters may change at run time
+        self.smoother.q, self.smoother.constant_q = config.q, config.constant_q
+        frame = obs is None or obs.source != Source.EVENT
+        for snap in self.smoother.add(update.tracks, frame=frame):
+            self.publish_monotonic(self.refined_pub, convert.snapshot_to_msg(
+                snap, self._frame_id,
+                camera.undistort_normalised(cam, snap.positions_px) if cam else None),
+                snap.t_ns)
 
     def extra_diagnostics(self) -> dict[str, str]:
         """Pipeline counters (windows merged/skipped, births, losses, resets) and decoding."""
@@ -235,6 +257,8 @@ class PipelineNode(GlueNode):
         out["pipeline backlog policy"] = str(getattr(self.pipeline.config.backlog, "value",
                                                      self.pipeline.config.backlog))
         out["frames skipped (backlog)"] = str(self.frames_skipped)
+        if self.smoother is not None:
+            out["refined windows dropped"] = str(self.smoother.dropped)
         out.update(self.camera.stats())
         return out
 

@@ -62,6 +62,12 @@ class NodeConfig:
             fused without that frame; the frame is fused into the filter as soon as it is
             done (at the latest after this much data). 0 = frames in line (a frame delays the
             windows behind it). Pair with torch_threads 1.
+        publish_refined: blinktrack_node: also publish `~/tracks_refined`: at each frame, the
+            tracks of the event windows since the previous frame smoothed with that frame
+            (a fixed lag of one frame: RTS over the interval, tracking.smoother.
+            FixedLagSmoother), stamped with the windows' times, one frame period late. Needs
+            frames in line (frame_join_ms 0): windows that went out before their frame are
+            dropped from it (counted in diagnostics).
         event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt
             (the compact net, with its own R; the older weights/event_lite.pt and
             weights/event_lite2.pt load by path; see weights/README.md).
@@ -85,6 +91,7 @@ class NodeConfig:
     device: str = _opt("cpu")
     torch_threads: int = _opt(0, value_range=(0, 256))
     frame_join_ms: float = _opt(0.0, value_range=(0.0, 1000.0))
+    publish_refined: bool = _opt(False)
     event_weights: str = _opt("")
     image_weights: str = _opt("")
     camera_id: int = _opt(0, value_range=(0, 255))

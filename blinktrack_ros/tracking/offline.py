@@ -86,12 +86,20 @@ class TrackLog:
 
     def as_rows(self, external_ids: dict[int, int] | None = None,
                 smooth: FusionConfig | None = None,
-                predict_every_ns: int | None = None) -> np.ndarray:
+                predict_every_ns: int | None = None,
+                smooth_until_ns: np.ndarray | None = None) -> np.ndarray:
         """(M, 5) rows id, t (s), x, y, status sorted by id then time; ids mapped if given.
 
         smooth: the filter's settings (q, constant_q) to return the RTS-smoothed positions
         instead of the filtered ones (needs `keep_state=True`); one row per (id, time), the
         last logged, as the metrics keep.
+        smooth_until_ns: with smooth, a fixed lag instead of the whole future: increasing times
+            (the frame times) cut each track into segments (t_{k-1}, t_k], and each segment is
+            smoothed with its own observations only, its row at t_k staying the filtered one.
+            A row then uses the data up to the first of these times at or after it, the same
+            information as the linear interpolation between frames that the protocol gives
+            the frame-only modes. Rows after the last time keep their filtered positions
+            (no later time comes to smooth them).
         predict_every_ns: where a track's consecutive rows are further apart, add rows every
         this many ns after the earlier one (strictly before the later one) with the constant-
         velocity prediction x + v dt from the earlier row alone: what a node publishing at that
@@ -111,8 +119,17 @@ class TrackLog:
             last[:-1] = (out[1:, 0] != out[:-1, 0]) | (out[1:, 1] != out[:-1, 1])
             out, state = out[last], state[last]
             x = np.concatenate([out[:, 2:4], state[:, :2]], axis=1)
-            xs, _ = rts_smooth(out[:, 0], out[:, 1] * 1e-9, x, state[:, 2:].reshape(-1, 4, 4),
+            chain = out[:, 0]
+            if smooth_until_ns is not None:
+                cuts = np.asarray(smooth_until_ns, np.float64).reshape(-1)
+                if (np.diff(cuts) <= 0).any():
+                    raise ValueError("smooth_until_ns must be strictly increasing")
+                segment = np.searchsorted(cuts, out[:, 1], side="left")
+                chain = out[:, 0] * (cuts.size + 1) + segment  # one chain per (id, segment)
+            xs, _ = rts_smooth(chain, out[:, 1] * 1e-9, x, state[:, 2:].reshape(-1, 4, 4),
                                smooth.q, smooth.constant_q)
+            if smooth_until_ns is not None:
+                xs[segment == cuts.size] = x[segment == cuts.size]
             out[:, 2:4] = xs[:, :2]
         if predict_every_ns is not None:
             if smooth is not None or not self.keep_state:

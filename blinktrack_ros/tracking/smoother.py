@@ -85,3 +85,85 @@ def rts_smooth(ids: np.ndarray, t_s: np.ndarray, x: np.ndarray, P: np.ndarray, q
         xs[rows] = x[rows] + np.einsum("nij,nj->ni", C, xs[later] - x_pred)
         Ps[rows] = Pk + C @ (Ps[later] - P_pred) @ C.swapaxes(1, 2)
     return xs, Ps
+
+
+class FixedLagSmoother:
+    """Live smoothing with a lag of one frame: the event windows between two frames, refined
+    once the later frame is fused.
+
+    `add(snapshot)` takes every fused snapshot in time order (they carry state_covariances, as
+    the fusion engine's do). At a frame's snapshot (`frame=True`) it returns the snapshots of
+    the event windows since the previous frame, RTS-smoothed over that interval (each track's
+    chain ends at its state in the frame's snapshot, or at its last state in the interval when
+    it is gone by then): positions, velocities and covariances conditioned on everything up to
+    that frame and nothing later. This is `TrackLog.as_rows(smooth_until_ns=frame times)` done
+    online, the same information the protocol's interpolation between frames gives frame-only
+    trackers; a node publishes it one frame late. The frame's own snapshot is not changed (and
+    not returned). LOST rows are left out. Holds at most `max_pending` snapshots (the oldest
+    are dropped, counted in `dropped`, when frames stop coming).
+    """
+
+    def __init__(self, q: float, constant_q: bool = False, max_pending: int = 256) -> None:
+        self.q, self.constant_q = float(q), bool(constant_q)
+        self.max_pending = int(max_pending)
+        self._pending: list = []  # TrackSnapshot of the windows since the last frame
+        self.dropped = 0
+
+    def reset(self) -> None:
+        """Forget the windows waiting for a frame."""
+        self._pending.clear()
+
+    def add(self, snap, frame: bool = False) -> list:
+        """Take one fused snapshot; at a frame, the refined snapshots of the interval before."""
+        from blinktrack_ros.tracking.tracks import TrackStatus
+
+        if snap.state_covariances is None:
+            raise ValueError("FixedLagSmoother needs snapshots with state_covariances")
+        alive = snap.status != TrackStatus.LOST
+        if frame and self._pending and int(snap.t_ns) == int(self._pending[-1].t_ns):
+            self._pending.pop()  # a window ending at the frame's time: the frame's state is it
+        if self._pending and int(snap.t_ns) <= int(self._pending[-1].t_ns):
+            # not after the last one (a late frame join): nothing to chain, start over
+            self.dropped += len(self._pending)
+            self._pending.clear()
+        if not frame:
+            if alive.any():
+                self._pending.append(_select(snap, alive))
+            if len(self._pending) > self.max_pending:
+                self.dropped += len(self._pending) - self.max_pending
+                del self._pending[:len(self._pending) - self.max_pending]
+            return []
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        chain = pending + [_select(snap, alive)]
+        sizes = [len(s) for s in chain]
+        ids = np.concatenate([s.ids for s in chain]).astype(np.int64)
+        t_s = np.repeat([int(s.t_ns) * 1e-9 for s in chain], sizes)
+        x = np.concatenate([np.concatenate([s.positions_px, s.velocities_px_s], axis=1)
+                            for s in chain])
+        P = np.concatenate([s.state_covariances for s in chain])
+        xs, Ps = rts_smooth(ids, t_s, x, P, self.q, self.constant_q)
+        out, start = [], 0
+        for s, n in zip(pending, sizes[:-1]):
+            rows = slice(start, start + n)
+            out.append(_replace_state(s, xs[rows], Ps[rows]))
+            start += n
+        return out
+
+
+def _select(snap, rows: np.ndarray):
+    from dataclasses import replace
+
+    return replace(snap, ids=snap.ids[rows], positions_px=snap.positions_px[rows],
+                   velocities_px_s=snap.velocities_px_s[rows],
+                   covariances=snap.covariances[rows], status=snap.status[rows],
+                   last_source=snap.last_source[rows], age_s=np.asarray(snap.age_s)[rows],
+                   state_covariances=snap.state_covariances[rows])
+
+
+def _replace_state(snap, xs: np.ndarray, Ps: np.ndarray):
+    from dataclasses import replace
+
+    return replace(snap, positions_px=xs[:, :2].copy(), velocities_px_s=xs[:, 2:].copy(),
+                   covariances=Ps[:, :2, :2].copy(), state_covariances=Ps.copy())
