@@ -77,7 +77,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("blinktrack_node", "~/debug_image", "pub", DEBUG, DEBUG_TEXT),
     Topic("blinktrack_node", "~/tracks_refined", "pub", TRACKS,
           "with `node.publish_refined`: at each frame, the event windows since the previous "
-          "frame smoothed with it (fixed lag of one frame), stamped with the windows' times"),
+          "frame smoothed with it (fixed lag of one frame), stamped with the windows' times, "
+          "published with the first window after that frame"),
     Topic("event_node", "events", "sub", EVENTS_TYPE, "event stream"),
     Topic("event_node", "image", "sub", IMAGE, "reference patches at track birth"),
     Topic("event_node", "tracks", "sub", TRACKS, "fused positions = next crop centres"),

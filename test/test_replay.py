@@ -81,6 +81,55 @@ def test_predicted_mode_adds_causal_rows_between_frames(synth_bag, tmp_path):
     np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-6)
 
 
+def test_track_refined_topic_and_smoothed_rows(synth_bag, tmp_path):
+    """`--refined` writes the one-frame-late tracks of the windows (online FixedLagSmoother);
+    `--smooth frame` rows (offline, TrackLog) are the same positions, and the benchmark's
+    `e-klt+f` gives them too; `--smooth all` also uses later frames."""
+    seeds = _seed_file(synth_bag, tmp_path)
+    common = [str(synth_bag), "--mode", "e-klt", "--seeds", str(seeds), "--quiet",
+              "--frame-join-ms", "0"]
+    rows = {}
+    for smooth in ("none", "frame", "all"):
+        out, txt = tmp_path / f"out_{smooth}", tmp_path / f"{smooth}.txt"
+        extra = ["--refined"] if smooth == "frame" else []
+        assert main(["track", *common, "--out", str(out), "--tracks-txt", str(txt),
+                     "--smooth", smooth, *extra]) == 0
+        rows[smooth] = np.loadtxt(txt, ndmin=2)
+    msgs = list(iter_messages(tmp_path / "out_frame", topics=["/blinktrack/tracks_refined"]))
+    assert msgs and all(m.msgtype == TRACK_ARRAY for m in msgs)
+    seq = load_bag_sequence(synth_bag)
+    frame_s = seq.frame_times_ns * 1e-9
+    refined = []
+    for m in msgs:
+        t = m.msg.header.stamp.sec + m.msg.header.stamp.nanosec * 1e-9 - seq.time_origin_ns * 1e-9
+        assert m.t_ns >= m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec
+        pos = np.asarray(m.msg.positions).reshape(-1, 2)
+        refined += [[i, t, *p] for i, p in zip(m.msg.ids, pos)]
+    refined = np.array(refined)
+    frame_rows = rows["frame"]
+    between = (frame_rows[:, 1] < frame_s[-1] - 1e-6) & ~np.isin(np.round(frame_rows[:, 1], 6),
+                                                                np.round(frame_s, 6))
+    assert len(refined) == between.sum() > 20  # every window between two frames, once
+    for r in refined:  # every refined window is the offline row at its time
+        hit = frame_rows[(frame_rows[:, 0] == r[0]) & (np.abs(frame_rows[:, 1] - r[1]) < 1e-6)]
+        assert len(hit) == 1
+        np.testing.assert_allclose(hit[0, 2:4], r[2:4], atol=2e-3)  # float32 in the message
+    # rows at frame times stay causal (the last row of each id and time, as the metrics
+    # keep: a window ending at a frame's time is fused after it); between frames the
+    # smoothing moves them
+    causal = {(int(r[0]), round(r[1], 6)): r[2:4] for r in rows["none"]}
+    assert len(causal) == len(rows["frame"]) == len(rows["all"])
+    at_frame = np.isin(np.round(rows["frame"][:, 1], 6), np.round(frame_s, 6))
+    assert at_frame.sum() > 20
+    for r in rows["frame"][at_frame]:
+        np.testing.assert_allclose(r[2:4], causal[(int(r[0]), round(r[1], 6))], atol=1e-9)
+    moved = [np.abs(r[2:4] - causal[(int(r[0]), round(r[1], 6))]).max() for r in rows["frame"]]
+    assert max(moved) > 0.05
+    assert np.abs(rows["all"][:, 2:4] - rows["frame"][:, 2:4]).max() > 1e-3
+    bench = pipeline_tracker()(seq, "e-klt+f", np.loadtxt(seeds, ndmin=2), 10_000_000)
+    np.testing.assert_allclose(bench, rows["frame"], atol=1e-4)
+
+
 def test_track_rejects_bad_usage(synth_bag, tmp_path, capsys):
     assert main(["track", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no such bag" in capsys.readouterr().err

@@ -146,17 +146,22 @@ def test_predicted_rows_need_the_states_and_no_smoothing():
         full.as_rows(predict_every_ns=0)
 
 
-def _random_snapshots(rng, frame_every=3, steps=14):
+def _random_snapshots(rng, frame_every=3, steps=14, window_at_frames=False):
     """Fused snapshots of three tracks filtered with the package's Kalman functions: event
-    windows every 10 ms, every frame_every-th step a frame; track 2 is born late and track 3
-    dies early. Returns [(snapshot, is_frame)]."""
+    windows every 10 ms, every frame_every-th step a frame (with window_at_frames, an event
+    window ending at the frame's time is fused right after it); track 2 is born late and
+    track 3 dies early. Returns [(snapshot, is_frame)]."""
     from blinktrack_ros.tracking.fusion_types import TrackSnapshot
 
     state = {}
     out = []
+    updates = []
     for k in range(steps):
+        updates.append((k, k % frame_every == 0))
+        if window_at_frames and k % frame_every == 0 and k:
+            updates.append((k, False))
+    for k, frame in updates:
         t = k * 0.01
-        frame = k % frame_every == 0
         alive = [i for i in (1, 2, 3) if not (i == 2 and k < 2) and not (i == 3 and k > 7)]
         for i in alive:
             if i not in state:
@@ -181,63 +186,67 @@ def _random_snapshots(rng, frame_every=3, steps=14):
     return out
 
 
-def test_fixed_lag_smoother_is_rts_over_the_log_cut_at_the_next_frame():
+@pytest.mark.parametrize("window_at_frames", [False, True])
+def test_fixed_lag_smoother_is_rts_over_the_log_cut_at_the_next_frame(window_at_frames):
     from blinktrack_ros.tracking.fusion_types import FusionConfig
     from blinktrack_ros.tracking.smoother import FixedLagSmoother
 
-    snaps = _random_snapshots(np.random.default_rng(5))
+    snaps = _random_snapshots(np.random.default_rng(5), window_at_frames=window_at_frames)
     smoother = FixedLagSmoother(Q)
+    got = []
+    for snap, frame in snaps:
+        got += smoother.add(snap, frame=frame)
+    got += smoother.flush()
+    frames = sorted({s.t_ns for s, f in snaps if f})
+    # the last row of each (id, time), as the metrics keep (a window fused after the frame at
+    # the frame's time supersedes the frame's row)
+    last = {}
+    for s, _ in snaps:
+        for r, i in enumerate(s.ids):
+            last[(int(i), s.t_ns)] = (np.concatenate([s.positions_px[r], s.velocities_px_s[r]]),
+                                      s.state_covariances[r])
     refined = {}
-    for k, (snap, frame) in enumerate(snaps):
-        got = smoother.add(snap, frame=frame)
-        if not frame:
-            assert got == []
-            continue
-        # independent path: the whole log up to this frame, smoothed with the offline RTS
-        # (whose equality to the batch least-squares solution is tested above)
-        upto = [s for s, _ in snaps[:k + 1]]
-        ids = np.concatenate([s.ids for s in upto]).astype(np.int64)
-        t_s = np.concatenate([np.full(len(s), s.t_ns * 1e-9) for s in upto])
-        x = np.concatenate([np.concatenate([s.positions_px, s.velocities_px_s], 1)
-                            for s in upto])
-        P = np.concatenate([s.state_covariances for s in upto])
+    for g in got:
+        assert g.t_ns not in frames and frames[0] < g.t_ns < frames[-1]
+        cut = next(f for f in frames if f > g.t_ns)
+        # independent path: the whole deduplicated log up to that frame, smoothed with the
+        # offline RTS (whose equality to the batch least-squares solution is tested above)
+        keys = [k for k in last if k[1] <= cut]
+        ids = np.array([k[0] for k in keys])
+        t_s = np.array([k[1] * 1e-9 for k in keys])
+        x = np.array([last[k][0] for k in keys])
+        P = np.array([last[k][1] for k in keys])
         full, _ = rts_smooth(ids, t_s, x, P, Q)
-        prev_frame = max([j for j in range(k) if snaps[j][1]], default=-1)
-        window_snaps = [s for s, _ in snaps[prev_frame + 1:k]]
-        assert [g.t_ns for g in got] == [s.t_ns for s in window_snaps]
-        for g in got:
-            for i, pos in zip(g.ids, g.positions_px):
-                # smoothing over the rest of the interval equals the full smoother on the log
-                # cut at this frame (every later state is in the interval)
-                row = np.flatnonzero((ids == i) & np.isclose(t_s, g.t_ns * 1e-9))[0]
-                np.testing.assert_allclose(pos, full[row, :2], atol=1e-9)
-                refined[(int(i), g.t_ns)] = pos
-    filtered = {(int(i), s.t_ns): p for s, _ in snaps for i, p in zip(s.ids, s.positions_px)}
+        for i, pos in zip(g.ids, g.positions_px):
+            row = keys.index((int(i), g.t_ns))
+            np.testing.assert_allclose(pos, full[row, :2], atol=1e-9)
+            refined[(int(i), g.t_ns)] = pos
+    windows = {(int(i), s.t_ns) for s, f in snaps if not f and s.t_ns not in frames
+               and s.t_ns < frames[-1] for i in s.ids}
+    assert set(refined) == windows  # every window between two frames, once
+    filtered = {k: v[0][:2] for k, v in last.items()}
     moved = [np.abs(p - filtered[key]).max() for key, p in refined.items()]
     assert len(refined) >= 10 and max(moved) > 0.1  # the smoothing did change the windows
     # track 3 ends at step 7 (inside an interval): its last state stays the filtered one
-    last3 = next(s for s, _ in snaps[7:8])
-    np.testing.assert_allclose(refined[(3, last3.t_ns)],
-                               last3.positions_px[last3.ids == 3][0])
+    np.testing.assert_allclose(refined[(3, 70_000_000)], filtered[(3, 70_000_000)])
     # the offline rows with smooth_until_ns give the same positions
     log = TrackLog(keep_state=True)
     for s, _ in snaps:
         log.add(type("U", (), {"tracks": s})())
-    frames = np.array([s.t_ns for s, f in snaps if f], np.float64)
-    rows = log.as_rows(smooth=FusionConfig(q=Q), smooth_until_ns=frames)
+    rows = log.as_rows(smooth=FusionConfig(q=Q), smooth_until_ns=np.array(frames, np.float64))
     for (i, t), pos in refined.items():
         r = rows[(rows[:, 0] == i) & np.isclose(rows[:, 1], t * 1e-9)][0]
         np.testing.assert_allclose(r[2:4], pos, atol=1e-9)
-    # after the last frame nothing is smoothed offline either
-    after = rows[rows[:, 1] > frames[-1] * 1e-9 + 1e-12]
-    tail = {(int(i), s.t_ns): p for s, _ in snaps if s.t_ns > frames[-1]
-            for i, p in zip(s.ids, s.positions_px)}
-    assert len(after) == len(tail) > 0
-    for r in after:
-        np.testing.assert_allclose(r[2:4], tail[(int(r[0]), int(round(r[1] * 1e9)))])
+    # rows at frames and after the last frame are the filtered ones offline too
+    for r in rows:
+        key = (int(r[0]), int(round(r[1] * 1e9)))
+        if key[1] in frames or key[1] > frames[-1]:
+            np.testing.assert_allclose(r[2:4], filtered[key], atol=1e-9)
 
 
 def test_fixed_lag_smoother_bounds_and_restarts():
+    from dataclasses import replace
+
     from blinktrack_ros.tracking.smoother import FixedLagSmoother
 
     snaps = _random_snapshots(np.random.default_rng(6), frame_every=100, steps=12)
@@ -245,10 +254,9 @@ def test_fixed_lag_smoother_bounds_and_restarts():
     for s, _ in snaps[1:]:
         assert smoother.add(s) == []
     assert smoother.dropped == 11 - 4
-    # a snapshot older than the newest pending one (a late frame join) restarts the interval
+    assert smoother.flush() == []  # no frame yet: nothing to close, the windows wait
+    # a snapshot older than the newest one held (a late frame join) restarts the interval
     assert smoother.add(snaps[0][0], frame=True) == []
     assert smoother.dropped == 11
     with pytest.raises(ValueError, match="state_covariances"):
-        from dataclasses import replace
-
         smoother.add(replace(snaps[0][0], state_covariances=None))

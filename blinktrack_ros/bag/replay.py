@@ -26,7 +26,7 @@ from blinktrack_ros.bag.sequence import pick_topics
 from blinktrack_ros.bag.types import OBSERVATION_ARRAY, TRACK_ARRAY, typestore
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import TrackSnapshot
-from blinktrack_ros.tracking.observation import Observations
+from blinktrack_ros.tracking.observation import Observations, Source
 from blinktrack_ros.tracking.offline import TrackLog
 from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, offline_frame_join_ms
 from blinktrack_ros.tracking.seeding import SeedConfig
@@ -35,6 +35,9 @@ from blinktrack_ros.tracking.seeding import SeedConfig
 # fewer decoder calls; offline only (the pipeline's windows follow event time, not batches)
 JOIN_PACKETS = 32
 TRACKS_TOPIC = "/blinktrack/tracks"
+# `blinktrack track --refined`: what blinktrack_node publishes with node.publish_refined
+REFINED_TOPIC = "/blinktrack/tracks_refined"
+SMOOTHING = ("none", "frame", "all")
 OBSERVATION_TOPIC = "/blinktrack/observations/{source}"
 
 
@@ -125,7 +128,16 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     topics = [t for t in (ev_topic, im_topic) if t]
     summary = bag_summary(args.bag)
     total = sum(summary["topics"][t]["count"] for t in topics)
-    store, log, stats = typestore(), TrackLog(), {}
+    smooth = getattr(args, "smooth", "none")
+    if smooth not in SMOOTHING:
+        raise ValueError(f"--smooth {smooth!r}: choose from {', '.join(SMOOTHING)}")
+    store, log, stats = typestore(), TrackLog(keep_state=smooth != "none"), {}
+    smoother = None
+    if getattr(args, "refined", False):
+        from blinktrack_ros.tracking.smoother import FixedLagSmoother
+
+        smoother = FixedLagSmoother(pipe.engine.config.q, pipe.engine.config.constant_q)
+    frame_times: list[int] = []
     span_ns = [None, None]
     t_start = time.perf_counter()
     with BagWriter(args.out) as writer:
@@ -138,6 +150,16 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                     topic = OBSERVATION_TOPIC.format(source=u.observations.source.name.lower())
                     writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns + origin,
                                  observation_array(store, u.observations, args.frame_id, origin))
+                if smoother is not None:
+                    frame = u.observations is None or u.observations.source != Source.EVENT
+                    write_refined(smoother.add(u.tracks, frame=frame), u.tracks.t_ns)
+
+        def write_refined(snaps: list, log_ns: int) -> None:
+            # stamped with each window's time, logged when the interval closes (what
+            # recording the live node's ~/tracks_refined gives)
+            for snap in snaps:
+                writer.write(REFINED_TOPIC, TRACK_ARRAY, log_ns + origin,
+                             track_array(store, snap, args.frame_id, origin))
 
         bar = tqdm(total=total, unit="msg", desc="tracking", disable=args.quiet)
         shown_s = 0.0
@@ -150,6 +172,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                                     ev.height)
                 updates = pipe.on_events(ev)
             elif isinstance(m.value, GrayFrame):
+                frame_times.append(m.value.t_ns - origin)
                 updates = pipe.on_image(m.value.t_ns - origin, m.value.gray)
             else:
                 continue
@@ -161,13 +184,18 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                 bar.set_postfix_str(f"{(span_ns[1] - span_ns[0]) * 1e-9 / wall_s:.2f}x real time",
                                     refresh=False)
         write(pipe.flush())
+        if smoother is not None and span_ns[1] is not None:
+            write_refined(smoother.flush(), span_ns[1] - origin)
         bar.close()
     wall = time.perf_counter() - t_start
     if args.tracks_txt:
         from blinktrack_ros.eval.tracks_io import write_tracks
 
-        write_tracks(args.tracks_txt, log.as_rows(pipe.external_ids)[:, :4],
-                     time_origin_ns=origin)
+        rows = log.as_rows(pipe.external_ids,
+                           smooth=pipe.engine.config if smooth != "none" else None,
+                           smooth_until_ns=np.asarray(frame_times, np.float64)
+                           if smooth == "frame" else None)
+        write_tracks(args.tracks_txt, rows[:, :4], time_origin_ns=origin)
     bag_s = (span_ns[1] - span_ns[0]) * 1e-9 if span_ns[0] is not None else 0.0
     return {"wall_s": wall, "bag_s": bag_s, "realtime_factor": bag_s / wall if wall else 0.0,
             "pipeline": vars(pipe.stats), "decode": {k: v.as_dict() for k, v in stats.items()}}
@@ -206,6 +234,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bag", help="input bag (events + images)")
     p.add_argument("--out", required=True, help="output mcap bag folder")
     p.add_argument("--tracks-txt", help="also write tracks as `id t x y` rows")
+    p.add_argument("--smooth", default="none", choices=SMOOTHING,
+                   help="the --tracks-txt rows: none = as published (causal filter); frame = "
+                        "each event window smoothed with the observations up to the next frame "
+                        "(a lag of one frame, as --refined); all = smoothed with the whole "
+                        "recording (Rauch-Tung-Striebel; the best tracks offline, e.g. for "
+                        "mapping)")
+    p.add_argument("--refined", action="store_true",
+                   help=f"also write {REFINED_TOPIC}: at each frame the event windows since "
+                        "the previous frame smoothed with it, as blinktrack_node publishes "
+                        "with node.publish_refined")
     p.add_argument("--mode", default="ei", choices=["e", "i", "ei", "ei-naive", "klt", "e-klt"])
     p.add_argument("--seeds", help="start from these points (`id t x y` rows, e.g. GT)")
     p.add_argument("--event-topic", help="event topic (default: the bag's only one)")

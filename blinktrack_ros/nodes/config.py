@@ -65,7 +65,8 @@ class NodeConfig:
         publish_refined: blinktrack_node: also publish `~/tracks_refined`: at each frame, the
             tracks of the event windows since the previous frame smoothed with that frame
             (a fixed lag of one frame: RTS over the interval, tracking.smoother.
-            FixedLagSmoother), stamped with the windows' times, one frame period late. Needs
+            FixedLagSmoother), stamped with the windows' times, published with the first
+            window after that frame (one frame period and one window late). Needs
             frames in line (frame_join_ms 0): windows that went out before their frame are
             dropped from it (counted in diagnostics).
         event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt

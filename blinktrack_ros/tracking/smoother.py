@@ -91,52 +91,72 @@ class FixedLagSmoother:
     """Live smoothing with a lag of one frame: the event windows between two frames, refined
     once the later frame is fused.
 
-    `add(snapshot)` takes every fused snapshot in time order (they carry state_covariances, as
-    the fusion engine's do). At a frame's snapshot (`frame=True`) it returns the snapshots of
-    the event windows since the previous frame, RTS-smoothed over that interval (each track's
-    chain ends at its state in the frame's snapshot, or at its last state in the interval when
-    it is gone by then): positions, velocities and covariances conditioned on everything up to
-    that frame and nothing later. This is `TrackLog.as_rows(smooth_until_ns=frame times)` done
-    online, the same information the protocol's interpolation between frames gives frame-only
-    trackers; a node publishes it one frame late. The frame's own snapshot is not changed (and
-    not returned). LOST rows are left out. Holds at most `max_pending` snapshots (the oldest
-    are dropped, counted in `dropped`, when frames stop coming).
+    `add(snapshot, frame=...)` takes every fused snapshot in time order (they carry
+    state_covariances, as the fusion engine's do). The interval (previous frame, this frame]
+    closes at the first snapshot after the frame's time (the next event window, usually one
+    window later; `flush()` at the end of the data): `add` then returns the snapshots of the
+    event windows strictly between the two frames, RTS-smoothed over the interval (each
+    track's chain ends at its latest state at the frame's time, or at its last state in the
+    interval when it is gone by then): positions, velocities and covariances conditioned on
+    everything up to that frame and nothing later. This is `TrackLog.as_rows(smooth_until_ns=
+    frame times)` done online, the same information the protocol's interpolation between
+    frames gives frame-only trackers; a node publishes it one frame late. Snapshots at a
+    frame's time are not changed (and not returned). LOST rows are left out. Holds at most
+    `max_pending` snapshots (the oldest are dropped, counted in `dropped`, when frames stop
+    coming); a snapshot older than the newest one held (a late frame join, a reset) drops
+    the interval (counted).
     """
 
     def __init__(self, q: float, constant_q: bool = False, max_pending: int = 256) -> None:
         self.q, self.constant_q = float(q), bool(constant_q)
         self.max_pending = int(max_pending)
         self._pending: list = []  # TrackSnapshot of the windows since the last frame
+        self._end = None  # the latest snapshot at the time of the frame closing them
         self.dropped = 0
 
     def reset(self) -> None:
         """Forget the windows waiting for a frame."""
         self._pending.clear()
+        self._end = None
 
     def add(self, snap, frame: bool = False) -> list:
-        """Take one fused snapshot; at a frame, the refined snapshots of the interval before."""
+        """Take one fused snapshot; returns the refined windows of an interval it closes."""
         from blinktrack_ros.tracking.tracks import TrackStatus
 
         if snap.state_covariances is None:
             raise ValueError("FixedLagSmoother needs snapshots with state_covariances")
-        alive = snap.status != TrackStatus.LOST
-        if frame and self._pending and int(snap.t_ns) == int(self._pending[-1].t_ns):
-            self._pending.pop()  # a window ending at the frame's time: the frame's state is it
-        if self._pending and int(snap.t_ns) <= int(self._pending[-1].t_ns):
-            # not after the last one (a late frame join): nothing to chain, start over
-            self.dropped += len(self._pending)
-            self._pending.clear()
-        if not frame:
-            if alive.any():
-                self._pending.append(_select(snap, alive))
-            if len(self._pending) > self.max_pending:
-                self.dropped += len(self._pending) - self.max_pending
-                del self._pending[:len(self._pending) - self.max_pending]
+        t = int(snap.t_ns)
+        alive = _select(snap, snap.status != TrackStatus.LOST)
+        if self._end is not None and t == int(self._end.t_ns):
+            self._end = alive  # a later update at the frame's time (its seeds, a window)
             return []
-        pending, self._pending = self._pending, []
-        if not pending:
+        out = self.flush() if self._end is not None and t > int(self._end.t_ns) else []
+        newest = self._end if self._end is not None else (
+            self._pending[-1] if self._pending else None)
+        if newest is not None and t < int(newest.t_ns):
+            self.dropped += len(self._pending)  # nothing to chain it to: start over
+            self.reset()
+        if frame:
+            if self._pending and int(self._pending[-1].t_ns) == t:
+                self._pending.pop()  # a window ending at the frame's time, fused before it
+            self._end = alive
+            return out
+        if len(alive):
+            self._pending.append(alive)
+        if len(self._pending) > self.max_pending:
+            self.dropped += len(self._pending) - self.max_pending
+            del self._pending[:len(self._pending) - self.max_pending]
+        return out
+
+    def flush(self) -> list:
+        """Close the interval of the last frame now (end of the data); its refined windows."""
+        pending, end = self._pending, self._end
+        self._pending, self._end = [], None
+        if end is None or not pending:
+            if end is None:
+                self._pending = pending  # no frame yet: keep waiting
             return []
-        chain = pending + [_select(snap, alive)]
+        chain = pending + [end]
         sizes = [len(s) for s in chain]
         ids = np.concatenate([s.ids for s in chain]).astype(np.int64)
         t_s = np.repeat([int(s.t_ns) * 1e-9 for s in chain], sizes)
