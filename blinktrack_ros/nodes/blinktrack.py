@@ -7,7 +7,7 @@ a live run and a replay of the same messages give the same tracks. Subscribes `e
 `~/image_observations` (the observations behind each update), `~/feature` (VINS-Fusion cloud,
 per frame once CameraInfo is known), `~/debug_image` (throttled), /diagnostics and, with
 `node.publish_refined`, `~/tracks_refined` (the windows between two frames smoothed with the
-later frame, published when it is fused). The pipeline
+later frame, published with the first window after it). The pipeline
 is not thread-safe: all callbacks share the node's one mutually exclusive callback group.
 """
 
