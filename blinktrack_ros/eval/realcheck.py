@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MODES = ("e", "ei", "e-klt", "klt")
+# `<mode>+f`: the event windows refined with the next frame (tracking.smoother.FixedLagSmoother,
+# what blinktrack_node publishes on ~/tracks_refined)
+LAGGED = "+f"
 EXTRA_EVENT_FILES = ("events_chunk.txt",)  # the shared slider_depth excerpt; then EC/EDS names
 
 
@@ -124,9 +127,12 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
     from blinktrack_ros.tracking.observation import Source
     from blinktrack_ros.tracking.offline import EventInput, interleave
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
+    from blinktrack_ros.tracking.smoother import FixedLagSmoother
     from blinktrack_ros.tracking.tracks import TrackStatus
 
-    pipe = build_pipeline(PipelineConfig(mode=Mode(mode), event_window_ms=config.window_ms,
+    lagged = mode.endswith(LAGGED)  # windows refined with the next frame (node.publish_refined)
+    pipe = build_pipeline(PipelineConfig(mode=Mode(mode[:-len(LAGGED)] if lagged else mode),
+                                         event_window_ms=config.window_ms,
                                          reseed=False, max_pending_windows=1 << 30),
                           event_weights=config.event_weights, image_weights=config.image_weights,
                           device=config.device)
@@ -136,22 +142,42 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
     at_frame = np.full((len(times), n, 2), np.nan)
     event_t, event_xy = [], []  # per event window: t, (N, 2) NaN where not alive
     frames = np.asarray(as_float_frames(list(data.frames)))
+    smoother = FixedLagSmoother(pipe.engine.config.q, pipe.engine.config.constant_q) \
+        if lagged else None
+    window_of: dict[int, int] = {}  # window time -> its row in event_xy
+
+    def positions(snap) -> np.ndarray:
+        xy = np.full((n, 2), np.nan)
+        alive = snap.status != TrackStatus.LOST
+        ext = pipe.external_ids
+        rows = np.array([ext.get(int(i), -1) for i in snap.ids[alive]], np.int64)
+        ok = (rows >= 0) & (rows < n)
+        xy[rows[ok]] = snap.positions_px[alive][ok]
+        return xy
+
+    def refine(snaps: list) -> None:
+        for r in snaps:  # refined windows: their (alive) tracks' positions replaced
+            xy, new = event_xy[window_of[int(r.t_ns)]], positions(r)
+            xy[np.isfinite(new).all(1)] = new[np.isfinite(new).all(1)]
+
     for item in interleave(frames, times, data.events):
         is_events = isinstance(item, EventInput)
         updates = pipe.on_events(item.batch) if is_events else pipe.on_image(item.t_ns, item.gray)
         for update in updates:
             snap = update.tracks
-            xy = np.full((n, 2), np.nan)
-            alive = snap.status != TrackStatus.LOST
-            ext = pipe.external_ids
-            rows = np.array([ext.get(int(i), -1) for i in snap.ids[alive]], np.int64)
-            ok = (rows >= 0) & (rows < n)
-            xy[rows[ok]] = snap.positions_px[alive][ok]
-            if update.observations is not None and update.observations.source == Source.EVENT:
+            xy = positions(snap)
+            is_window = update.observations is not None and \
+                update.observations.source == Source.EVENT
+            if is_window:
+                window_of[int(snap.t_ns)] = len(event_t)
                 event_t.append(snap.t_ns)
                 event_xy.append(xy)
             elif snap.t_ns in times:
                 at_frame[int(np.searchsorted(times, snap.t_ns))] = xy
+            if smoother is not None:
+                refine(smoother.add(snap, frame=not is_window))
+    if smoother is not None:
+        refine(smoother.flush())
     interp = _interpolate(np.asarray(event_t, np.float64), np.asarray(event_xy), times)
     if interp.shape[1] != n:  # frame-only modes: no event windows to interpolate
         interp = np.full((len(times), n, 2), np.nan)
@@ -287,7 +313,7 @@ def slider_line_fits(folder: str | Path, result: dict) -> dict | None:
     for mode, info in result["modes"].items():
         if "skipped" in info:
             continue
-        key = "at_frame" if mode in ("i", "klt") else "interp"
+        key = "at_frame" if mode in ("i", "klt") else "interp"  # +f modes: interp
         pos = arrays[f"{mode}_{key}"].copy()
         pos[0] = arrays["seeds"]
         trackers[f"mode {mode}"] = (pos, np.isfinite(pos).all(-1))
@@ -488,6 +514,7 @@ def run_realcheck(args: argparse.Namespace) -> int:
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     known = {"e", "i", "ei", "ei-naive", "klt", "e-klt"}
+    known |= {m + LAGGED for m in ("e", "ei", "ei-naive", "e-klt")}
     if not modes or set(modes) - known:
         raise UsageError(f"--modes: choose from {sorted(known)}, got {args.modes!r}")
     if args.seeds < 1 or args.fb_max <= 0:
@@ -537,7 +564,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "zero-motion baseline.")
     p.add_argument("data", help="folder with images/, images.txt and events (rows t x y p), "
                                 "e.g. ../shared/data/ec_slider_depth")
-    p.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated modes")
+    p.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                   help="comma-separated modes; an event mode with the suffix +f (e-klt+f, "
+                        "ei+f) uses its event windows refined with the next frame (what "
+                        "node.publish_refined publishes)")
     p.add_argument("--seeds", type=int, default=RealCheckConfig.n_seeds,
                    help="Shi-Tomasi features on frame 0")
     p.add_argument("--window-ms", type=float, default=RealCheckConfig.window_ms,
