@@ -267,8 +267,22 @@ def test_provisional_windows_go_out_at_once_and_the_filter_ends_the_same(rng):
     fused without that frame), the frame's updates at the join marked late, no window twice;
     the filter then holds exactly what the plain frame join gives."""
     frames = [_frame(rng) for _ in range(4)]
-    pipe, _, updates, returned_at = _overlapped_run(frames, 10.0, 0.0, provisional=True)
+    pipe, _, all_updates, all_at = _overlapped_run(frames, 10.0, 0.0, provisional=True)
     ref_pipe, _, ref_updates, _ = _overlapped_run(frames, 10.0, 0.02)
+    # the provisional windows come back once more after their frame's join, fused with it
+    # (`refit`, for the fixed-lag smoother; a node does not publish them): those are the
+    # plain frame join's updates of the same windows
+    refit = [(u, a) for u, a in zip(all_updates, all_at) if u.refit]
+    ref_by_t = {u.tracks.t_ns: u for u in ref_updates}
+    assert {u.tracks.t_ns // MS for u, _ in refit} == {u.tracks.t_ns // MS for u in all_updates
+                                                       if u.provisional}
+    for u, a in refit:
+        assert a == 44 or a > 66  # returned at the join of the frame before them
+        np.testing.assert_array_equal(u.tracks.ids, ref_by_t[u.tracks.t_ns].tracks.ids)
+        np.testing.assert_allclose(u.tracks.positions_px,
+                                   ref_by_t[u.tracks.t_ns].tracks.positions_px)
+    updates = [u for u in all_updates if not u.refit]
+    returned_at = [a for u, a in zip(all_updates, all_at) if not u.refit]
     at = {(u.tracks.t_ns // MS, u.late): a for u, a in zip(updates, returned_at)}
     assert (at[35, False], at[40, False], at[33, True], at[45, False]) == (36, 41, 44, 46)
     on_time = [u.tracks.t_ns for u in updates if not u.late]
@@ -338,7 +352,8 @@ def test_join_when_ready_fuses_a_finished_frame_at_the_next_window(rng):
     second = pipe.on_events(_events(t[(t > 36 * MS) & (t <= 41 * MS)]))
     # joined at 41 ms of data (not 53): the frame's updates late, then window 40 fused with it
     assert [u.tracks.t_ns // MS for u in second if u.late] == [33, 33]
-    assert [(u.tracks.t_ns // MS, u.provisional) for u in second if not u.late] == [(40, False)]
+    assert [(u.tracks.t_ns // MS, u.provisional, u.refit) for u in second if not u.late] == \
+        [(35, False, True), (40, False, False)]  # window 35 again, refit with the frame
     assert pipe._in_flight is None
 
 

@@ -269,7 +269,8 @@ def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
     inputs = list(interleave(frames, times, events, packet_ns=2_000_000))
     pipe = build_pipeline(cfg, seeding=SeedConfig(target_count=12), untrained=True,
                           frame_join_ms=20.0, provisional=True)
-    node = PipelineNode(pipe, context=ctx, parameter_overrides=_overrides("dvs_msgs/EventArray"))
+    node = PipelineNode(pipe, context=ctx,
+                        parameter_overrides=_overrides("dvs_msgs/EventArray", refined=True))
     d = _Driver(ctx, node, "driver_join")
     d.feed(inputs)
     tracks, obs, clouds = d.tracks, d.obs, d.clouds
@@ -286,4 +287,20 @@ def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
     # every window has its track array; each joined frame its cloud, in frame order
     assert set(window_stamps) <= set(stamps)
     assert cloud_stamps == [int(t) for t in times[:len(cloud_stamps)]]
+    # ~/tracks_refined with the frame join: the windows that went out before their frame are
+    # refined from their refit (the filter of the plain frame join), none dropped
+    plain = build_pipeline(cfg, seeding=SeedConfig(target_count=12), untrained=True,
+                           frame_join_ms=20.0)
+    offline = run_offline(plain, inputs, keep_state=True)
+    expected = offline.as_rows(smooth=plain.engine.config,
+                               smooth_until_ns=times.astype(np.float64))
+    assert _spin_until(d.ex, lambda: sum(len(m.ids) for m in d.refined) > 20)
+    refined = _rows(d.refined)
+    key = {(int(r[0]), round(r[1], 6)): r[2:4] for r in expected}
+    for r in refined:
+        np.testing.assert_allclose(r[2:4], key[(int(r[0]), round(r[1], 6))], atol=2e-3)
+    assert node.smoother.dropped == 0
+    # among them windows that went out provisionally (within the 20 ms join after a frame)
+    after = [t - times[times < t].max() for t in np.unique(refined[:, 1] * 1e9) if t > times[0]]
+    assert min(after) <= 20_000_000
     d.ex.shutdown()

@@ -217,6 +217,10 @@ class PipelineNode(GlueNode):
         cam = self.cam
         for update in updates:
             snap = update.tracks
+            if getattr(update, "refit", False):  # went out provisionally: smoother only
+                if self.smoother is not None:
+                    self._publish_refined(update, cam)
+                continue
             if getattr(update, "late", False):
                 pass
             elif self.publish_monotonic(self.tracks_pub, convert.snapshot_to_msg(
@@ -229,8 +233,8 @@ class PipelineNode(GlueNode):
                 if pub is not None:
                     self.publish_monotonic(pub, convert.observations_to_msg(
                         update.observations, self._frame_id), update.observations.t_ns)
-            if self.smoother is not None:
-                self._publish_refined(update, cam)
+            if self.smoother is not None and not getattr(update, "provisional", False):
+                self._publish_refined(update, cam)  # provisional windows: their refit later
         if self._frames_out:
             self._frame_outputs(updates)
 

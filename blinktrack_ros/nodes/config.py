@@ -66,9 +66,10 @@ class NodeConfig:
             tracks of the event windows since the previous frame smoothed with that frame
             (a fixed lag of one frame: RTS over the interval, tracking.smoother.
             FixedLagSmoother), stamped with the windows' times, published with the first
-            window after that frame (one frame period and one window late). Needs
-            frames in line (frame_join_ms 0): windows that went out before their frame are
-            dropped from it (counted in diagnostics).
+            window after that frame (one frame period and one window late). With
+            frame_join_ms the windows that went out before their frame are refined from
+            their states fused with it; intervals that cannot be chained (a reset, frames
+            stopping) are dropped and counted in diagnostics.
         event_weights: event network checkpoint; empty = the shipped weights/event_lite3.pt
             (the compact net, with its own R; the older weights/event_lite.pt and
             weights/event_lite2.pt load by path; see weights/README.md).

@@ -154,13 +154,17 @@ class Update:
     `late` (live frame join, `Pipeline(provisional=True)` only): a frame's update fused at its
     join, after the provisional updates of later event windows were returned: its tracks are
     older than those (a consumer that never goes back in time publishes its observations
-    only); `provisional`: tracks of an event window fused without the frame still in flight.
+    only); `provisional`: tracks of an event window fused without the frame still in flight;
+    `refit`: such a window fused again after its frame joined (returned after the frame's
+    late updates): its tracks and observations already went out provisionally, so publishers
+    skip it; the final filter states are what a fixed-lag smoother needs.
     """
 
     observations: Observations | None
     tracks: TrackSnapshot
     late: bool = False
     provisional: bool = False
+    refit: bool = False
 
 
 @dataclass
@@ -374,7 +378,8 @@ class Pipeline:
         updates = self._frame_updates(flight.t_ns, flight.result.result())
         held = [self._fuse(obs) for obs in flight.held]
         if self.provisional and flight.held:  # those windows went out provisionally
-            return [replace(u, late=True) for u in updates]
+            return [replace(u, late=True) for u in updates] + \
+                [replace(u, refit=True) for u in held]
         return updates + held
 
     def _frame_updates(self, t_ns: int, observations: list[Observations]) -> list[Update]:
