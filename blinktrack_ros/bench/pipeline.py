@@ -52,6 +52,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-frame-join-ms", type=float, default=0.0,
                    help="live run: the node's node.frame_join_ms (frames on a second thread "
                         "beside the event windows, which go out at once; 0: frames in line)")
+    p.add_argument("--node-refined", action="store_true",
+                   help="live run: the node also publishes ~/tracks_refined "
+                        "(node.publish_refined), to measure its cost")
     p.add_argument("--node-log", help="write the node process output to this file")
     p.add_argument("--trace", help="live run: write the node's per-input timestamps to this "
                    "CSV and report the medians of its stages (inbox, frames first, event "
@@ -76,7 +79,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            pace: float = 1.0,
                            progress: bool = False, trace: str | None = None,
                            packet_ms: float = 1.0,
-                           node_frame_join_ms: float = 0.0) -> dict[str, Any]:
+                           node_frame_join_ms: float = 0.0,
+                           node_refined: bool = False) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
@@ -118,9 +122,11 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
             mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
             threads=threads, pace=pace, trace=trace, packet_ms=packet_ms,
-            frame_join_ms=node_frame_join_ms), Path(node_log) if node_log else None))
+            frame_join_ms=node_frame_join_ms, refined=node_refined),
+            Path(node_log) if node_log else None))
         figures["live_packet_ms"] = packet_ms
         figures["live_node_frame_join_ms"] = node_frame_join_ms
+        figures["live_node_refined"] = node_refined
     return figures
 
 
@@ -160,7 +166,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         figures = pipeline_bench_figures(setup, live, not args.no_replay, args.threads,
                                          args.node_log, args.pace, progress=not args.json,
                                          trace=args.trace, packet_ms=args.packet_ms,
-                                         node_frame_join_ms=args.node_frame_join_ms)
+                                         node_frame_join_ms=args.node_frame_join_ms,
+                                         node_refined=args.node_refined)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     report("pipeline", figures, args.json)

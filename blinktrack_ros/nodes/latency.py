@@ -43,6 +43,7 @@ class LiveSetup:
         trace: write the node's per-input timestamps to this CSV (nodes/trace.py) and add
             the medians of its stages to the figures.
         frame_join_ms: the node's `node.frame_join_ms` (frames beside the event windows).
+        refined: the node's `node.publish_refined` (~/tracks_refined, one frame late).
     """
 
     mode: str = "ei"
@@ -58,13 +59,14 @@ class LiveSetup:
     domain: int | None = None
     trace: str | None = None
     frame_join_ms: float = 0.0
+    refined: bool = False
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
     cmd = [sys.executable, "-m", "blinktrack_ros.nodes.latency", "--mode", setup.mode,
            "--window-ms", str(setup.window_ms), "--target-count", str(setup.target_count),
            "--threads", str(setup.threads), "--debug-rate", str(setup.debug_image_rate_hz),
-           "--frame-join-ms", str(setup.frame_join_ms)]
+           "--frame-join-ms", str(setup.frame_join_ms)] + (["--refined"] if setup.refined else [])
     for flag, value in (("--event-weights", setup.event_weights),
                         ("--image-weights", setup.image_weights)):
         if value:
@@ -293,6 +295,7 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--frame-join-ms", type=float, default=0.0)
     p.add_argument("--debug-rate", type=float, default=5.0)
+    p.add_argument("--refined", action="store_true")
     p.add_argument("--event-weights")
     p.add_argument("--image-weights")
     args = p.parse_args(argv)
@@ -321,7 +324,8 @@ def serve(argv: list[str] | None = None) -> int:
     overrides = [Parameter("node.event_msg_type", value="dvs_msgs/EventArray"),
                  Parameter("node.input_reliability", value="reliable"),
                  Parameter("node.input_queue_depth", value=100),
-                 Parameter("node.debug_image_rate_hz", value=args.debug_rate)]
+                 Parameter("node.debug_image_rate_hz", value=args.debug_rate),
+                 Parameter("node.publish_refined", value=args.refined)]
     return run(lambda: PipelineNode(pipe, parameter_overrides=overrides), [])
 
 
