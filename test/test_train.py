@@ -168,3 +168,32 @@ def test_initial_filter_velocity_from_ground_truth_with_noise():
     x = initial_filter_state(pos, gt, times, True).numpy()
     z = (x[:, 2:] - v) / (0.2 * np.abs(v) + 5.0)  # standard normal if the noise is as stated
     assert abs(z.mean()) < 0.05 and 0.95 < z.std() < 1.05
+
+
+def test_frame_updates_correct_the_filter_at_the_frame_times(seqs):
+    """--frame-updates: steps whose window holds a frame of the snippet are found, and there the
+    in-loop filter takes the noisy ground truth (an untrained network's tracks drift; with
+    the frame observations they stay within about the frame noise at those steps)."""
+    from blinktrack_ros.train.event_rollout import FRAME_SIGMA_PX, frame_steps
+
+    snippets = sample_snippets(seqs, np.random.default_rng(4), 2, n_tracks=8, n_steps=10,
+                               step_ns=WINDOW_NS, aug=Augment.none(), with_events=True)
+    mask = frame_steps(snippets)
+    row = 0
+    for s in snippets:  # brute force: a frame time in (t_{k-1}, t_k]
+        for k in range(1, len(s.times_ns)):
+            hit = any(s.times_ns[k - 1] < f <= s.times_ns[k] for f in s.span_frame_times_ns)
+            assert (mask[k, row:row + s.xy.shape[1]] == hit).all()
+        assert not mask[0, row:row + s.xy.shape[1]].any()
+        row += s.xy.shape[1]
+    assert mask.any()
+    net = EventNet(EventNetConfig.lite()).eval()
+    errs = {}
+    for frames in (False, True):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            r = event_rollout(net, snippets, kalman_in_loop=True, frame_updates=frames)
+        err = np.linalg.norm(r.positions - r.gt_xy, axis=2)
+        errs[frames] = err[mask & (r.gt_vis == 1)]
+    assert np.median(errs[True]) < 3 * FRAME_SIGMA_PX
+    assert np.median(errs[True]) < 0.5 * np.median(errs[False])

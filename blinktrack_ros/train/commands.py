@@ -72,6 +72,9 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
         q.add_argument("--init-velocity", action="store_true",
                        help="with the filter in the loop: start it at the ground-truth "
                             "velocity plus noise (a tracker that has frames), not at zero")
+        q.add_argument("--frame-updates", action="store_true",
+                       help="with the filter in the loop: also update it at each frame time "
+                            "with the ground truth plus 0.7 px noise (the e-klt / ei regime)")
     q.add_argument("--max-minutes", type=float, help="stop early after this wall time")
     q.add_argument("--minutes", type=float, default=0.0,
                    help="train for this wall time: the learning-rate schedule spans it "
@@ -133,7 +136,8 @@ def _train(args: argparse.Namespace) -> int:
                       args.ckpt_every, args.fresh_every,
                       kalman_in_loop=getattr(args, "kalman_in_loop", False),
                       minutes=args.minutes, photometric=args.photometric, amp=args.amp,
-                      init_velocity=getattr(args, "init_velocity", False))
+                      init_velocity=getattr(args, "init_velocity", False),
+                      frame_updates=getattr(args, "frame_updates", False))
     spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
     t0 = time.time()
     dist, device = distributed_from_env(args.device)  # torchrun: one process per GPU

@@ -18,7 +18,7 @@ training code uses exactly the inference conventions (`sbt_max_patches`, `crop_p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -210,6 +210,8 @@ class Snippet:
         frame_times_ns: (F,) int64.
         events: events with t0 < t <= times_ns[-1] (None when not requested).
         start_xy: (N, 2) pixel xy where tracking starts at t0 (xy[0] + crop noise).
+        span_frame_times_ns: times of the sequence's frames in (t0, times_ns[-1]] (whether
+            or not `frames` holds them: `--frame-updates` observes the ground truth there).
     """
 
     times_ns: np.ndarray
@@ -219,6 +221,7 @@ class Snippet:
     frame_times_ns: np.ndarray
     events: EventBatch | None
     start_xy: np.ndarray
+    span_frame_times_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _transform(rng: np.random.Generator, aug: Augment, w: int, h: int) -> np.ndarray:
@@ -317,8 +320,9 @@ def sample_snippet(seq: CachedSequence, rng: np.random.Generator, n_tracks: int,
     events = _warp_events(seq.events.slice_time(t0, int(times[-1])), A) if with_events \
         else None
     noise = rng.uniform(-aug.crop_noise_px, aug.crop_noise_px, size=(pick.size, 2))
+    ft = np.asarray(seq.frame_times_ns, np.int64)
     return Snippet(times, xy[:, pick], vis[:, pick], frames, seq.frame_times_ns[fidx], events,
-                   xy[0, pick] + noise)
+                   xy[0, pick] + noise, ft[(ft > times[0]) & (ft <= times[-1])])
 
 
 def sample_snippets(seqs: list[CachedSequence], rng: np.random.Generator, n_snippets: int,

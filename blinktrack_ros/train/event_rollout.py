@@ -126,13 +126,36 @@ def initial_filter_state(pos: np.ndarray, gt_xy: np.ndarray, times_ns: np.ndarra
     return x
 
 
+# --frame-updates: the frame tracker's (KLT's) position noise in the training loop, px
+FRAME_SIGMA_PX = 0.7
+
+
+def frame_steps(snippets: list[Snippet]) -> np.ndarray:
+    """(K, N) bool: a frame of the track's snippet falls in (t_{k-1}, t_k] (k >= 1)."""
+    parts = []
+    for s in snippets:
+        f = np.union1d(np.asarray(s.frame_times_ns, np.int64),
+                       np.asarray(s.span_frame_times_ns, np.int64))
+        t = np.asarray(s.times_ns, np.int64)
+        hit = np.zeros(t.shape[0], bool)
+        hit[1:] = np.searchsorted(f, t[1:], side="right") > np.searchsorted(f, t[:-1],
+                                                                            side="right")
+        parts.append(np.repeat(hit[:, None], s.xy.shape[1], 1))
+    return np.concatenate(parts, axis=1)
+
+
 def event_rollout(net: EventNet, snippets: list[Snippet], kalman_in_loop: bool,
-                  filt: FilterSettings = FilterSettings(), init_velocity: bool = False
-                  ) -> RolloutResult:
+                  filt: FilterSettings = FilterSettings(), init_velocity: bool = False,
+                  frame_updates: bool = False) -> RolloutResult:
     """Run the event network over the snippets' steps (gradients follow torch's grad mode).
 
     init_velocity: the filter starts moving (`initial_filter_state`): the regime of a tracker
-    whose frames already gave it a velocity, where the events measure small residuals."""
+    whose frames already gave it a velocity, where the events measure small residuals.
+    frame_updates (with the filter in the loop): after the event update of a step whose
+    window holds a frame, a visible track's filter position becomes its ground truth plus
+    Gaussian noise of FRAME_SIGMA_PX (position covariance FRAME_SIGMA_PX^2, velocity kept): the
+    regime of `e-klt` / `ei`, where frames keep correcting the filter and the events measure
+    what moved between them."""
     cfg = net.config
     size, bins = cfg.patch_size, cfg.in_channels // 2
     device = next(net.parameters()).device
@@ -145,6 +168,7 @@ def event_rollout(net: EventNet, snippets: list[Snippet], kalman_in_loop: bool,
     P = kalman.initial_covariance(n, like=x)
     positions = [pos.copy()]
     loss_d, loss_v, kept = [], [], 0
+    at_frame = frame_steps(snippets) if frame_updates and kalman_in_loop else None
     for k in range(1, steps):
         if kalman_in_loop:
             x, P = kalman.predict(x, P, WINDOW_NS * 1e-9, filt.q)
@@ -164,6 +188,19 @@ def event_rollout(net: EventNet, snippets: list[Snippet], kalman_in_loop: bool,
         if kalman_in_loop:
             R, _ = logits_to_covariance(logits.detach().double().cpu(), filt.r_max, filt.thre)
             x, P = kalman.update(x, P, torch.from_numpy(z), R)
+            if at_frame is not None:
+                rows = np.flatnonzero(at_frame[k] & (gt_vis[k] == 1))
+                if rows.size:  # the frame gives the position (velocity kept)
+                    r = torch.from_numpy(rows)
+                    zf = torch.from_numpy(gt_xy[k][rows].astype(np.float64)) + \
+                        FRAME_SIGMA_PX * torch.randn(rows.size, 2, dtype=torch.float64)
+                    x, P = x.clone(), P.clone()
+                    x[r, :2] = zf
+                    Pr = P[r]
+                    Pr[:, :2, :] = 0.0
+                    Pr[:, :, :2] = 0.0
+                    Pr[:, 0, 0] = Pr[:, 1, 1] = FRAME_SIGMA_PX ** 2
+                    P[r] = Pr
             pos = x[:, :2].numpy().copy()
         else:
             pos = z

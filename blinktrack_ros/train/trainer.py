@@ -74,6 +74,8 @@ class TrainConfig:
             (its displacement and visibility outputs share the trunk and train together).
         init_velocity: event training rollouts start the filter at the ground-truth velocity
             plus noise (`event_rollout`); validation keeps the zero start.
+        frame_updates: event training rollouts also update the filter with noisy ground
+            truth at each frame time (`event_rollout`); validation keeps events only.
     """
 
     module: str = "event"
@@ -96,6 +98,7 @@ class TrainConfig:
     amp: str = "auto"
     vis_weight: float = 0.5
     init_velocity: bool = False
+    frame_updates: bool = False
 
     def unroll_at(self, step: int, done: float | None = None) -> int:
         """Unroll length at this step, or at this fraction of the run `done` (a --minutes run
@@ -189,7 +192,7 @@ def rollout(cfg: TrainConfig, net: EventNet | ImageNet, snippets: list) -> Rollo
     """Event rollout (filter in the loop from stage 2 on) or image rollout (always)."""
     if cfg.module == "event":
         r = event_rollout(net, snippets, kalman_in_loop=cfg.stage == 2 or cfg.kalman_in_loop,
-                          init_velocity=cfg.init_velocity)
+                          init_velocity=cfg.init_velocity, frame_updates=cfg.frame_updates)
         r.compact = net.config.arch == "compact"
         return r
     return image_rollout(net, snippets)
