@@ -26,7 +26,7 @@ from blinktrack_ros.bag.sequence import pick_topics
 from blinktrack_ros.bag.types import OBSERVATION_ARRAY, TRACK_ARRAY, typestore
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.tracking.engine import TrackSnapshot
-from blinktrack_ros.tracking.observation import Observations, Source
+from blinktrack_ros.tracking.observation import Observations
 from blinktrack_ros.tracking.offline import TrackLog
 from blinktrack_ros.tracking.pipeline import OFFLINE_FRAME_JOIN_MS, offline_frame_join_ms
 from blinktrack_ros.tracking.seeding import SeedConfig
@@ -151,8 +151,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                     writer.write(topic, OBSERVATION_ARRAY, u.observations.t_ns + origin,
                                  observation_array(store, u.observations, args.frame_id, origin))
                 if smoother is not None:
-                    frame = u.observations is None or u.observations.source != Source.EVENT
-                    write_refined(smoother.add(u.tracks, frame=frame), u.tracks.t_ns)
+                    write_refined(smoother.add(u.tracks, frame=not u.event_window),
+                                  u.tracks.t_ns)
 
         def write_refined(snaps: list, log_ns: int) -> None:
             # stamped with each window's time, logged when the interval closes (what

@@ -25,9 +25,6 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MODES = ("e", "ei", "e-klt", "klt")
-# `<mode>+f`: the event windows refined with the next frame (tracking.smoother.FixedLagSmoother,
-# what blinktrack_node publishes on ~/tracks_refined)
-LAGGED = "+f"
 EXTRA_EVENT_FILES = ("events_chunk.txt",)  # the shared slider_depth excerpt; then EC/EDS names
 
 
@@ -122,16 +119,16 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
     """
     from dataclasses import asdict
 
-    from blinktrack_ros.eval.tracker import as_float_frames, seeds_from_rows
+    from blinktrack_ros.eval.tracker import LAGGED_SUFFIX, as_float_frames, seeds_from_rows
     from blinktrack_ros.tracking.build import build_pipeline
-    from blinktrack_ros.tracking.observation import Source
     from blinktrack_ros.tracking.offline import EventInput, interleave
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.smoother import FixedLagSmoother
     from blinktrack_ros.tracking.tracks import TrackStatus
 
-    lagged = mode.endswith(LAGGED)  # windows refined with the next frame (node.publish_refined)
-    pipe = build_pipeline(PipelineConfig(mode=Mode(mode[:-len(LAGGED)] if lagged else mode),
+    # `<mode>+f`: the windows refined with the next frame (what node.publish_refined publishes)
+    lagged = mode.endswith(LAGGED_SUFFIX)
+    pipe = build_pipeline(PipelineConfig(mode=Mode(mode[:-len(LAGGED_SUFFIX)] if lagged else mode),
                                          event_window_ms=config.window_ms,
                                          reseed=False, max_pending_windows=1 << 30),
                           event_weights=config.event_weights, image_weights=config.image_weights,
@@ -158,7 +155,8 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
     def refine(snaps: list) -> None:
         for r in snaps:  # refined windows: their (alive) tracks' positions replaced
             xy, new = event_xy[window_of[int(r.t_ns)]], positions(r)
-            xy[np.isfinite(new).all(1)] = new[np.isfinite(new).all(1)]
+            alive = np.isfinite(new).all(1)
+            xy[alive] = new[alive]
 
     for item in interleave(frames, times, data.events):
         is_events = isinstance(item, EventInput)
@@ -166,16 +164,14 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
         for update in updates:
             snap = update.tracks
             xy = positions(snap)
-            is_window = update.observations is not None and \
-                update.observations.source == Source.EVENT
-            if is_window:
+            if update.event_window:
                 window_of[int(snap.t_ns)] = len(event_t)
                 event_t.append(snap.t_ns)
                 event_xy.append(xy)
             elif snap.t_ns in times:
                 at_frame[int(np.searchsorted(times, snap.t_ns))] = xy
             if smoother is not None:
-                refine(smoother.add(snap, frame=not is_window))
+                refine(smoother.add(snap, frame=not update.event_window))
     if smoother is not None:
         refine(smoother.flush())
     interp = _interpolate(np.asarray(event_t, np.float64), np.asarray(event_xy), times)
@@ -513,8 +509,10 @@ def run_realcheck(args: argparse.Namespace) -> int:
     from blinktrack_ros.cli import UsageError
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    from blinktrack_ros.eval.tracker import LAGGED_SUFFIX
+
     known = {"e", "i", "ei", "ei-naive", "klt", "e-klt"}
-    known |= {m + LAGGED for m in ("e", "ei", "ei-naive", "e-klt")}
+    known |= {m + LAGGED_SUFFIX for m in ("e", "ei", "ei-naive", "e-klt")}
     if not modes or set(modes) - known:
         raise UsageError(f"--modes: choose from {sorted(known)}, got {args.modes!r}")
     if args.seeds < 1 or args.fb_max <= 0:

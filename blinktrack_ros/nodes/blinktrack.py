@@ -240,11 +240,9 @@ class PipelineNode(GlueNode):
 
     def _publish_refined(self, update: Any, cam: Any) -> None:
         """Feed the fixed-lag smoother; at a frame, publish the refined windows before it."""
-        obs = update.observations
         config = self.pipeline.engine.config  # fusion parameters may change at run time
         self.smoother.q, self.smoother.constant_q = config.q, config.constant_q
-        frame = obs is None or obs.source != Source.EVENT
-        for snap in self.smoother.add(update.tracks, frame=frame):
+        for snap in self.smoother.add(update.tracks, frame=not update.event_window):
             self.publish_monotonic(self.refined_pub, convert.snapshot_to_msg(
                 snap, self._frame_id,
                 camera.undistort_normalised(cam, snap.positions_px) if cam else None),

@@ -166,6 +166,11 @@ class Update:
     provisional: bool = False
     refit: bool = False
 
+    @property
+    def event_window(self) -> bool:
+        """Made by an event window's observations (else by a frame's, or its seeds)."""
+        return self.observations is not None and self.observations.source == Source.EVENT
+
 
 @dataclass
 class PipelineStats:

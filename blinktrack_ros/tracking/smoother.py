@@ -18,9 +18,12 @@ filtered and smoothed. Not for a live node: every smoothed position depends on t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from blinktrack_ros import kalman
+from blinktrack_ros.tracking.tracks import TrackStatus
 
 
 def rts_smooth(ids: np.ndarray, t_s: np.ndarray, x: np.ndarray, P: np.ndarray, q: float,
@@ -121,8 +124,6 @@ class FixedLagSmoother:
 
     def add(self, snap, frame: bool = False) -> list:
         """Take one fused snapshot; returns the refined windows of an interval it closes."""
-        from blinktrack_ros.tracking.tracks import TrackStatus
-
         if snap.state_covariances is None:
             raise ValueError("FixedLagSmoother needs snapshots with state_covariances")
         t = int(snap.t_ns)
@@ -173,8 +174,8 @@ class FixedLagSmoother:
 
 
 def _select(snap, rows: np.ndarray):
-    from dataclasses import replace
-
+    if rows.all():  # the usual case: no LOST row, nothing to copy
+        return snap
     return replace(snap, ids=snap.ids[rows], positions_px=snap.positions_px[rows],
                    velocities_px_s=snap.velocities_px_s[rows],
                    covariances=snap.covariances[rows], status=snap.status[rows],
@@ -183,7 +184,5 @@ def _select(snap, rows: np.ndarray):
 
 
 def _replace_state(snap, xs: np.ndarray, Ps: np.ndarray):
-    from dataclasses import replace
-
     return replace(snap, positions_px=xs[:, :2].copy(), velocities_px_s=xs[:, 2:].copy(),
                    covariances=Ps[:, :2, :2].copy(), state_covariances=Ps.copy())

@@ -73,8 +73,8 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
                        help="with the filter in the loop: start it at the ground-truth "
                             "velocity plus noise (a tracker that has frames), not at zero")
         q.add_argument("--frame-updates", action="store_true",
-                       help="with the filter in the loop: also update it at each frame time "
-                            "with the ground truth plus 0.7 px noise (the e-klt / ei regime)")
+                       help="with the filter in the loop: at each frame time set its position "
+                            "to the ground truth plus 0.7 px noise (the e-klt / ei regime)")
     q.add_argument("--max-minutes", type=float, help="stop early after this wall time")
     q.add_argument("--minutes", type=float, default=0.0,
                    help="train for this wall time: the learning-rate schedule spans it "

@@ -131,11 +131,10 @@ FRAME_SIGMA_PX = 0.7
 
 
 def frame_steps(snippets: list[Snippet]) -> np.ndarray:
-    """(K, N) bool: a frame of the track's snippet falls in (t_{k-1}, t_k] (k >= 1)."""
+    """(K, N) bool: a frame of the track's sequence falls in (t_{k-1}, t_k] (k >= 1)."""
     parts = []
     for s in snippets:
-        f = np.union1d(np.asarray(s.frame_times_ns, np.int64),
-                       np.asarray(s.span_frame_times_ns, np.int64))
+        f = np.asarray(s.span_frame_times_ns, np.int64)  # sorted: in (t_0, t_last]
         t = np.asarray(s.times_ns, np.int64)
         hit = np.zeros(t.shape[0], bool)
         hit[1:] = np.searchsorted(f, t[1:], side="right") > np.searchsorted(f, t[:-1],

@@ -74,7 +74,7 @@ class TrainConfig:
             (its displacement and visibility outputs share the trunk and train together).
         init_velocity: event training rollouts start the filter at the ground-truth velocity
             plus noise (`event_rollout`); validation keeps the zero start.
-        frame_updates: event training rollouts also update the filter with noisy ground
+        frame_updates: event training rollouts set the filter's position to the noisy ground
             truth at each frame time (`event_rollout`); validation keeps events only.
     """
 
