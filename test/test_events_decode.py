@@ -21,7 +21,7 @@ from blinktrack_ros.events.decode import (
 from blinktrack_ros.events.encode import encode_evt3, make_event_packets
 
 MSGDEFS = Path(__file__).resolve().parent.parent / "blinktrack_ros" / "bag" / "msgdefs"
-BACKENDS = ("numpy", "pypi")
+BACKENDS = ("numpy", "pypi", "numba")
 # (bag, width, height, total, ON, OFF): counts from the PyPI evt3 decoder (independent, Rust)
 EVT3_BAGS = [("test_events_1", 640, 480, 343474, 125183, 218291),
              ("test_data_evt3_trigger", 1280, 720, 82469, 41439, 41030)]
@@ -182,11 +182,12 @@ def test_evt3_vector_words_match_pypi_and_construction(rng):
     cut = len(payload) // 4 * 2  # split inside the stream: state carries the vector base
     halves = [payload[:cut], payload[cut:]]
     packets = [make_packet(h, "evt3", stamp_ns=10**18) for h in halves]
-    got, _ = decode_all(packets, "numpy")
     expect = np.array(events)
-    np.testing.assert_array_equal(np.c_[got.x, got.y, got.p], expect[:, :3])
-    np.testing.assert_array_equal(np.c_[got.x, got.y, got.p], np.c_[ref.x, ref.y, ref.p])
-    np.testing.assert_array_equal(got.t - got.t[0], (expect[:, 3] - expect[0, 3]) * 1000)
+    for backend in ("numpy", "numba"):
+        got, _ = decode_all(packets, backend)
+        np.testing.assert_array_equal(np.c_[got.x, got.y, got.p], expect[:, :3])
+        np.testing.assert_array_equal(np.c_[got.x, got.y, got.p], np.c_[ref.x, ref.y, ref.p])
+        np.testing.assert_array_equal(got.t - got.t[0], (expect[:, 3] - expect[0, 3]) * 1000)
 
 
 def make_packet(payload, encoding="mono", stamp_ns=10**18, width=640, height=480,
@@ -255,7 +256,7 @@ def test_evt3_out_of_bounds_and_across_packet_counts(rng):
         decode_packet(make_packet(payload, "evt3"), state, st, backend)  # same again: back
         assert st.backwards_across_packets == 1
         stats.merge(st)
-    assert stats.as_dict()["packets"] == 4
+    assert stats.as_dict()["packets"] == 2 * len(BACKENDS)
 
 
 def test_state_reuse(rng):
@@ -266,9 +267,83 @@ def test_state_reuse(rng):
     a, _ = decode_packet(packets[1], s1, None, "numpy")
     b, _ = decode_packet(packets[1], s1, None, "numpy")  # numpy states are plain values
     np.testing.assert_array_equal(a.t, b.t)
+    _, n1 = decode_packet(packets[0], None, None, "numba")
+    assert n1 == s1  # numba and numpy carry the same registers
+    for _ in range(2):  # and so are numba's
+        d, _ = decode_packet(packets[1], n1, None, "numba")
+        np.testing.assert_array_equal(d.t, a.t)
     _, p1 = decode_packet(packets[0], None, None, "pypi")
     c, p2 = decode_packet(packets[1], p1, None, "pypi")
     np.testing.assert_array_equal(c.t, a.t)
     with pytest.raises(StaleStateError, match="already used"):
         decode_packet(packets[1], p1, None, "pypi")  # its registers have moved on
     decode_packet(packets[2], p2, None, "pypi")
+
+
+def random_evt3_words(rng, n: int) -> np.ndarray:
+    """Adversarial EVT 3.0 words: every type, rows and columns past a 640x480 sensor, time-high
+    steps back by a little (noise) and by a lot (wraps), time-low going back."""
+    codes = rng.choice(16, n, p=np.r_[[0.15, 0.01, 0.3, 0.04, 0.04, 0.04, 0.15, 0.01, 0.1],
+                                      [0.01, 0.03, 0.01, 0.01, 0.01, 0.01, 0.08]])
+    payload = rng.integers(0, 4096, n)
+    small = rng.random(n) < 0.7  # most coordinates inside the sensor
+    payload[small & (codes == 0)] = rng.integers(0, 480, n)[small & (codes == 0)]
+    payload[small & (codes == 2)] &= 0x83FF  # x < 1024, polarity kept
+    high = np.flatnonzero(codes == 8)
+    steps = rng.choice([0, 1, 2, -3, -10, -11, -2000], high.size,  # > 10 back: a wrap
+                       p=[0.3, 0.4, 0.1, 0.05, 0.05, 0.05, 0.05])
+    payload[high] = np.cumsum(steps) % 4096
+    return (codes << 12 | payload).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_numba_backend_equals_numpy_on_adversarial_streams(seed):
+    """The compiled one-pass kernel against the vectorised numpy decoder (a different
+    algorithm: searchsorted per register): events, every counter and the state after each
+    packet, on random word streams cut into random packets, little- and big-endian, with and
+    without bounds."""
+    rng = np.random.default_rng(seed)
+    words = random_evt3_words(rng, 20000)
+    cuts = np.sort(rng.choice(np.arange(1, words.size), 40, replace=False))
+    width, height = ((640, 480), (0, 0))[seed % 2]
+    big = seed % 3 == 2
+    packets = [make_packet(w.astype(">u2" if big else "<u2").tobytes(), "evt3",
+                           10**18 + 10**6 * i, width, height, big)
+               for i, w in enumerate(np.split(words, cuts))]
+    states = {"numpy": None, "numba": None}
+    stats = {b: DecodeStats() for b in states}
+    total = 0
+    for m in packets:
+        out = {}
+        for backend in states:
+            out[backend], states[backend] = decode_packet(m, states[backend], stats[backend],
+                                                          backend)
+        for key in ("x", "y", "t", "p"):
+            np.testing.assert_array_equal(getattr(out["numba"], key), getattr(out["numpy"], key))
+        assert states["numba"] == states["numpy"]
+        total += len(out["numpy"])
+    assert stats["numba"] == stats["numpy"]
+    s = stats["numpy"]
+    assert total > 1000 and s.unknown_words > 0 and s.trigger_events > 0
+    assert s.backwards_timestamps > 0 and s.backwards_across_packets > 0
+    assert (s.dropped_out_of_bounds > 0) == (width > 0)
+
+
+def test_auto_backend_without_numba(monkeypatch, rng):
+    """Where numba is missing (or does not compile the kernel) "auto" falls back to the PyPI
+    decoder and "numba" is a clear error; the events are the same."""
+    from blinktrack_ros.events import decode as dec
+    from blinktrack_ros.events import evt3_jit
+    from blinktrack_ros.events.decode import prepare_evt3_backend
+
+    packets = make_event_packets(random_batch(rng, 2000, 30_000_000), "evt3", 10_000_000)
+    with_numba, _ = decode_all(packets, "auto")
+    monkeypatch.setattr(evt3_jit, "_kernel", None)
+    monkeypatch.setattr(evt3_jit, "_import_error", "No module named 'numba' (test)")
+    monkeypatch.setattr(dec, "_RESOLVED", {})
+    assert prepare_evt3_backend() == "pypi"
+    without, _ = decode_all(packets, "auto")
+    for key in ("x", "y", "t", "p"):
+        np.testing.assert_array_equal(getattr(without, key), getattr(with_numba, key))
+    with pytest.raises(ValueError, match="needs numba.*No module named 'numba'"):
+        decode_packet(packets[0], None, None, "numba")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or update) the project's venv and install blinktrack_ros into it.
-#   bash tools/setup.sh                 core package, venv .venv
+#   bash tools/setup.sh                 core package + numba (compiled evt3 decoder), venv .venv
 #   bash tools/setup.sh --test          + test tools (pytest, ruff, filterpy, evt3, onnxruntime)
 #   bash tools/setup.sh --ros           + pip ROS 2 Jazzy wheels, messages built with cmake
 #   bash tools/setup.sh --numpy1 --venv .venv-np126   numpy 1.26 + OpenCV 4.10 (the distros' numpy 1.x)
@@ -39,8 +39,8 @@ if [ "$NUMPY1" = 1 ]; then
 fi
 # torch first and pinned: the CPU wheel on disk, never a CUDA build from the index.
 "${PIP[@]}" "${CONSTRAINTS[@]}" torch==2.13.0
-EXTRAS=""
-[ "$TEST" = 1 ] && EXTRAS="[test]"
+EXTRAS="[fast]"  # numba: the compiled evt3 decoder
+[ "$TEST" = 1 ] && EXTRAS="[fast,test]"
 "${PIP[@]}" "${CONSTRAINTS[@]}" -e ".${EXTRAS}"
 if [ "$ROS" = 1 ]; then
   bash tools/build_msgs.sh "$VENV"

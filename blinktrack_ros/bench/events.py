@@ -14,6 +14,7 @@ from blinktrack_ros.events.decode import (
     decode_dvs_cdr,
     decode_packet,
     decode_packets,
+    prepare_evt3_backend,
 )
 from blinktrack_ros.events.encode import make_event_packets, serialize_dvs_event_array
 from blinktrack_ros.events.sbt import sbt_max_patches
@@ -74,7 +75,9 @@ def evt3_figures(msgs: list, repeats: int) -> dict:
                 _, state = decode_packets(msgs[i:i + k], state)
         return run
 
+    figures["evt3_backend"] = prepare_evt3_backend("auto")  # compiled before the timing
     runs = {"evt3_decode_mev_per_s": _per_packet(msgs, "auto"),
+            "evt3_pypi_backend_decode_mev_per_s": _per_packet(msgs, "pypi"),
             "evt3_runs_of_32_mev_per_s": runs_of(32),
             "evt3_numpy_decode_mev_per_s": _per_packet(msgs, "numpy"),
             "evt3_numpy_joined_mev_per_s": lambda: decode_packets(msgs, None, None, "numpy"),
@@ -84,6 +87,8 @@ def evt3_figures(msgs: list, repeats: int) -> dict:
         figures[key] = n / float(np.median(time_calls(fn, repeats))) / 1e6
     bare = figures["evt3_pypi_package_bare_mev_per_s"]
     figures["evt3_ratio_ours_to_pypi_package"] = figures["evt3_decode_mev_per_s"] / bare
+    figures["evt3_ratio_pypi_backend_to_pypi_package"] = (
+        figures["evt3_pypi_backend_decode_mev_per_s"] / bare)
     figures["evt3_ratio_numpy_to_pypi_package"] = figures["evt3_numpy_decode_mev_per_s"] / bare
     figures["evt3_ratio_runs_of_32_to_pypi_package"] = figures["evt3_runs_of_32_mev_per_s"] / bare
     return figures

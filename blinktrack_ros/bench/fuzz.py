@@ -222,10 +222,12 @@ def _mutate(rng: np.random.Generator, data: bytes) -> bytes:
 # ---- the decoders' case streams ---------------------------------------------------------------
 
 def evt3_cases(seed: int) -> Any:
-    """EventPacket evt3 payloads through decode_packet (numpy decoder; a fresh stream each)."""
-    from blinktrack_ros.events.decode import decode_packet
+    """EventPacket evt3 payloads through decode_packet (a fresh stream each): the default
+    backend (numba where installed), each output checked against the numpy decoder's."""
+    from blinktrack_ros.events.decode import decode_packet, prepare_evt3_backend
     from blinktrack_ros.events.encode import encode_evt3
 
+    prepare_evt3_backend()  # numba compiles once, outside the cases' allocation budget
     rng = np.random.default_rng([seed, 3])
     for i in range(1 << 62):
         kind = KINDS[i % 3]
@@ -241,8 +243,26 @@ def evt3_cases(seed: int) -> Any:
                 words[k] = rng.choice([0xB000, 0xBFFF, 0x8FFF, 0x7FFF, 0x9FFF], k.size)
                 data = words.tobytes()
         msg = _packet("evt3", data, rng, bool(rng.random() < 0.2))
-        yield Case(kind, len(data), lambda m=msg: decode_packet(m, evt3_backend="numpy"),
-                   check_batch)
+        yield Case(kind, len(data), lambda m=msg: decode_packet(m), _same_as_numpy(msg))
+
+
+def _same_as_numpy(msg: Any) -> Callable[[Any], str | None]:
+    """check_batch, then the same events and state as the numpy evt3 decoder."""
+    from blinktrack_ros.events.decode import decode_packet
+
+    def check(out: Any) -> str | None:
+        problem = check_batch(out)
+        if problem is not None:
+            return problem
+        ref, ref_state = decode_packet(msg, evt3_backend="numpy")
+        if type(out[1].evt3) is not type(ref_state.evt3):
+            return None  # the pypi backend (no numba): it differs at a stream's start (decode)
+        if out[1] != ref_state:
+            return "decoder state differs from the numpy decoder's"
+        if any(not np.array_equal(getattr(out[0], k), getattr(ref, k)) for k in "xytp"):
+            return "events differ from the numpy decoder's"
+        return None
+    return check
 
 
 def mono_cases(seed: int) -> Any:

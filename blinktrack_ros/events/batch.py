@@ -29,6 +29,15 @@ class EventBatch:
         return int(self.t.shape[0])
 
     @staticmethod
+    def trusted(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, width: int,
+                height: int) -> EventBatch:
+        """The same as the constructor, for the per-packet decoders' hot path: one dict update
+        instead of the frozen dataclass's six guarded attribute writes (~0.4 us less)."""
+        batch = object.__new__(EventBatch)
+        batch.__dict__.update(x=x, y=y, t=t, p=p, width=width, height=height)
+        return batch
+
+    @staticmethod
     def empty(width: int, height: int) -> EventBatch:
         """Return a batch with no events."""
         return EventBatch(

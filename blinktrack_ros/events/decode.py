@@ -22,10 +22,13 @@ payload. Our output `t` is int64 ns in the ROS header clock, so events line up w
   describes; clock drift is not corrected). The 16-bit words follow `is_bigendian` (sensors
   send little-endian by default).
 
-evt3 backends: "pypi" (the PyPI `evt3` package, Rust; the default when installed) and "numpy"
-(`events.evt3`, vectorised, about 10x slower; also the independent check of the other). Both
-give the same events on the real recordings in the tests. `decode_packets` joins the payloads
-of consecutive packets and decodes them in one call (the fast offline path).
+evt3 backends: "numba" (`events.evt3_jit`: decoding and every check below in one compiled pass;
+the default when numba imports), "pypi" (the PyPI `evt3` package, Rust, then the checks in
+numpy; the default without numba) and "numpy" (`events.evt3`, vectorised, about 10x slower;
+the independent check of the others). numba and numpy share their semantics and their state
+(`Evt3State`), so a stream may move between them; all three give the same events on the real
+recordings in the tests. `decode_packets` joins the payloads of consecutive packets and
+decodes them in one call (the fast offline path).
 
 Validation (counted in DecodeStats, never silent)
 --------------------------------------------------
@@ -43,10 +46,12 @@ Validation (counted in DecodeStats, never silent)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 
+from blinktrack_ros.events import evt3_jit
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.events.dvs import decode_dvs_cdr, decode_dvs_message
 from blinktrack_ros.events.errors import (
@@ -64,10 +69,11 @@ from blinktrack_ros.events.evt3 import (
 __all__ = [
     "DecodeStats", "DecoderState", "StaleStateError", "TruncatedPacketError",
     "UnsupportedEncodingError",
-    "decode_dvs_cdr", "decode_dvs_message", "decode_packet", "SUPPORTED_ENCODINGS",
+    "decode_dvs_cdr", "decode_dvs_message", "decode_packet", "prepare_evt3_backend",
+    "SUPPORTED_ENCODINGS",
 ]
 
-EVT3_BACKENDS = ("auto", "numpy", "pypi")
+EVT3_BACKENDS = ("auto", "numba", "numpy", "pypi")
 
 
 @dataclass
@@ -97,9 +103,8 @@ class DecodeStats:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class DecoderState:
-    """What an EventPacket stream decoder carries between packets.
+class DecoderState(NamedTuple):
+    """What an EventPacket stream decoder carries between packets (immutable).
 
     Attributes:
         evt3: evt3 registers (time-high with wraps, time-low, row, vector base), or the
@@ -108,7 +113,7 @@ class DecoderState:
         last_t_ns: last event time returned (to count backwards steps across packets).
     """
 
-    evt3: Evt3State | PypiEvt3Stream = field(default_factory=Evt3State)
+    evt3: Evt3State | PypiEvt3Stream = Evt3State()
     offset_ns: int | None = None
     last_t_ns: int | None = None
 
@@ -175,16 +180,69 @@ def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
     return rec["x"].astype(np.uint16), yp & np.uint16(0x7FFF), t, (yp >> 15).astype(np.uint8)
 
 
+_RESOLVED: dict[str, str] = {}
+_KERNEL: list = [None]  # the compiled evt3 kernel, once a stream resolved to "numba"
+
+
 def _resolve_backend(backend: str) -> str:
+    """The backend "auto" stands for: numba, else pypi, else numpy (by what imports)."""
+    got = _RESOLVED.get(backend)
+    if got is not None:
+        return got
     if backend not in EVT3_BACKENDS:
         raise ValueError(f"unknown evt3 backend {backend!r} (choose from {EVT3_BACKENDS})")
-    if backend != "auto":
-        return backend
-    try:
-        import evt3  # noqa: F401
-    except ImportError:
-        return "numpy"
-    return "pypi"
+    if backend == "numba" and not evt3_jit.available():
+        raise ValueError(f"evt3 backend 'numba' needs numba ({evt3_jit.import_error()})")
+    got = backend
+    if backend == "auto":
+        got = "numba" if evt3_jit.available() else "pypi"
+        if got == "pypi":
+            try:
+                import evt3  # noqa: F401
+            except ImportError:
+                got = "numpy"
+    if got == "numba":
+        _KERNEL[0] = evt3_jit.kernel()
+    _RESOLVED[backend] = got
+    return got
+
+
+def prepare_evt3_backend(backend: str = "auto") -> str:
+    """Resolve an evt3 backend name now; for numba that compiles the kernel (about 2 s, 0.1-0.5
+    s from numba's disk cache), so that a node's first packet does not wait for the compiler.
+
+    Returns:
+        The backend that `backend` stands for ("numba", "pypi" or "numpy").
+    """
+    return _resolve_backend(backend)
+
+
+def _decode_evt3_numba(buf: np.ndarray, msg: object, state: DecoderState, stats: DecodeStats,
+                       width: int, height: int) -> tuple[EventBatch, DecoderState]:
+    """One evt3 payload through the compiled kernel (decode + checks + ns times)."""
+    if buf.size & 1:
+        stats.truncated_packets += 1
+        raise TruncatedPacketError("evt3 payload (partial 16-bit word)", buf.size - 1, buf.size)
+    offset, last = state.offset_ns, state.last_t_ns
+    stamp = msg.header.stamp
+    (x, y, t, p, n, dropped, backwards, across, n_on, triggers, unknown, has_offset, offset,
+     valid, time_high, time_low, row, base_x, polarity, has_last, last) = _KERNEL[0](
+        buf, msg.is_bigendian, width, height, *state.evt3, stamp.sec, stamp.nanosec,
+        offset is not None, offset or 0, last is not None, last or 0)
+    if backwards:
+        order = np.argsort(t, kind="stable")
+        x, y, t, p = x[order], y[order], t[order], p[order]
+    stats.dropped_out_of_bounds += dropped
+    stats.backwards_timestamps += backwards
+    stats.backwards_across_packets += across
+    stats.trigger_events += triggers
+    stats.unknown_words += unknown
+    stats.decoded += n
+    stats.on += n_on
+    stats.off += n - n_on
+    return (EventBatch.trusted(x, y, t, p, width, height),
+            DecoderState(Evt3State(valid, time_high, time_low, row, base_x, polarity),
+                         offset if has_offset else None, last if has_last else None))
 
 
 def _evt3_events(buf: np.ndarray, msg: object, state: DecoderState, backend: str,
@@ -258,6 +316,9 @@ def decode_packet(msg: object, state: DecoderState | None = None,
     if buf.size == 0:
         stats.empty_packets += 1
         return EventBatch.empty(width, height), state
+    if encoding == "evt3" and type(state.evt3) is Evt3State and (
+            _RESOLVED.get(evt3_backend) or _resolve_backend(evt3_backend)) == "numba":
+        return _decode_evt3_numba(buf, msg, state, stats, width, height)
     if encoding == "mono":
         cols, evt3_state, offset = _decode_mono(buf, msg, stats), state.evt3, state.offset_ns
     else:

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from blinktrack_ros.events.batch import EventBatch
-from blinktrack_ros.events.decode import DecoderState, DecodeStats, decode_dvs_cdr, decode_packet
+from blinktrack_ros.events.decode import (
+    DecoderState,
+    DecodeStats,
+    decode_dvs_cdr,
+    decode_packet,
+    prepare_evt3_backend,
+)
 from blinktrack_ros.tracking.fusion_types import TrackSnapshot
 from blinktrack_ros.tracking.observation import Observations, Source
 
@@ -179,6 +185,8 @@ class EventInput:
         if self.msg_type not in EVENT_MSG_TYPES:
             raise ValueError(f"event message type {self.msg_type!r} is not one of "
                              f"{', '.join(EVENT_MSG_TYPES)}")
+        if self.msg_type != DVS_EVENT_ARRAY:
+            prepare_evt3_backend()  # compile the evt3 kernel now, not at the first packet
 
     def decode(self, msg: Any) -> EventBatch:
         """Decode one message (an EventPacket object, or bytes of a serialized dvs EventArray).
