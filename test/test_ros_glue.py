@@ -136,6 +136,15 @@ def test_event_node_packet_malformed_counted(ctx) -> None:
     assert _spin_until(ex, lambda: len(module.batches) == 1)
     assert node.inputs["events"].malformed == 1 and node.inputs["events"].received == 2
     assert int(module.batches[0].x[0]) == 3 and int(module.batches[0].t[0]) == 1000
+    # evt3 through rclpy's own payload type: time 0x001002 us, row 9, one ON event at x 5
+    evt3 = EventPacket(encoding="evt3", width=64, height=48,
+                       events=np.array([0x8001, 0x6002, 0x0009, 0x2805], "<u2").tobytes())
+    evt3.header.stamp.sec = 7
+    pub.publish(evt3)
+    assert _spin_until(ex, lambda: len(module.batches) == 2)
+    b = module.batches[1]
+    assert (int(b.x[0]), int(b.y[0]), int(b.p[0]), int(b.t[0])) == (5, 9, 1, 7 * 10**9)
+    assert node.events.stats()["evt3 decoder"] == "numba"  # the compiled one, in diagnostics
     ex.shutdown()
 
 

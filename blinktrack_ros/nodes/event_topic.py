@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from blinktrack_ros.events.decode import prepare_evt3_backend
 from blinktrack_ros.nodes import convert
 from blinktrack_ros.nodes.config import AUTO
 
@@ -107,5 +108,7 @@ class EventTopic:
         """Decode counters (empty while waiting), and the type in use."""
         out = {"type": self.msg_type or "waiting for a publisher (auto)"}
         if self.decoder is not None:
+            if self.msg_type != convert.DVS_EVENT_ARRAY:  # which evt3 decoder runs
+                out["evt3 decoder"] = prepare_evt3_backend()
             out.update(self.decoder.stats.as_dict())
         return out
