@@ -127,3 +127,24 @@ def test_reused_out_buffer(rng):
     assert np.shares_memory(got, buf)
     with pytest.raises(ValueError, match="out must be"):
         sbt_max_patches(ev, 900_000, 400_000, centres, size=30, out=buf[:-1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_patches_equal_numpy_code(seed):
+    """The numba kernel (`events.sbt_jit`, the default where it compiles) against the numpy
+    code: bit-equal patches for random windows, sizes, bins, patches across and beyond the
+    border, and events outside the sensor (counted by decoders, ignored here)."""
+    from blinktrack_ros.events import sbt_jit
+
+    assert sbt_jit.available(), sbt_jit.error()  # installed by the project's own setup
+    rng = np.random.default_rng(seed)
+    width, height = (W, H) if seed % 2 else (640, 480)
+    ev = random_events(rng, 30000, width=width + 5, height=height + 3)  # some outside
+    ev = EventBatch(ev.x, ev.y, ev.t, ev.p, width, height)
+    size, bins = (62, 5) if seed < 2 else (int(rng.integers(3, 40)), int(rng.integers(1, 7)))
+    centres = np.c_[rng.uniform(-50, width + 50, 80), rng.uniform(-50, height + 50, 80)]
+    t1, dt = int(rng.integers(300_000, 1_000_000)), int(rng.integers(1_000, 300_000))
+    fast = sbt_max_patches(ev, t1, dt, centres, size=size, bins=bins)
+    slow = sbt_max_patches(ev, t1, dt, centres, size=size, bins=bins, compiled=False)
+    assert fast.any()
+    np.testing.assert_array_equal(fast, slow)

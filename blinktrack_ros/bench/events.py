@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from blinktrack_ros.bench.util import time_calls
+from blinktrack_ros.events import sbt_jit
 from blinktrack_ros.events.batch import EventBatch
 from blinktrack_ros.events.decode import (
     DecodeStats,
@@ -127,9 +128,12 @@ def sbt_figures(stream: EventBatch, repeats: int, tracks: int = 64, window_ns: i
     s = np.median(time_calls(lambda: sbt_max_patches(stream, t1, window_ns, centres),
                              repeats * 4))
     buf = np.empty(tracks * 10 * 62 * 62 + 1, np.float32)
-    s_buf = np.median(time_calls(
-        lambda: sbt_max_patches(stream, t1, window_ns, centres, out=buf), repeats * 4))
-    return {"sbt_patches_ms": s * 1e3, "sbt_patches_reused_out_ms": s_buf * 1e3,
+    s_buf, s_np = (np.median(time_calls(
+        lambda c=compiled: sbt_max_patches(stream, t1, window_ns, centres, out=buf, compiled=c),
+        repeats * 4)) for compiled in (True, False))
+    return {"sbt_compiled": sbt_jit.available(), "sbt_patches_ms": s * 1e3,
+            "sbt_patches_reused_out_ms": s_buf * 1e3,
+            "sbt_patches_reused_out_numpy_code_ms": s_np * 1e3,
             "sbt_tracks": tracks, "sbt_window_events": n_window}
 
 

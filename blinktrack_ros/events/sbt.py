@@ -10,12 +10,15 @@ Patches: integer centre ci = np.round(centre); patch index [size // 2, size // 2
 ci_x - size // 2 + c; outside the sensor the patch is 0. The patch cost follows the events near
 the patches: window events are bucketed into a coarse grid, each patch lists the grid cells it
 touches, and only (event, patch) pairs sharing a cell are examined. Inputs are never modified.
+Where numba compiles, `sbt_max_patches` runs the same algorithm as one compiled loop
+(`events.sbt_jit`, bit-equal, about 2x faster at 50k events a window).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from blinktrack_ros.events import sbt_jit
 from blinktrack_ros.events.batch import EventBatch
 
 GRID_CELL_PX = 8  # bucket size (px) of the spatial index used by sbt_max_patches
@@ -96,8 +99,8 @@ def _near_events(x: np.ndarray, y: np.ndarray, corner: np.ndarray, size: int,
 
 
 def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: np.ndarray,
-                    size: int = 62, bins: int = 5, *, out: np.ndarray | None = None
-                    ) -> np.ndarray:
+                    size: int = 62, bins: int = 5, *, out: np.ndarray | None = None,
+                    compiled: bool = True) -> np.ndarray:
     """SBT-Max patches around centres.
 
     Args:
@@ -109,6 +112,8 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
         bins: time bins (channels = 2 * bins).
         out: optional C-contiguous float32 buffer of N * 2*bins * size * size + 1 elements to
             reuse (saves allocating and page-faulting ~10 MB per call); the result is a view.
+        compiled: use the numba kernel (`events.sbt_jit`, same values) where it is available;
+            False: the numpy code (the reference the tests compare it with).
 
     Returns:
         (N, 2*bins, size, size) float32 patches (see the module docstring for the layout), a
@@ -128,6 +133,10 @@ def sbt_max_patches(events: EventBatch, t1_ns: int, window_ns: int, centres_px: 
     if N == 0 or len(w) == 0:
         return result
     corner = np.round(centres).astype(np.int32) - S // 2  # (N, 2) sensor xy of patch [0, 0]
+    if compiled and sbt_jit.available():  # the same values in one compiled pass
+        sbt_jit.kernel()(w.x, w.y, w.t, w.p, int(t1_ns), int(window_ns), int(bins), corner, S,
+                         int(events.width), int(events.height), GRID_CELL_PX, flat_out)
+        return result
     x, y = w.x.astype(np.int32), w.y.astype(np.int32)
     near, first, count, pc_patch = _near_events(x, y, corner, S, events.width, events.height)
     x, y = x[near], y[near]
