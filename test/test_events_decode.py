@@ -338,8 +338,8 @@ def test_auto_backend_without_numba(monkeypatch, rng):
 
     packets = make_event_packets(random_batch(rng, 2000, 30_000_000), "evt3", 10_000_000)
     with_numba, _ = decode_all(packets, "auto")
-    monkeypatch.setattr(evt3_jit, "_kernel", None)
-    monkeypatch.setattr(evt3_jit, "_import_error", "No module named 'numba' (test)")
+    monkeypatch.setattr(evt3_jit.KERNEL, "_compiled", None)
+    monkeypatch.setattr(evt3_jit.KERNEL, "_error", "No module named 'numba' (test)")
     monkeypatch.setattr(dec, "_RESOLVED", {})
     assert prepare_evt3_backend() == "pypi"
     without, _ = decode_all(packets, "auto")

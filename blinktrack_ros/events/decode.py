@@ -192,7 +192,7 @@ def _resolve_backend(backend: str) -> str:
     if backend not in EVT3_BACKENDS:
         raise ValueError(f"unknown evt3 backend {backend!r} (choose from {EVT3_BACKENDS})")
     if backend == "numba" and not evt3_jit.available():
-        raise ValueError(f"evt3 backend 'numba' needs numba ({evt3_jit.import_error()})")
+        raise ValueError(f"evt3 backend 'numba' needs numba ({evt3_jit.error()})")
     got = backend
     if backend == "auto":
         got = "numba" if evt3_jit.available() else "pypi"

@@ -8,57 +8,25 @@ the states after every packet. The per-packet checks cost as much as the PyPI de
 when done with numpy calls on a few hundred events (README timing table); here they are a
 few instructions per event inside the decoding loop.
 
-numba is optional: `available()` says whether it imports and compiles the kernel (about 2 s
-the first time, 0.1-0.5 s from numba's disk cache: the package's __pycache__ where writable,
-else numba's per-user cache); where either fails, `events.decode` uses its other backends.
+numba is optional (`blinktrack_ros.jit`): `available()` says whether the kernel compiled (about
+2 s the first time, 0.1-0.5 s from numba's disk cache); where it did not, `events.decode`
+uses its other backends.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_kernel = None
-_import_error: str | None = None
+from blinktrack_ros.jit import Kernel
 
 
-def available() -> bool:
-    """True when numba imports and the kernel compiles (done at the first call)."""
-    return _load() is not None
-
-
-def import_error() -> str | None:
-    """Why the kernel is not available (None when it is or was not tried)."""
-    return _import_error
-
-
-def kernel():
-    """The compiled kernel (`_decode_words`); raises ImportError without numba."""
-    k = _load()
-    if k is None:
-        raise ImportError(f"numba is not available: {_import_error}")
-    return k
-
-
-def _load():
-    global _kernel, _import_error
-    if _kernel is None and _import_error is None:
-        try:
-            import numba
-        except ImportError as exc:
-            _import_error = str(exc)
-            return None
-        kernel = numba.njit(cache=True, nogil=True)(_decode_words)
-        word = np.array([0x8001, 0x6002, 0x0003, 0x2004], "<u2")  # time, row, one event
-        try:  # compile now, for the payloads messages bring: writable arrays, read-only bytes
-            for payload in (word.view(np.uint8).copy(), np.frombuffer(word.tobytes(), np.uint8)):
-                got = kernel(payload, False, 8, 8, False, 0, 0, 0, 0, 0, 0, 0, False, 0, False, 0)
-                if got[4] != 1:
-                    raise RuntimeError(f"decoded {got[4]} events of a one-event packet")
-        except Exception as exc:  # noqa: BLE001 - an old or broken numba: use the others
-            _import_error = f"numba {numba.__version__} did not compile the evt3 kernel: {exc}"
-            return None
-        _kernel = kernel
-    return _kernel
+def _check(kernel) -> None:
+    """Compile for the payloads messages bring (writable arrays, read-only bytes); check one."""
+    word = np.array([0x8001, 0x6002, 0x0003, 0x2004], "<u2")  # time, row, one event
+    for payload in (word.view(np.uint8).copy(), np.frombuffer(word.tobytes(), np.uint8)):
+        got = kernel(payload, False, 8, 8, False, 0, 0, 0, 0, 0, 0, 0, False, 0, False, 0)
+        if got[4] != 1 or int(got[0][0]) != 4:
+            raise RuntimeError(f"a one-event packet gave {got[4]} events")
 
 
 def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, row, base_x, pol,
@@ -218,3 +186,7 @@ def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, ro
     return (xs[:n], ys[:n], ts[:n], ps[:n], n, dropped, backwards, across, n_on, triggers,
             unknown, fixed, offset, valid, time_high, time_low, row, base_x, pol, has_last,
             last_t_ns)
+
+
+KERNEL = Kernel(_decode_words, _check, "the evt3 kernel")
+available, error, kernel = KERNEL.available, KERNEL.error, KERNEL.compiled

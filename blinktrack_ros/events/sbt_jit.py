@@ -8,58 +8,25 @@ numpy code's bit for bit (tested on random windows, patches across the sensor bo
 events outside it). numpy spends its time in `np.maximum.at` and in building (event, patch)
 pair arrays; here it is one loop over the events.
 
-numba is optional: `available()` says whether it imports and compiles the kernel (first use;
-from numba's disk cache later); without it `events.sbt` runs its numpy code.
+numba is optional (`blinktrack_ros.jit`): without the compiled kernel `events.sbt` runs its
+numpy code.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_kernel = None
-_error: str | None = None
+from blinktrack_ros.jit import Kernel
 
 
-def available() -> bool:
-    """True when numba imports and the kernel compiles (done at the first call)."""
-    return _load() is not None
-
-
-def error() -> str | None:
-    """Why the kernel is not available (None when it is or was not tried)."""
-    return _error
-
-
-def kernel():
-    """The compiled `_patches`; raises ImportError without it."""
-    k = _load()
-    if k is None:
-        raise ImportError(f"the compiled SBT kernel is not available: {_error}")
-    return k
-
-
-def _load():
-    global _kernel, _error
-    if _kernel is None and _error is None:
-        try:
-            import numba
-        except ImportError as exc:
-            _error = str(exc)
-            return None
-        k = numba.njit(cache=True, nogil=True)(_patches)
-        out = np.zeros(2 * 4 * 4 * 2 + 1, np.float32)
-        try:  # compile now; one event at pixel (1, 1), t1, in a 4x4 patch centred there
-            one16, one64, one8 = np.ones(1, np.uint16), np.full(1, 10, np.int64), np.ones(1,
-                                                                                       np.uint8)
-            k(one16, one16, one64, one8, 10, 10, 1, np.zeros((1, 2), np.int32) - 1, 4, 8, 8,
-              8, out)
-            if out.max() != 1.0:
-                raise RuntimeError("a one-event window gave no value 1")
-        except Exception as exc:  # noqa: BLE001 - an old or broken numba: numpy code instead
-            _error = f"numba {numba.__version__} did not compile the SBT kernel: {exc}"
-            return None
-        _kernel = k
-    return _kernel
+def _check(kernel) -> None:
+    """Compile; one event at pixel (1, 1) at t1 in a 4x4 patch there must give the value 1."""
+    out = np.zeros(2 * 4 * 4 * 2 + 1, np.float32)
+    one16, one8 = np.ones(1, np.uint16), np.ones(1, np.uint8)
+    kernel(one16, one16, np.full(1, 10, np.int64), one8, 10, 10, 1,
+           np.zeros((1, 2), np.int32) - 1, 4, 8, 8, 8, out)
+    if out.max() != 1.0:
+        raise RuntimeError("a one-event window gave no value 1")
 
 
 def _patches(x, y, t, p, t1_ns, window_ns, bins, corners, size, width, height, cell_px, out):
@@ -86,29 +53,30 @@ def _patches(x, y, t, p, t1_ns, window_ns, bins, corners, size, width, height, c
     ncx = (width + cell_px - 1) // cell_px
     ncy = (height + cell_px - 1) // cell_px
     n_cells = ncx * ncy
-    start = np.zeros(n_cells + 1, np.int64)  # patches of each cell, CSR
+    cells = np.empty((n_patches, 4), np.int64)  # cx0, cy0, cx1, cy1 of each patch
     for k in range(n_patches):
-        cx0 = min(max(corners[k, 0] // cell_px, 0), ncx - 1)
-        cy0 = min(max(corners[k, 1] // cell_px, 0), ncy - 1)
-        cx1 = min((corners[k, 0] + size - 1) // cell_px, ncx - 1)
-        cy1 = min((corners[k, 1] + size - 1) // cell_px, ncy - 1)
-        for cy in range(cy0, cy1 + 1):
-            for cx in range(cx0, cx1 + 1):
-                start[cy * ncx + cx + 1] += 1
-    for c in range(n_cells):
-        start[c + 1] += start[c]
+        cells[k, 0] = min(max(corners[k, 0] // cell_px, 0), ncx - 1)
+        cells[k, 1] = min(max(corners[k, 1] // cell_px, 0), ncy - 1)
+        cells[k, 2] = min((corners[k, 0] + size - 1) // cell_px, ncx - 1)
+        cells[k, 3] = min((corners[k, 1] + size - 1) // cell_px, ncy - 1)
+    start = np.zeros(n_cells + 1, np.int64)  # the patches of each cell, CSR
+    members = np.empty(0, np.int32)
     fill = start[:-1].copy()
-    members = np.empty(start[n_cells], np.int32)
-    for k in range(n_patches):
-        cx0 = min(max(corners[k, 0] // cell_px, 0), ncx - 1)
-        cy0 = min(max(corners[k, 1] // cell_px, 0), ncy - 1)
-        cx1 = min((corners[k, 0] + size - 1) // cell_px, ncx - 1)
-        cy1 = min((corners[k, 1] + size - 1) // cell_px, ncy - 1)
-        for cy in range(cy0, cy1 + 1):
-            for cx in range(cx0, cx1 + 1):
-                c = cy * ncx + cx
-                members[fill[c]] = k
-                fill[c] += 1
+    for fill_pass in range(2):  # count, then fill
+        if fill_pass:
+            for c in range(n_cells):
+                start[c + 1] += start[c]
+            members = np.empty(start[n_cells], np.int32)
+            fill = start[:-1].copy()
+        for k in range(n_patches):
+            for cy in range(cells[k, 1], cells[k, 3] + 1):
+                for cx in range(cells[k, 0], cells[k, 2] + 1):
+                    c = cy * ncx + cx
+                    if fill_pass:
+                        members[fill[c]] = k
+                        fill[c] += 1
+                    else:
+                        start[c + 1] += 1
     t0 = t1_ns - window_ns
     window_f = float(window_ns)
     for i in range(x.shape[0]):
@@ -130,3 +98,7 @@ def _patches(x, y, t, p, t1_ns, window_ns, bins, corners, size, width, height, c
                 idx = ((k * size + row) * size + col) * channels + ch
                 if val > out[idx]:
                     out[idx] = val
+
+
+KERNEL = Kernel(_patches, _check, "the SBT kernel")
+available, error, kernel = KERNEL.available, KERNEL.error, KERNEL.compiled
