@@ -197,3 +197,53 @@ def test_frame_updates_correct_the_filter_at_the_frame_times(seqs):
         errs[frames] = err[mask & (r.gt_vis == 1)]
     assert np.median(errs[True]) < 3 * FRAME_SIGMA_PX
     assert np.median(errs[True]) < 0.5 * np.median(errs[False])
+
+
+def test_hard_pool_ranks_caps_replays_and_matches_lengths():
+    from types import SimpleNamespace
+
+    from blinktrack_ros.train.mining import HardPool
+
+    def snip(k):
+        return SimpleNamespace(times_ns=np.zeros(k))
+
+    pool = HardPool(size=3, max_replays=2)
+    a, b, c, d, e = snip(5), snip(5), snip(5), snip(9), snip(5)
+    for s, diff in ((a, 1.0), (b, 7.0), (c, 3.0), (d, 9.0), (e, 0.5)):
+        pool.add(s, diff, 0)
+    assert len(pool.entries) == 3  # the hardest three kept: d 9, b 7, c 3
+    got = pool.take(2, 5)  # length 5 only: b then c (d has 9 sample times)
+    assert [s for s, _ in got] == [b, c] and [r for _, r in got] == [0, 0]
+    assert [e[2] for e in pool.entries] == [d]
+    pool.add(b, 8.0, 1)  # replayed once: back
+    pool.add(c, 8.0, 2)  # replayed max_replays times: dropped
+    assert [e[2] for e in pool.entries] == [d, b]
+    pool.add(a, float("nan"), 0)  # no visible sample: not kept
+    assert len(pool.entries) == 2 and pool.mean_difficulty() == 8.5
+
+
+def test_snippet_difficulty_is_the_mean_visible_error_per_snippet():
+    from blinktrack_ros.train.mining import snippet_difficulty
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0, 50, (4, 5, 2))
+    pos = gt + rng.normal(0, 2, gt.shape)
+    vis = rng.integers(-1, 2, (4, 5))
+    got = snippet_difficulty(pos, gt, vis, [2, 3])
+    for i, cols in enumerate((slice(0, 2), slice(2, 5))):
+        errs = [np.hypot(*(pos[k, j] - gt[k, j])) for k in range(1, 4)
+                for j in range(5)[cols] if vis[k, j] == 1]
+        assert got[i] == pytest.approx(np.mean(errs) if errs else 0.0)
+
+
+def test_mining_replays_hard_snippets_in_training(tmp_path):
+    """--mine 0.5: after the first step half of each batch comes from the pool; the logged
+    rows say how many and how hard; the run trains as usual."""
+    cfg = TrainConfig(module="event", steps=4, snippets=2, tracks=4, unroll=((0.0, 2),),
+                      val_every=0, ckpt_every=0, fresh_every=0, mine=0.5, mine_pool=4)
+    tr = Trainer(cfg, replace(SPEC, seeds=(5,)), tmp_path / "r", tmp_path / "cache",
+                 progress=False)
+    rows = [tr.train_step() for _ in range(4)]
+    assert [r["mined"] for r in rows] == [0, 1, 1, 1]
+    assert all(np.isfinite(r["loss"]) and r["pool_difficulty_px"] > 0 for r in rows)
+    assert len(tr.pool.entries) <= 4

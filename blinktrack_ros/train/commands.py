@@ -83,6 +83,12 @@ def _common(q: argparse.ArgumentParser, module: str) -> None:
                    help="mixed precision (auto: bf16 on CUDA, none on CPU)")
     q.add_argument("--photometric", action="store_true",
                    help="photometric augmentation (gamma, vignetting, blur, noise, JPEG)")
+    q.add_argument("--mine", type=float, default=0.0,
+                   help="hard-example mining: this share of each batch replays the snippets "
+                        "tracked worst so far (train.mining; 0: off)")
+    q.add_argument("--mine-pool", type=int, default=64, help="snippets kept for --mine")
+    q.add_argument("--mine-replays", type=int, default=3,
+                   help="times a snippet may be replayed by --mine")
     q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     q.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
 
@@ -121,6 +127,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.preset == "benchmark":
         raise UsageError("the benchmark preset is the test split: train on --preset train")
+    if not 0.0 <= args.mine < 1.0 or args.mine_pool < 1 or args.mine_replays < 1:
+        raise UsageError("--mine must be in [0, 1) (some of each batch stays fresh), "
+                         "--mine-pool and --mine-replays >= 1")
     if args.stage == 2 and args.init is None and not args.resume:
         raise UsageError("stage 2 starts from stage-1 weights: give --init FILE")
     if args.resume and not (args.run_dir / "last.pt").is_file():
@@ -137,7 +146,8 @@ def _train(args: argparse.Namespace) -> int:
                       kalman_in_loop=getattr(args, "kalman_in_loop", False),
                       minutes=args.minutes, photometric=args.photometric, amp=args.amp,
                       init_velocity=getattr(args, "init_velocity", False),
-                      frame_updates=getattr(args, "frame_updates", False))
+                      frame_updates=getattr(args, "frame_updates", False),
+                      mine=args.mine, mine_pool=args.mine_pool, mine_replays=args.mine_replays)
     spec = DataSpec(args.preset, duration_s=args.duration, seeds=seed_range(args.train_seeds))
     t0 = time.time()
     dist, device = distributed_from_env(args.device)  # torchrun: one process per GPU

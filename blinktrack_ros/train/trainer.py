@@ -39,6 +39,7 @@ from blinktrack_ros.train.data import (
 )
 from blinktrack_ros.train.event_rollout import WINDOW_NS, RolloutResult, event_rollout
 from blinktrack_ros.train.image_rollout import image_rollout
+from blinktrack_ros.train.mining import HardPool, snippet_difficulty
 from blinktrack_ros.train.validate import rollout_metrics
 
 VAL_SEEDS = tuple(range(500, 504))  # held out: never in a training DataSpec
@@ -76,6 +77,8 @@ class TrainConfig:
             plus noise (`event_rollout`); validation keeps the zero start.
         frame_updates: event training rollouts set the filter's position to the noisy ground
             truth at each frame time (`event_rollout`); validation keeps events only.
+        mine: share of each batch replayed from the pool of the hardest earlier snippets
+            (`train.mining`; 0: off); mine_pool: its size; mine_replays: replays per snippet.
     """
 
     module: str = "event"
@@ -99,6 +102,9 @@ class TrainConfig:
     vis_weight: float = 0.5
     init_velocity: bool = False
     frame_updates: bool = False
+    mine: float = 0.0
+    mine_pool: int = 64
+    mine_replays: int = 3
 
     def unroll_at(self, step: int, done: float | None = None) -> int:
         """Unroll length at this step, or at this fraction of the run `done` (a --minutes run
@@ -345,6 +351,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.best = float("-inf")
         self.rng = self._rank_rng()
+        self.pool = HardPool(cfg.mine_pool, cfg.mine_replays) if cfg.mine > 0 else None
         self.seq_seeds = list(train_spec.seeds)
         # fresh sequences: seeds base + rank, base + rank + world, ... (no two ranks alike)
         self.next_fresh = 100_000 + 1000 * cfg.seed + self.dist.rank
@@ -441,13 +448,18 @@ class Trainer:
         t0 = time.time()
         set_mode(cfg, self.net)
         n_steps = cfg.unroll_at(self.step, self.done_fraction())
-        snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets, Augment(), cfg.tracks)
+        replayed = [] if self.pool is None else self.pool.take(
+            int(round(cfg.mine * cfg.snippets)), n_steps + 1)
+        snippets = draw(cfg, self.seqs, self.rng, n_steps, cfg.snippets - len(replayed),
+                        Augment(), cfg.tracks) if len(replayed) < cfg.snippets else []
         if cfg.photometric:
             from dataclasses import replace
 
             from blinktrack_ros.train.photometric import augment_frames
 
             snippets = [replace(s, frames=augment_frames(s.frames, self.rng)) for s in snippets]
+        n_fresh = len(snippets)
+        snippets = snippets + [s for s, _ in replayed]
         device_type = torch.device(self.device).type
         with torch.autocast(device_type, dtype=self.amp or torch.float32,
                             enabled=self.amp is not None):
@@ -471,13 +483,20 @@ class Trainer:
             for b in self.net.buffers():
                 tdist.broadcast(b, 0)
         self.step += 1
+        mined = {}
+        if self.pool is not None:
+            diff = snippet_difficulty(r.positions, r.gt_xy, r.gt_vis,
+                                      [s.xy.shape[1] for s in snippets])
+            for i, s in enumerate(snippets):
+                self.pool.add(s, diff[i], 0 if i < n_fresh else replayed[i - n_fresh][1] + 1)
+            mined = {"mined": len(replayed), "pool_difficulty_px": self.pool.mean_difficulty()}
         seconds = time.time() - t0
         self.elapsed_s += seconds  # before the schedule step: a --minutes schedule reads it
         self.sched.step()
         return {"step": self.step, "seconds": seconds, "elapsed_s": self.elapsed_s,
                 "lr": self.sched.get_last_lr()[0], "unroll": n_steps,
                 "loss": loss.item(), "loss_disp": r.loss_disp.item(),
-                "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac}
+                "loss_vis": r.loss_vis.item(), "valid_frac": r.valid_frac, **mined}
 
     def _average_gradients(self) -> None:
         """All-reduce the gradients to their mean over the processes (one flat buffer)."""
