@@ -184,8 +184,14 @@ _RESOLVED: dict[str, str] = {}
 _KERNEL: list = [None]  # the compiled evt3 kernel, once a stream resolved to "numba"
 
 
-def _resolve_backend(backend: str) -> str:
-    """The backend "auto" stands for: numba, else pypi, else numpy (by what imports)."""
+def prepare_evt3_backend(backend: str = "auto") -> str:
+    """The evt3 backend a name stands for ("auto": numba, else pypi, else numpy, by what
+    imports), resolved once; for numba that compiles the kernel (about 2 s, 0.1-0.5 s from
+    numba's disk cache): call it at start so that a node's first packet does not wait.
+
+    Returns:
+        "numba", "pypi" or "numpy".
+    """
     got = _RESOLVED.get(backend)
     if got is not None:
         return got
@@ -205,16 +211,6 @@ def _resolve_backend(backend: str) -> str:
         _KERNEL[0] = evt3_jit.kernel()
     _RESOLVED[backend] = got
     return got
-
-
-def prepare_evt3_backend(backend: str = "auto") -> str:
-    """Resolve an evt3 backend name now; for numba that compiles the kernel (about 2 s, 0.1-0.5
-    s from numba's disk cache), so that a node's first packet does not wait for the compiler.
-
-    Returns:
-        The backend that `backend` stands for ("numba", "pypi" or "numpy").
-    """
-    return _resolve_backend(backend)
 
 
 def _decode_evt3_numba(buf: np.ndarray, msg: object, state: DecoderState, stats: DecodeStats,
@@ -250,7 +246,7 @@ def _evt3_events(buf: np.ndarray, msg: object, state: DecoderState, backend: str
     """(x, y, p, t_us) of one evt3 payload and the backend state after it."""
     prev = state.evt3
     if isinstance(prev, PypiEvt3Stream) or (
-            prev == Evt3State() and _resolve_backend(backend) == "pypi"):
+            prev == Evt3State() and prepare_evt3_backend(backend) == "pypi"):
         if isinstance(prev, PypiEvt3Stream):
             prev.check_latest()
         else:
@@ -317,7 +313,7 @@ def decode_packet(msg: object, state: DecoderState | None = None,
         stats.empty_packets += 1
         return EventBatch.empty(width, height), state
     if encoding == "evt3" and type(state.evt3) is Evt3State and (
-            _RESOLVED.get(evt3_backend) or _resolve_backend(evt3_backend)) == "numba":
+            _RESOLVED.get(evt3_backend) or prepare_evt3_backend(evt3_backend)) == "numba":
         return _decode_evt3_numba(buf, msg, state, stats, width, height)
     if encoding == "mono":
         cols, evt3_state, offset = _decode_mono(buf, msg, stats), state.evt3, state.offset_ns

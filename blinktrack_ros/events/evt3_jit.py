@@ -17,6 +17,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from blinktrack_ros.events.evt3 import (
+    _UNKNOWN,
+    ADDR_X,
+    ADDR_Y,
+    EXT_TRIGGER,
+    TIME_HIGH,
+    TIME_LOW,
+    VECT_8,
+    VECT_12,
+    VECT_BASE_X,
+    WRAP_MIN_STEP,
+)
 from blinktrack_ros.jit import Kernel
 
 
@@ -64,8 +76,8 @@ def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, ro
     shift = np.uint16(4 if big_endian else 12)  # type: high nibble of the word's 2nd byte
     for i in range(n_words):  # capacity: one per ADDR_X word, 12 / 8 per vector word
         c = (words[i] >> shift) & np.uint16(0xF)  # (uint16 throughout: vectorised, 2x faster)
-        cap += np.int64(c == np.uint16(2)) + 12 * np.int64(c == np.uint16(4)) + 8 * np.int64(
-            c == np.uint16(5))
+        cap += np.int64(c == np.uint16(ADDR_X)) + 12 * np.int64(c == np.uint16(VECT_12)) + \
+            8 * np.int64(c == np.uint16(VECT_8))
     # four arrays (one buffer for the four columns saved 0.3 us per small packet but cost 20 %
     # on the joined packets of a bag replay: measured)
     xs = np.empty(cap, np.uint16)
@@ -99,7 +111,7 @@ def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, ro
         if big_endian:
             w = ((w & 0xFF) << 8) | (w >> 8)
         c = w >> 12
-        if c == 2:  # EVT_ADDR_X: one event (the most common word: its own short path)
+        if c == ADDR_X:  # EVT_ADDR_X: one event (the most common word: its own short path)
             if not valid:
                 continue
             if not fixed:  # the first event fixes the sensor-to-ROS offset
@@ -119,25 +131,25 @@ def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, ro
             ps[n] = ev_pol
             n_on += ev_pol
             n += 1
-        elif c == 0:  # EVT_ADDR_Y
+        elif c == ADDR_Y:
             if valid:
                 row = w & 0x7FF
-        elif c == 6:  # EVT_TIME_LOW
+        elif c == TIME_LOW:
             time_low = w & 0xFFF
             if seen_high:
                 valid = True
-        elif c == 8:  # EVT_TIME_HIGH
+        elif c == TIME_HIGH:
             hv = w & 0xFFF
-            if prev_high - hv > 10:
+            if prev_high - hv > WRAP_MIN_STEP:
                 wraps += 1
             prev_high = hv
             time_high = (wraps << 24) | (hv << 12)
             seen_high = True
-        elif c == 4 or c == 5:  # VECT_12, VECT_8: events at base x + i; then base x += 12 / 8
+        elif c == VECT_12 or c == VECT_8:  # events at base x + i; then base x += 12 / 8
             if not valid:
                 continue
             first_x = base_x
-            if c == 4:
+            if c == VECT_12:
                 bits = w & 0xFFF
                 base_x += 12
             else:
@@ -167,16 +179,16 @@ def _decode_words(buf, big_endian, width, height, valid, time_high, time_low, ro
                         n += 1
                 bits >>= 1
                 k += 1
-        elif c == 3:  # VECT_BASE_X
+        elif c == VECT_BASE_X:
             if valid:
                 base_x = w & 0x7FF
                 pol = (w >> 11) & 1
-        elif c == 0xA:  # EXT_TRIGGER
+        elif c == EXT_TRIGGER:
             if valid:
                 triggers += 1
-        elif c == 1 or c == 9 or c == 0xB or c == 0xC or c == 0xD:
+        elif _UNKNOWN[c]:  # the word types events.evt3 does not know
             unknown += 1
-        # 0x7, 0xE, 0xF: CONTINUED_4, OTHERS, CONTINUED_12 (ignored)
+        # CONTINUED_4, OTHERS, CONTINUED_12: ignored
     across = False
     if n > 0 and has_last:  # the first event once sorted (the smallest) before the last one
         across = (ts[:n].min() if backwards else ts[0]) < last_t_ns
