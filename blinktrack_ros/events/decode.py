@@ -181,7 +181,8 @@ def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
 
 
 _RESOLVED: dict[str, str] = {}
-_KERNEL: list = [None]  # the compiled evt3 kernel, once a stream resolved to "numba"
+_KERNEL: list = [None]  # (capacity, decode) kernels, once a stream resolved to "numba"
+_empty = np.empty
 
 
 def prepare_evt3_backend(backend: str = "auto") -> str:
@@ -208,31 +209,39 @@ def prepare_evt3_backend(backend: str = "auto") -> str:
             except ImportError:
                 got = "numpy"
     if got == "numba":
-        _KERNEL[0] = evt3_jit.kernel()
+        _KERNEL[0] = evt3_jit.kernels()
     _RESOLVED[backend] = got
     return got
 
 
 def _decode_evt3_numba(buf: np.ndarray, msg: object, state: DecoderState, stats: DecodeStats,
                        width: int, height: int) -> tuple[EventBatch, DecoderState]:
-    """One evt3 payload through the compiled kernel (decode + checks + ns times)."""
+    """One evt3 payload through the compiled kernels (decode + checks + ns times)."""
     if buf.size & 1:
         stats.truncated_packets += 1
         raise TruncatedPacketError("evt3 payload (partial 16-bit word)", buf.size - 1, buf.size)
+    capacity, kernel = _KERNEL[0]
+    big = msg.is_bigendian
+    cap = capacity(buf, big)
+    x, y, t, p = _empty(cap, np.uint16), _empty(cap, np.uint16), _empty(cap, np.int64), \
+        _empty(cap, np.uint8)
     offset, last = state.offset_ns, state.last_t_ns
     stamp = msg.header.stamp
-    (x, y, t, p, n, dropped, backwards, across, n_on, triggers, unknown, has_offset, offset,
-     valid, time_high, time_low, row, base_x, polarity, has_last, last) = _KERNEL[0](
-        buf, msg.is_bigendian, width, height, *state.evt3, stamp.sec, stamp.nanosec,
-        offset is not None, offset or 0, last is not None, last or 0)
+    (n, dropped, backwards, across, n_on, triggers, unknown, has_offset, offset,
+     valid, time_high, time_low, row, base_x, polarity, has_last, last) = kernel(
+        buf, big, width, height, *state.evt3, stamp.sec, stamp.nanosec,
+        offset is not None, offset or 0, last is not None, last or 0, x, y, t, p)
+    if n < cap:
+        x, y, t, p = x[:n], y[:n], t[:n], p[:n]
     if backwards:
         order = np.argsort(t, kind="stable")
         x, y, t, p = x[order], y[order], t[order], p[order]
-    stats.dropped_out_of_bounds += dropped
-    stats.backwards_timestamps += backwards
-    stats.backwards_across_packets += across
-    stats.trigger_events += triggers
-    stats.unknown_words += unknown
+    if dropped or backwards or across or triggers or unknown:
+        stats.dropped_out_of_bounds += dropped
+        stats.backwards_timestamps += backwards
+        stats.backwards_across_packets += across
+        stats.trigger_events += triggers
+        stats.unknown_words += unknown
     stats.decoded += n
     stats.on += n_on
     stats.off += n - n_on
