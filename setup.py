@@ -8,7 +8,8 @@ from setuptools import setup
 # (<prefix>/share/blinktrack_ros/...), so one lookup (blinktrack_ros.resources) finds both.
 setup(
     data_files=[
-        ("share/blinktrack_ros/weights", glob("weights/*.pt") + glob("weights/*.md")),
+        ("share/blinktrack_ros/weights", glob("weights/*.pt") + glob("weights/*.onnx")
+         + glob("weights/*.md")),
         ("share/blinktrack_ros/config", glob("config/*.yaml")),
         ("share/blinktrack_ros/launch", glob("launch/*.py")),
         ("share/blinktrack_ros/msg", glob("msg/*.msg")),

@@ -19,6 +19,8 @@ def main() -> int:
     ap.add_argument("--image-r", help="log_r0,slope of the image source")
     ap.add_argument("--gate", type=float, help="Mahalanobis gate (squared distance)")
     ap.add_argument("--q", type=float, help="process noise q, px^2/s^3")
+    ap.add_argument("--event-runtime", default="torch", help="torch or onnxruntime")
+    ap.add_argument("--event-onnx", default="", help="ONNX step graph (onnxruntime)")
     args = ap.parse_args()
     import torch
 
@@ -32,7 +34,7 @@ def main() -> int:
     from blinktrack_ros.eval.commands import load_benchmark_sequences
     from blinktrack_ros.eval.klt_tuning import load_klt_configs
     from blinktrack_ros.eval.tracker import BENCHMARK_FUSION, pipeline_tracker
-    from blinktrack_ros.tracking.build import weights_noise_fits
+    from blinktrack_ros.tracking.build import event_source_options, weights_noise_fits
     from blinktrack_ros.tracking.pipeline import with_weights_noise
 
     torch.set_num_threads(1)
@@ -53,7 +55,9 @@ def main() -> int:
     if args.q is not None:
         fusion = replace(fusion, q=args.q)
     tracker = with_zero_motion(pipeline_tracker(args.event_weights, fusion=fusion,
-                                                klt_configs=load_klt_configs()))
+                                                klt_configs=load_klt_configs(),
+                                                event_source=event_source_options(
+                                                    args.event_runtime, args.event_onnx)))
     _, seqs = load_benchmark_sequences(args.data)
     modes = tuple(m for m in args.modes.split(",") if m)
     res = run_benchmark(seqs, tracker, args.out, BenchmarkConfig(modes=modes, render=False),

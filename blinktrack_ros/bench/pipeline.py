@@ -15,6 +15,8 @@ from typing import Any
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     """Add `blinktrack bench pipeline [--json] [--size WxH] [--no-live] ...`."""
+    from blinktrack_ros.tracking.build import add_event_runtime_args
+
     p = bench_sub.add_parser(
         "pipeline", help="replay real-time factor and live window-to-tracks latency",
         description=__doc__.split("\n\n", 1)[1])
@@ -31,6 +33,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sequence seed")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    add_event_runtime_args(p)
     p.add_argument("--frame-join-ms", type=float, default=None,
                    help="frames concurrent with the event windows of the next this many ms of "
                         "data (0: one after the other; default: what `blinktrack track` runs, 10 "
@@ -105,7 +108,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         "size": f"{setup.width}x{setup.height}", "mode": setup.mode, "weights": note,
         "target_count": setup.target_count, "event_window_ms": setup.window_ms,
         "frame_hz": setup.frame_hz, "data_s": setup.duration_s,
-        "frame_join_ms": setup.frame_join_ms,
+        "frame_join_ms": setup.frame_join_ms, "event_runtime": setup.event_runtime,
+        "event_onnx": setup.event_onnx,
         "events_per_s": len(seq.events) / setup.duration_s, "torch_threads": threads}
     figures.update(pipeline_figures(seq, pipe, progress))
     if replay:
@@ -121,6 +125,7 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
         figures.update(measure_latency(seq, LiveSetup(
             mode=setup.mode, window_ms=setup.window_ms, target_count=setup.target_count,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
+            event_runtime=setup.event_runtime, event_onnx=setup.event_onnx,
             threads=threads, pace=pace, trace=trace, packet_ms=packet_ms,
             frame_join_ms=node_frame_join_ms, refined=node_refined),
             Path(node_log) if node_log else None))
@@ -156,7 +161,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     setup = BenchSetup(width=w, height=h, duration_s=args.duration_s, frame_hz=args.frame_hz,
                        window_ms=args.window_ms, target_count=args.target_count,
                        mode=args.mode, seed=args.seed, event_weights=args.event_weights,
-                       image_weights=args.image_weights)
+                       image_weights=args.image_weights, event_runtime=args.event_runtime,
+                       event_onnx=args.event_onnx or "")
     if args.frame_join_ms is not None:
         setup = replace(setup, frame_join_ms=args.frame_join_ms)
     if not 0 <= args.event_rate_mev_s <= 100:

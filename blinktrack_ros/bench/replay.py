@@ -46,6 +46,9 @@ class BenchSetup:
             (event_camera_msgs/EventPacket, Prophesee's encoding, decoded per packet).
         event_rate_mev_s: 0 = the simulated events only; above their rate, uniform random
             events are added up to this rate (a Prophesee-like 10-30 Mev/s stream).
+        event_runtime: `event_source.runtime` (torch or onnxruntime).
+        event_onnx: `event_source.onnx_model` (onnxruntime: a step graph, e.g. int8; empty =
+            exported from the weights at start).
     """
 
     width: int = 240
@@ -62,6 +65,8 @@ class BenchSetup:
     frame_join_ms: float | None = None
     event_msg: str = "dvs"
     event_rate_mev_s: float = 0.0
+    event_runtime: str = "torch"
+    event_onnx: str = ""
 
 
 def bench_sequence(setup: BenchSetup, progress: bool = False) -> Any:
@@ -97,7 +102,7 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
     """
     if untrained is None and (setup.event_weights or setup.image_weights):
         untrained = False
-    from blinktrack_ros.tracking.build import build_pipeline
+    from blinktrack_ros.tracking.build import build_pipeline, event_source_options
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.seeding import SeedConfig
 
@@ -105,7 +110,8 @@ def bench_pipeline(setup: BenchSetup, max_pending_windows: int = 1 << 30,
                             max_pending_windows=max_pending_windows)
     kwargs = dict(seeding=SeedConfig(target_count=setup.target_count),
                   frame_join_ms=offline_frame_join_ms(setup.frame_join_ms),
-                  event_weights=setup.event_weights, image_weights=setup.image_weights)
+                  event_weights=setup.event_weights, image_weights=setup.image_weights,
+                  event_source=event_source_options(setup.event_runtime, setup.event_onnx))
     if not untrained:
         try:
             return build_pipeline(config, **kwargs), "lite weights"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from blinktrack_ros.cli import UsageError
+from blinktrack_ros.tracking.build import add_event_runtime_args, event_source_options
 
 EVAL_EPILOG = """\
 Files have rows `id t x y` (t in s, x y in px); ground truth may carry a 5th column `vis`
@@ -154,7 +155,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--klt-tuned {args.klt_tuned}: {exc}") from None
     tracker = with_zero_motion(pipeline_tracker(
         args.event_weights, args.image_weights, args.untrained, args.device,
-        klt_configs=klt_configs))
+        klt_configs=klt_configs,
+        event_source=event_source_options(args.event_runtime, args.event_onnx)))
     if "dv" in modes:
         from blinktrack_ros.eval.dv_baseline import with_dv
 
@@ -214,6 +216,7 @@ def _register_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="event window (default 10 ms, 5 ms for EDS)")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    add_event_runtime_args(p)
     p.add_argument("--untrained", action="store_true",
                    help="random network weights (for tests and ablations)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")

@@ -63,7 +63,8 @@ def pipeline_tracker(event_weights: str | Path | None = None,
                      device: str = "cpu", progress: bool = False,
                      fusion: FusionConfig | None = None,
                      observer: Callable[[Observations, dict[int, int]], None] | None = None,
-                     with_status: bool = False, klt_configs: dict | None = None):
+                     with_status: bool = False, klt_configs: dict | None = None,
+                     event_source: dict | None = None):
     """A TrackerFn(sequence, mode, seeds, window_ns) -> rows `id t x y` running our pipeline.
 
     fusion: the fusion settings (default BENCHMARK_FUSION). observer: called with every
@@ -73,6 +74,7 @@ def pipeline_tracker(event_weights: str | Path | None = None,
     `+p` (e.g. `klt+p`) the causal prediction is added every window between updates.
     klt_configs: preset name -> KltConfig for the modes that use KLT (the preset of a sequence
     is `benchmark.preset_of(name)`; key "*" for any other; None: KltConfig defaults).
+    event_source: EventSourceConfig fields (e.g. {"runtime": "onnxruntime"}).
     """
     fusion = fusion or BENCHMARK_FUSION
 
@@ -89,7 +91,7 @@ def pipeline_tracker(event_weights: str | Path | None = None,
             klt_config = klt_configs.get(preset_of(seq.name), klt_configs.get("*"))
         pipe = build_pipeline(config, fusion=fusion, event_weights=event_weights,
                               image_weights=image_weights, device=device, untrained=untrained,
-                              klt_config=klt_config)
+                              klt_config=klt_config, event_source=event_source)
         if observer is not None:
             engine, apply = pipe.engine, pipe.engine.apply
 

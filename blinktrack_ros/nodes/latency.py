@@ -44,6 +44,7 @@ class LiveSetup:
             the medians of its stages to the figures.
         frame_join_ms: the node's `node.frame_join_ms` (frames beside the event windows).
         refined: the node's `node.publish_refined` (~/tracks_refined, one frame late).
+        event_runtime, event_onnx: the node's `event_source.runtime` / `.onnx_model`.
     """
 
     mode: str = "ei"
@@ -60,6 +61,8 @@ class LiveSetup:
     trace: str | None = None
     frame_join_ms: float = 0.0
     refined: bool = False
+    event_runtime: str = "torch"
+    event_onnx: str = ""
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
@@ -68,7 +71,9 @@ def _child_command(setup: LiveSetup) -> list[str]:
            "--threads", str(setup.threads), "--debug-rate", str(setup.debug_image_rate_hz),
            "--frame-join-ms", str(setup.frame_join_ms)] + (["--refined"] if setup.refined else [])
     for flag, value in (("--event-weights", setup.event_weights),
-                        ("--image-weights", setup.image_weights)):
+                        ("--image-weights", setup.image_weights),
+                        ("--event-runtime", setup.event_runtime),
+                        ("--event-onnx", setup.event_onnx)):
         if value:
             cmd += [flag, value]
     return cmd
@@ -298,13 +303,15 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--refined", action="store_true")
     p.add_argument("--event-weights")
     p.add_argument("--image-weights")
+    p.add_argument("--event-runtime", default="torch")
+    p.add_argument("--event-onnx", default="")
     args = p.parse_args(argv)
     from rclpy.parameter import Parameter
     import torch
 
     from blinktrack_ros.nodes.base import run
     from blinktrack_ros.nodes.blinktrack import PipelineNode
-    from blinktrack_ros.tracking.build import build_pipeline
+    from blinktrack_ros.tracking.build import build_pipeline, event_source_options
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.seeding import SeedConfig
 
@@ -313,7 +320,8 @@ def serve(argv: list[str] | None = None) -> int:
     kwargs = dict(seeding=SeedConfig(target_count=args.target_count),
                   event_weights=args.event_weights, image_weights=args.image_weights,
                   frame_join_ms=args.frame_join_ms, provisional=args.frame_join_ms > 0,
-                  join_when_ready=args.frame_join_ms > 0)
+                  join_when_ready=args.frame_join_ms > 0,
+                  event_source=event_source_options(args.event_runtime, args.event_onnx))
     try:
         pipe = build_pipeline(config, **kwargs)
     except FileNotFoundError as exc:

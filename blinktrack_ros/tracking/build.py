@@ -28,6 +28,28 @@ def resolve_weights(path: str | Path | None, default: str) -> Path:
             "`blinktrack train`, or use mode 'klt'") from exc
 
 
+def event_source_options(runtime: str = "torch", onnx_model: str = "") -> dict:
+    """The EventSourceConfig fields for `--event-runtime` / `--event-onnx` (empty when they are
+    the defaults)."""
+    options: dict = {}
+    if runtime != "torch":
+        options["runtime"] = runtime
+    if onnx_model:
+        options["onnx_model"] = onnx_model
+    return options
+
+
+def add_event_runtime_args(parser) -> None:
+    """`--event-runtime` and `--event-onnx` (EventSourceConfig.runtime / .onnx_model)."""
+    parser.add_argument("--event-runtime", default="torch", choices=["torch", "onnxruntime"],
+                        help="what runs the event network step (onnxruntime: CPU, faster on one "
+                             "thread; needs `pip install onnxruntime onnx`)")
+    parser.add_argument("--event-onnx", default="",
+                        help="with --event-runtime onnxruntime: an ONNX step graph of the same "
+                             "weights, e.g. the shipped event_lite3_int8.onnx (default: exported "
+                             "from the weights at start)")
+
+
 def make_event_source(weights: str | Path | None = None, device: str = "cpu",
                       untrained: bool = False, seed: int = 0, **source_kwargs: object):
     """An EventSource with the lite (or the checkpoint's) network; untrained: random weights."""
@@ -94,13 +116,16 @@ def build_pipeline(config: PipelineConfig, fusion: FusionConfig | None = None,
                    image_weights: str | Path | None = None, device: str = "cpu",
                    untrained: bool = False, klt_config: object | None = None,
                    frame_join_ms: float = 0.0, provisional: bool = False,
-                   join_when_ready: bool = False) -> Pipeline:
+                   join_when_ready: bool = False,
+                   event_source: dict | None = None) -> Pipeline:
     """A Pipeline with exactly the sources `config.mode` needs (frame_join_ms, provisional,
-    join_when_ready: see Pipeline)."""
+    join_when_ready: see Pipeline; event_source: EventSourceConfig fields, e.g.
+    {"runtime": "onnxruntime"})."""
     from blinktrack_ros.tracking.klt import KltSource
 
     mode = config.mode
-    event = make_event_source(event_weights, device, untrained) if mode.uses_events else None
+    event = make_event_source(event_weights, device, untrained, **(event_source or {})) \
+        if mode.uses_events else None
     image = make_image_source(image_weights, device, untrained) if mode.uses_image_net \
         else None
     klt = KltSource(klt_config) if mode.uses_klt else None
