@@ -211,3 +211,29 @@ def test_replay_of_evt3_packets_joined_gives_the_same_tracks(tmp_path, monkeypat
         rows[join] = np.loadtxt(path, ndmin=2)
     assert rows[1].shape[0] > 100
     np.testing.assert_array_equal(rows[1], rows[32])
+
+
+def test_track_with_the_onnxruntime_event_step(synth_bag, tmp_path):
+    """`blinktrack track --event-runtime onnxruntime`: the float graph gives the rows of the
+    torch trace; the shipped int8 graph runs and stays close."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    seeds = _seed_file(synth_bag, tmp_path)
+    common = [str(synth_bag), "--mode", "e-klt", "--seeds", str(seeds), "--quiet",
+              "--frame-join-ms", "0"]
+    rows = {}
+    for name, extra in (("torch", []), ("ort", ["--event-runtime", "onnxruntime"]),
+                        ("int8", ["--event-runtime", "onnxruntime", "--event-onnx",
+                                  "event_lite3_int8.onnx"])):
+        txt = tmp_path / f"{name}.txt"
+        assert main(["track", *common, "--out", str(tmp_path / name), "--tracks-txt", str(txt),
+                     *extra]) == 0
+        rows[name] = np.loadtxt(txt, ndmin=2)
+    assert len(rows["torch"]) > 100
+    # float rounding of another kernel library, carried by the recurrent state (max 0.004 px)
+    np.testing.assert_allclose(rows["ort"], rows["torch"], atol=0.01)
+    np.testing.assert_array_equal(rows["int8"][:, :2], rows["torch"][:, :2])
+    gap = np.linalg.norm(rows["int8"][:, 2:4] - rows["torch"][:, 2:4], axis=1)
+    assert 0 < np.median(gap) < 0.2  # int8 differs, a little
+    assert main(["track", *common, "--out", str(tmp_path / "bad"), "--event-onnx",
+                 "event_lite3_int8.onnx"]) == 2  # onnx_model without the runtime: usage error

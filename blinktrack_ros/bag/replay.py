@@ -97,7 +97,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from blinktrack_ros.bag.writer import BagWriter
-    from blinktrack_ros.tracking.build import build_pipeline
+    from blinktrack_ros.tracking.build import build_pipeline, event_source_options
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.seeding import SeedConfig, load_seeds
 
@@ -115,7 +115,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     pipe = build_pipeline(config, seeding=seeding, event_weights=args.event_weights,
                           image_weights=args.image_weights, device=args.device,
                           untrained=args.untrained,
-                          frame_join_ms=offline_frame_join_ms(args.frame_join_ms))
+                          frame_join_ms=offline_frame_join_ms(args.frame_join_ms),
+                          event_source=event_source_options(args.event_runtime, args.event_onnx))
     from blinktrack_ros.eval.tracks_io import time_shift_s
 
     origin = replay_time_origin_ns(args.bag, args.seeds)
@@ -228,6 +229,8 @@ def run_track(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `blinktrack track`."""
+    from blinktrack_ros.tracking.build import add_event_runtime_args
+
     p = sub.add_parser("track", help="replay a bag through the tracker; write tracks to mcap",
                        description="Runs the node logic in strict timestamp order, as fast as "
                                    "the CPU allows.")
@@ -253,6 +256,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="features kept alive by Shi-Tomasi seeding (without --seeds)")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    add_event_runtime_args(p)
     p.add_argument("--untrained", action="store_true", help="random network weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--frame-join-ms", type=float, default=None,
