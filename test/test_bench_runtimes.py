@@ -55,6 +55,22 @@ def test_bench_figures_are_ratios_of_the_timed_medians():
         figures["event_N5_t1_torch_ms"] / figures["event_N5_t1_onnxruntime_ms"])
 
 
+def test_int8_runtime_times_the_shipped_event_graph_only():
+    """`onnxruntime-int8` runs the shipped int8 graph of the default event weights: timed and
+    compared with eager PyTorch (close, not equal); no image figures for it."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    if "onnxruntime-int8" not in rt.available_runtimes():
+        pytest.skip("shipped int8 event graph not found")
+    figures = rt.bench_runtimes(sizes=(5,), threads=(1,), rounds=1, repeats=2,
+                                nets=("event", "image"), runtimes=("torch", "onnxruntime-int8"),
+                                default_n=5, progress=False)
+    assert figures["event_N5_t1_onnxruntime-int8_ms"] > 0
+    assert 0 < figures["event_N5_onnxruntime-int8_max_abs_diff"] < 2.0  # int8: close, not equal
+    assert figures["image_N5_t1_torch_ms"] > 0
+    assert not any(k.startswith("image") and "int8" in k for k in figures)
+
+
 def test_missing_runtime_is_a_usage_error_naming_the_install(monkeypatch, capsys):
     monkeypatch.setattr(rt, "available_runtimes", lambda: ("torch",))
     with pytest.raises(ImportError, match="pip install"):

@@ -12,6 +12,9 @@ dynamic axis) and run by each installed runtime on the same inputs:
   `ImageSource` runs: the frozen per-level traces; the other runtimes run one session per level
   and add the displacements in numpy.
 
+`onnxruntime-int8` runs the shipped int8 graph of the default event weights
+(`event_source.onnx_model: event_lite3_int8.onnx`; event network only).
+
 Each runtime runs in its own process; timing alternates them within each round, one block at a
 time (median of `repeats` calls per runtime, thread count and N, each block after 0.1 s idle so
 that the previous block's spinning threads do not take the cores), and reports the median over
@@ -34,7 +37,8 @@ import warnings
 
 import numpy as np
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "openvino")
+INT8_EVENT_GRAPH = "weights/event_lite3_int8.onnx"  # the default event weights in int8
 PIP_HINT = "pip install onnx onnxruntime openvino (or: pip install -e '.[runtimes]')"
 IMAGE_SIZE = (180, 240)  # H, W: the pipeline bench's default sensor
 
@@ -70,7 +74,20 @@ def available_runtimes() -> tuple[str, ...]:
         except ImportError:
             continue
         found.append(name)
+        if name == "onnxruntime":
+            from blinktrack_ros.resources import find_share_file
+
+            try:
+                find_share_file(INT8_EVENT_GRAPH)
+                found.append("onnxruntime-int8")
+            except FileNotFoundError:
+                pass
     return tuple(found)
+
+
+def _runs(runtime: str, net_name: str) -> bool:
+    """Whether a runtime runs a network (the int8 graph exists for the event network only)."""
+    return runtime != "onnxruntime-int8" or net_name == "event"
 
 
 def export_onnx(module: Any, args: tuple, inputs: tuple[str, ...], outputs: tuple[str, ...],
@@ -248,12 +265,21 @@ def _worker(runtime: str, nets: tuple[str, ...], sizes: tuple[int, ...],
         with tempfile.TemporaryDirectory() as tmp:
             cases, runners, diffs = {}, {}, {}
             for net_name in nets:
+                if not _runs(runtime, net_name):
+                    continue
                 for n in sizes:
                     case, keep = makers[net_name](n)
                     cases[net_name, n] = (case, keep)
                     for th in threads:
                         if runtime == "onnxruntime":
                             runners[net_name, n, th] = _OrtRunner(case.graphs, th)
+                        elif runtime == "onnxruntime-int8":
+                            from blinktrack_ros.resources import find_share_file
+
+                            g = case.graphs[0]
+                            runners[net_name, n, th] = _OrtRunner([Graph(
+                                find_share_file(INT8_EVENT_GRAPH).read_bytes(), g.inputs,
+                                g.outputs)], th)
                         elif runtime == "openvino":
                             runners[net_name, n, th] = _OpenVinoRunner(
                                 case.graphs, th, Path(tmp) / f"{net_name}{n}_{th}")
@@ -322,6 +348,8 @@ def bench_runtimes(sizes: tuple[int, ...] = (16, 64, 256), threads: tuple[int, .
                 for n in sizes:
                     for th in threads:
                         for name, (_, conn) in workers.items():
+                            if not _runs(name, net_name):
+                                continue
                             conn.send((net_name, n, th, repeats))
                             times.setdefault((net_name, n, th, name), []).append(
                                 _receive(conn, name))
@@ -372,7 +400,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed calls per runtime and round")
     p.add_argument("--nets", default="event,image", help="event, image or both")
     p.add_argument("--runtimes", default=None,
-                   help="comma list of torch, onnxruntime, openvino (default: those installed)")
+                   help="comma list of torch, onnxruntime, onnxruntime-int8 (the shipped int8 "
+                        "event graph), openvino (default: those installed)")
     p.set_defaults(func=_bench)
 
 
