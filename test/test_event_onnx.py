@@ -189,3 +189,29 @@ def test_shipped_int8_graph_tracks_like_the_float_network(tmp_path) -> None:
     assert np.median(gap) < 0.2 and np.percentile(gap, 75) < 0.5
     # one 0.4 s sequence (measured +0.011); over the validation sets the means moved <= 0.003
     assert abs(age["onnxruntime"] - age["torch"]) < 0.03, age
+
+
+def test_step_runtime_names_what_runs_and_the_node_sections_build_it() -> None:
+    """`EventSource.step_runtime` (the nodes' diagnostics "network event step") and the node
+    path: parameter sections with event_source.runtime onnxruntime build an ONNX step."""
+    from dataclasses import replace
+
+    from blinktrack_ros.nodes.config import default_sections
+    from blinktrack_ros.tracking.build import sources_from_configs
+    from blinktrack_ros.tracking.pipeline import Mode
+
+    model = lively(EventNet(EventNetConfig.lite3()))
+    assert EventSource(model).step_runtime == "torch trace"
+    assert EventSource(model, EventSourceConfig(fast_inference=False)).step_runtime == \
+        "torch eager"
+    assert EventSource(model, EventSourceConfig(runtime="onnxruntime")).step_runtime == \
+        "onnxruntime float"
+    configs = default_sections()
+    configs["pipeline"] = replace(configs["pipeline"], mode=Mode("e"))
+    configs["event_source"] = replace(configs["event_source"], runtime="onnxruntime",
+                                      onnx_model="event_lite3_int8.onnx")
+    try:
+        event, image, klt = sources_from_configs(configs)
+    except FileNotFoundError:
+        pytest.skip("shipped weights not found")
+    assert event.step_runtime == "onnxruntime int8" and image is None and klt is None

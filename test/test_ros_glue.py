@@ -266,6 +266,7 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     filtered = ref[np.isin(ref[:, 1], expected[:, 1])]
     assert np.abs(filtered[:, 2:4] - expected[:, 2:4]).max() > 1e-2  # smoothing moved them
     assert node.smoother.dropped == 0
+    assert node.extra_diagnostics()["network event step"] == "torch trace"
     d.ex.shutdown()
 
 

@@ -255,6 +255,8 @@ class PipelineNode(GlueNode):
                if k not in ("fusion", "sources")}
         out.update({f"fusion {k}": str(v) for k, v in stats.get("fusion", {}).items()})
         out.update({f"network {k}": str(v) for k, v in stats.get("sources", {}).items()})
+        if self.pipeline.event_source is not None:
+            out["network event step"] = self.pipeline.event_source.step_runtime
         out.update({f"decode {k}": str(v) for k, v in self.events.stats().items()})
         out["pipeline backlog policy"] = str(getattr(self.pipeline.config.backlog, "value",
                                                      self.pipeline.config.backlog))

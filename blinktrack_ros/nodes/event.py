@@ -105,6 +105,9 @@ class EventNode(GlueNode):
             out.update({f"event module {k}": str(v) for k, v in self.module.stats().items()})
         elif hasattr(self.module, "counts"):
             out.update({f"event module {k}": str(v) for k, v in self.module.counts.items()})
+        source = getattr(self.module, "source", None)
+        if hasattr(source, "step_runtime"):
+            out["network event step"] = source.step_runtime
         return out
 
     def unused_inputs(self) -> int:

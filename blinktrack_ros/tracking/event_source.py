@@ -167,6 +167,17 @@ class EventSource:
         self.nonfinite_ids = np.zeros(0, np.uint32)
 
     @property
+    def step_runtime(self) -> str:
+        """What runs the network step (for diagnostics): `torch trace`, `torch compile`,
+        `torch eager`, `onnxruntime float` or `onnxruntime int8`."""
+        net = self._step_net
+        if hasattr(net, "quantized"):  # models.event_onnx.OnnxEventNet
+            return f"onnxruntime {'int8' if net.quantized else 'float'}"
+        if self.config.compile:
+            return "torch compile"
+        return "torch trace" if hasattr(net, "graph") else "torch eager"
+
+    @property
     def track_ids(self) -> np.ndarray:
         """(M,) uint32 ids of the tracks that have a state row, in row order."""
         return self._ids.copy()
