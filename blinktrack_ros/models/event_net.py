@@ -259,17 +259,13 @@ class _FlatStep(nn.Module):
         return disp, logits, new.h, new.c, new.mem
 
 
-class TracedEventNet:
-    """A frozen TorchScript trace of an inference copy's step, called like the model.
+class CompiledStep:
+    """Base of the event step wrappers that run `EventNet.forward` elsewhere than the eager
+    module (a TorchScript trace, an ONNX Runtime session): called like the model; the state
+    rows and `init_state` stay the model's. Subclasses implement `_run`."""
 
-    Tracing removes the Python of ~40 module calls per step and lets TorchScript fuse the
-    convolutions with their bias and activation; the track count N stays dynamic. Build it with
-    `trace_for_inference`, which checks it against the eager model.
-    """
-
-    def __init__(self, model: EventNet, graph: torch.jit.ScriptModule) -> None:
+    def __init__(self, model: EventNet) -> None:
         self.model = model
-        self.graph = graph
 
     @property
     def config(self) -> EventNetConfig:
@@ -284,10 +280,29 @@ class TracedEventNet:
         self.model._check_input(sbt, self.config.in_channels)
         if sbt.shape[0] != len(state):
             raise ValueError(f"{sbt.shape[0]} patches for a state of {len(state)} tracks")
-        disp, logits, h, c, mem = self.graph(*(getattr(state, f.name) for f in fields(state)),
-                                             sbt)
+        disp, logits, h, c, mem = self._run(state, sbt)
         return disp, logits, EventNetState(state.ref_vec, state.ref_mid, state.ref_pool,
                                            h, c, mem)
+
+    def _run(self, state: EventNetState, sbt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(disp, logits, h, c, mem) of one step."""
+        raise NotImplementedError
+
+
+class TracedEventNet(CompiledStep):
+    """A frozen TorchScript trace of an inference copy's step, called like the model.
+
+    Tracing removes the Python of ~40 module calls per step and lets TorchScript fuse the
+    convolutions with their bias and activation; the track count N stays dynamic. Build it with
+    `trace_for_inference`, which checks it against the eager model.
+    """
+
+    def __init__(self, model: EventNet, graph: torch.jit.ScriptModule) -> None:
+        super().__init__(model)
+        self.graph = graph
+
+    def _run(self, state: EventNetState, sbt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph(*(getattr(state, f.name) for f in fields(state)), sbt)
 
 
 def _example_inputs(model: EventNet, n: int, seed: int) -> tuple[EventNetState, torch.Tensor]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from blinktrack_ros.models.event_net import (
+    CompiledStep,
     EventNet,
     EventNetState,
     _example_inputs,
@@ -141,8 +142,8 @@ def quantize_step(onnx_fp32: bytes, feeds: Iterable[dict[str, np.ndarray]],
     return graph.SerializeToString()
 
 
-class OnnxEventNet:
-    """The event step in an ONNX Runtime session, called like the model (`TracedEventNet`'s
+class OnnxEventNet(CompiledStep):
+    """The event step in an ONNX Runtime session, called like the model (a `CompiledStep`:
     contract: `(state, sbt) -> (disp, logits, new state)`); `init_state` stays PyTorch's.
 
     Args:
@@ -164,7 +165,7 @@ class OnnxEventNet:
         except ImportError as exc:
             raise ImportError(f"event_source.runtime onnxruntime needs onnxruntime "
                               f"({PIP_HINT}): {exc}") from exc
-        self.model = model.eval()
+        super().__init__(model.eval())
         exported = onnx_bytes is None
         if onnx_bytes is None:
             onnx_bytes = export_step(self.model)
@@ -189,24 +190,11 @@ class OnnxEventNet:
         if check:
             self._check(strict=exported or not self.quantized)
 
-    @property
-    def config(self):
-        return self.model.config
-
-    def init_state(self, ref_patches: torch.Tensor) -> EventNetState:
-        return self.model.init_state(ref_patches)
-
-    def __call__(self, state: EventNetState, sbt: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, EventNetState]:
-        """Same as `EventNet.forward` (outputs on the CPU, float32)."""
-        self.model._check_input(sbt, self.config.in_channels)
-        if sbt.shape[0] != len(state):
-            raise ValueError(f"{sbt.shape[0]} patches for a state of {len(state)} tracks")
+    def _run(self, state: EventNetState, sbt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The session's outputs as CPU float32 tensors."""
         feed = state_feed(state, sbt)
-        disp, logits, h, c, mem = (torch.from_numpy(a) for a in self.session.run(
+        return tuple(torch.from_numpy(a) for a in self.session.run(
             None, {k: feed[k] for k in self._used}))
-        return disp, logits, EventNetState(state.ref_vec, state.ref_mid, state.ref_pool,
-                                           h, c, mem)
 
     def _check(self, strict: bool) -> None:
         worst = 0.0
