@@ -144,7 +144,7 @@ def quantize_step(onnx_fp32: bytes, feeds: Iterable[dict[str, np.ndarray]],
 
 class OnnxEventNet(CompiledStep):
     """The event step in an ONNX Runtime session, called like the model (a `CompiledStep`:
-    contract: `(state, sbt) -> (disp, logits, new state)`); `init_state` stays PyTorch's.
+    `(state, sbt) -> (disp, logits, new state)`); `init_state` stays PyTorch's.
 
     Args:
         model: the network as loaded (the digest is checked against it; `init_state` runs it).
