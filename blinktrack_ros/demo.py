@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         bag=str(bag), out=str(out / "tracks.mcap"), tracks_txt=None, mode=main_mode,
         seeds=str(seeds), target_count=64, event_topic=None, image_topic=None, window_ms=10.0,
         event_weights=None, image_weights=None, untrained=False, device="cpu",
-        frame_id="camera", quiet=True, frame_join_ms=None))
+        frame_id="camera", quiet=True, frame_join_ms=None, event_runtime="torch", event_onnx=""))
     for mode in modes:
         print(f"\n## mode {mode}")
         print(sequence_table(results[mode]))
