@@ -134,6 +134,8 @@ def test_config_errors() -> None:
         EventSourceConfig(runtime="onnxruntime", device="cuda")
     with pytest.raises(ValueError, match="set it to onnxruntime"):
         EventSourceConfig(onnx_model="x.onnx")
+    with pytest.raises(ValueError, match="apply to the torch runtime"):
+        EventSourceConfig(runtime="onnxruntime", bf16=True)
     from blinktrack_ros.tracking.build import make_event_source
 
     with pytest.raises(FileNotFoundError, match="no_such.onnx"):
