@@ -123,7 +123,12 @@ def _train(args: argparse.Namespace) -> int:
 
     from blinktrack_ros.cli import UsageError
     from blinktrack_ros.train.data import DataSpec
-    from blinktrack_ros.train.trainer import TrainConfig, Trainer, distributed_from_env
+    from blinktrack_ros.train.trainer import (
+        TrainConfig,
+        Trainer,
+        close_distributed,
+        distributed_from_env,
+    )
 
     if args.preset == "benchmark":
         raise UsageError("the benchmark preset is the test split: train on --preset train")
@@ -170,6 +175,7 @@ def _train(args: argparse.Namespace) -> int:
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
     val = tr.run(deadline)
     wall = time.time() - t0
+    close_distributed()
     if not dist.main:  # rank 0 reports and exports
         return 0
     print(json.dumps({"step": tr.step, "wall_s": round(wall, 1), "processes": dist.world,

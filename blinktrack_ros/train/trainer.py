@@ -310,6 +310,15 @@ def distributed_from_env(device: str) -> tuple[DistContext, str]:
     return DistContext(tdist.get_rank(), tdist.get_world_size()), device
 
 
+def close_distributed() -> None:
+    """Leave the process group (after a barrier) where one was joined: a process that exits
+    with gloo's threads still running can abort ("terminate called without an active
+    exception", seen once in CI after every step had finished)."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+
+
 class Trainer:
     """Holds the network, optimiser, schedule and data state of one run."""
 
