@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 import io
 from pathlib import Path
@@ -106,36 +106,39 @@ def export_onnx(module: Any, args: tuple, inputs: tuple[str, ...], outputs: tupl
 
 
 def event_case(n: int, weights: str | None = None, seed: int = 0) -> tuple[Case, Any]:
-    """The event network step at n tracks; also returns the source (keeps the traces)."""
+    """The event network step at n tracks; also returns the source (keeps the traces). The
+    graph is the one `event_source.runtime: onnxruntime` runs (`models.event_onnx`)."""
     import torch
 
-    from blinktrack_ros.models.event_net import _example_inputs, _FlatStep
-    from blinktrack_ros.tracking.build import make_event_source
+    from blinktrack_ros.models.event_net import _example_inputs, load_event_net
+    from blinktrack_ros.models.event_onnx import INPUTS, OUTPUTS, export_step, state_feed
+    from blinktrack_ros.tracking.build import (
+        DEFAULT_EVENT_WEIGHTS,
+        make_event_source,
+        resolve_weights,
+    )
 
-    source = make_event_source(weights)
+    path = resolve_weights(weights, DEFAULT_EVENT_WEIGHTS)
+    source = make_event_source(path)
     net, step = source.net, source._step_net  # folded + channels-last; the trace
-    plain = net.to(memory_format=torch.contiguous_format)  # NCHW copy for the exporter
+    graph = Graph(export_step(load_event_net(path)), INPUTS, OUTPUTS)
+    plain = net.to(memory_format=torch.contiguous_format)  # NCHW inputs for every runtime
     with torch.no_grad():
         state, sbt = _example_inputs(plain, n, seed)
-        names = tuple(f.name for f in fields(state))
-        arrays = tuple(getattr(state, k) for k in names) + (sbt,)
-        out_names = ("disp", "logits", "h_out", "c_out", "mem_out")
-        graph = export_onnx(_FlatStep(plain).eval(), arrays, names + ("sbt",), out_names,
-                            names + ("sbt",) + out_names)
         want = plain(state, sbt)
         reference = [t.numpy().copy() for t in (want[0], want[1], want[2].h, want[2].c,
                                                  want[2].mem)]
     net.to(memory_format=torch.channels_last)
     cl = torch.channels_last
     state_cl = type(state)(*(a.contiguous(memory_format=cl) if a.dim() == 4 else a
-                             for a in (getattr(state, k) for k in names)))
+                             for a in (getattr(state, k) for k in INPUTS[:-1])))
     sbt_cl = sbt.contiguous(memory_format=cl)
 
     def torch_run():
         with torch.inference_mode():
             return step(state_cl, sbt_cl)
 
-    feed = {k: a.numpy() for k, a in zip(graph.inputs, arrays)}
+    feed = state_feed(state, sbt)
     return Case(torch_run, reference, [graph], [feed], lambda call: call(0, feed)), source
 
 

@@ -182,7 +182,6 @@ def _decode_mono(buf: np.ndarray, msg: object, stats: DecodeStats):
 
 _RESOLVED: dict[str, str] = {}
 _KERNEL: list = [None]  # (capacity, decode) kernels, once a stream resolved to "numba"
-_empty = np.empty
 
 
 def prepare_evt3_backend(backend: str = "auto") -> str:
@@ -223,8 +222,7 @@ def _decode_evt3_numba(buf: np.ndarray, msg: object, state: DecoderState, stats:
     capacity, kernel = _KERNEL[0]
     big = msg.is_bigendian
     cap = capacity(buf, big)
-    x, y, t, p = _empty(cap, np.uint16), _empty(cap, np.uint16), _empty(cap, np.int64), \
-        _empty(cap, np.uint8)
+    x, y, t, p = evt3_jit.columns(cap)
     offset, last = state.offset_ns, state.last_t_ns
     stamp = msg.header.stamp
     (n, dropped, backwards, across, n_on, triggers, unknown, has_offset, offset,

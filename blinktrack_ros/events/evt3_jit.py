@@ -44,14 +44,15 @@ def _check(kernel) -> None:
     """Compile for the payloads messages bring (writable arrays, read-only bytes); check one."""
     word = np.array([0x8001, 0x6002, 0x0003, 0x2004], "<u2")  # time, row, one event
     for payload in (word.view(np.uint8).copy(), np.frombuffer(word.tobytes(), np.uint8)):
-        cols = _columns(1)
+        cols = columns(1)
         got = kernel(payload, False, 8, 8, False, 0, 0, 0, 0, 0, 0, 0, False, 0, False, 0, *cols)
         if got[0] != 1 or int(cols[0][0]) != 4:
             raise RuntimeError(f"a one-event packet gave {got[0]} events")
 
 
-def _columns(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Empty x, y (uint16), t (int64), p (uint8) columns for `cap` events."""
+def columns(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Empty x, y (uint16), t (int64), p (uint8) columns for `cap` events (what
+    `_decode_words` writes into)."""
     return (np.empty(cap, np.uint16), np.empty(cap, np.uint16), np.empty(cap, np.int64),
             np.empty(cap, np.uint8))
 

@@ -83,20 +83,21 @@ def _set_digest(graph, digest: str) -> None:
     entry.key, entry.value = DIGEST_KEY, digest
 
 
-def graph_digest(onnx_bytes: bytes) -> str | None:
-    """The weights digest recorded in an exported graph (None when it has none)."""
+def graph_digest(onnx_bytes: bytes | object) -> str | None:
+    """The weights digest recorded in an exported graph, as bytes or a loaded ModelProto (None
+    when it has none)."""
     import onnx
 
-    graph = onnx.load_from_string(onnx_bytes)
+    graph = onnx.load_from_string(onnx_bytes) if isinstance(onnx_bytes, bytes) else onnx_bytes
     return next((p.value for p in graph.metadata_props if p.key == DIGEST_KEY), None)
 
 
-def state_feed(state: EventNetState, sbt: torch.Tensor) -> dict[str, np.ndarray]:
-    """The graph's inputs for a state and SBT batch (float32, C order: channels-last tensors
-    are copied to NCHW)."""
-    arrays = [getattr(state, k) for k in INPUTS[:-1]] + [sbt]
-    return {k: np.ascontiguousarray(t.detach().cpu().float().numpy())
-            for k, t in zip(INPUTS, arrays)}
+def state_feed(state: EventNetState, sbt: torch.Tensor,
+               names: tuple[str, ...] = INPUTS) -> dict[str, np.ndarray]:
+    """The graph's inputs `names` for a state and SBT batch (float32, C order: channels-last
+    tensors are copied to NCHW)."""
+    return {k: np.ascontiguousarray((sbt if k == "sbt" else getattr(state, k))
+                                    .detach().cpu().float().numpy()) for k in names}
 
 
 def quantize_step(onnx_fp32: bytes, feeds: Iterable[dict[str, np.ndarray]],
@@ -169,7 +170,10 @@ class OnnxEventNet(CompiledStep):
         exported = onnx_bytes is None
         if onnx_bytes is None:
             onnx_bytes = export_step(self.model)
-        recorded = graph_digest(onnx_bytes)
+        import onnx
+
+        proto = onnx.load_from_string(onnx_bytes)
+        recorded = graph_digest(proto)
         if recorded is None:
             raise ValueError("the ONNX event step records no weights digest: export it with "
                              "blinktrack_ros.models.event_onnx (export_step / quantize_step)")
@@ -185,16 +189,15 @@ class OnnxEventNet(CompiledStep):
                                             providers=["CPUExecutionProvider"])
         # the exporter drops inputs the graph does not read (the compact net's ref_pool)
         self._used = tuple(i.name for i in self.session.get_inputs())
-        self.quantized = any(n.op_type == "QuantizeLinear" for n in _nodes(onnx_bytes))
+        self.quantized = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
         self.max_check_error: float | None = None
         if check:
             self._check(strict=exported or not self.quantized)
 
     def _run(self, state: EventNetState, sbt: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The session's outputs as CPU float32 tensors."""
-        feed = state_feed(state, sbt)
         return tuple(torch.from_numpy(a) for a in self.session.run(
-            None, {k: feed[k] for k in self._used}))
+            None, state_feed(state, sbt, self._used)))
 
     def _check(self, strict: bool) -> None:
         worst = 0.0
@@ -215,8 +218,3 @@ class OnnxEventNet(CompiledStep):
         if strict and worst > 1e-3:
             raise ValueError(f"the ONNX event step differs from the network by {worst:.3g}")
 
-
-def _nodes(onnx_bytes: bytes):
-    import onnx
-
-    return onnx.load_from_string(onnx_bytes).graph.node
