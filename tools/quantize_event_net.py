@@ -47,13 +47,15 @@ def main() -> int:
         calls[0] += 1
         return forward(net, state, sbt, max_batch)
 
-    event_source.forward_chunked = recording
     _, seqs = load_benchmark_sequences(args.data)
     modes = tuple(m for m in args.modes.split(",") if m)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_benchmark(seqs, pipeline_tracker(args.weights), tmp,
-                      BenchmarkConfig(modes=modes, render=False), progress=True)
-    event_source.forward_chunked = forward
+    event_source.forward_chunked = recording
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_benchmark(seqs, pipeline_tracker(args.weights), tmp,
+                          BenchmarkConfig(modes=modes, render=False), progress=True)
+    finally:
+        event_source.forward_chunked = forward
     if not feeds:
         raise SystemExit("no event windows recorded: does DATA hold event sequences?")
     print(f"{len(feeds)} windows recorded of {calls[0]}, "
