@@ -40,6 +40,7 @@ class RealCheckConfig:
         fb_max_px: forward-backward error above which an LK point is dropped.
         event_weights, image_weights: checkpoints (None: the shipped lite weights).
         device: torch device.
+        event_runtime, event_onnx: `event_source.runtime` / `.onnx_model` (e.g. the int8 step).
     """
 
     modes: tuple[str, ...] = DEFAULT_MODES
@@ -51,6 +52,8 @@ class RealCheckConfig:
     event_weights: str | None = None
     image_weights: str | None = None
     device: str = "cpu"
+    event_runtime: str = "torch"
+    event_onnx: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
     from dataclasses import asdict
 
     from blinktrack_ros.eval.tracker import LAGGED_SUFFIX, as_float_frames, seeds_from_rows
-    from blinktrack_ros.tracking.build import build_pipeline
+    from blinktrack_ros.tracking.build import build_pipeline, event_source_options
     from blinktrack_ros.tracking.offline import EventInput, interleave
     from blinktrack_ros.tracking.pipeline import Mode, PipelineConfig
     from blinktrack_ros.tracking.smoother import FixedLagSmoother
@@ -132,7 +135,9 @@ def track_mode(data: RealData, seeds_px: np.ndarray, mode: str, config: RealChec
                                          event_window_ms=config.window_ms,
                                          reseed=False, max_pending_windows=1 << 30),
                           event_weights=config.event_weights, image_weights=config.image_weights,
-                          device=config.device)
+                          device=config.device,
+                          event_source=event_source_options(config.event_runtime,
+                                                            config.event_onnx))
     n = seeds_px.shape[0]
     pipe.set_seeds(seeds_from_rows(np.column_stack([np.arange(n), np.zeros(n), seeds_px])))
     times = data.frame_times_ns
@@ -523,7 +528,8 @@ def run_realcheck(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = RealCheckConfig(modes=modes, n_seeds=args.seeds, window_ms=args.window_ms,
                              fb_max_px=args.fb_max, event_weights=args.event_weights,
-                             image_weights=args.image_weights, device=args.device)
+                             image_weights=args.image_weights, device=args.device,
+                             event_runtime=args.event_runtime, event_onnx=args.event_onnx)
     result = real_check(args.data, config)
     try:
         fits = slider_line_fits(args.data, result)
@@ -553,6 +559,8 @@ def run_realcheck(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `blinktrack realcheck`."""
+    from blinktrack_ros.tracking.build import add_event_runtime_args
+
     p = sub.add_parser(
         "realcheck", help="real events + frames, no ground truth: tracker vs Lucas-Kanade",
         description="Seed Shi-Tomasi features on frame 0 of a real recording, follow them with "
@@ -574,6 +582,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="LK forward-backward error (px) above which a point is dropped")
     p.add_argument("--event-weights", help="event network checkpoint (default: shipped lite)")
     p.add_argument("--image-weights", help="image network checkpoint (default: shipped lite)")
+    add_event_runtime_args(p)
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--out", help="folder for realcheck.png (last frame annotated), .json, .md")
