@@ -61,6 +61,20 @@ def test_float_graph_equals_the_eager_network(model) -> None:
         assert got[2].ref_vec is state.ref_vec  # the reference rows are carried, not copied
 
 
+def test_every_convolution_is_a_conv_node(model) -> None:
+    """The 1x1 convolutions that eager torch runs as matrix products (PointwiseConv2d, the
+    ConvLSTM gates) are exported as Conv nodes: ONNX Runtime runs them (and the int8 graph
+    quantises them) faster, and the eager network is unchanged."""
+    import onnx
+
+    nodes = onnx.load_from_string(event_onnx.export_step(model)).graph.node
+    assert not any(n.op_type == "Transpose" for n in nodes)  # the matrix products' permutes
+    if model.config.arch == "compact":  # its step: every conv but the reference encoder's
+        convs = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
+                 and not name.startswith("ref_encoder")]
+        assert sum(n.op_type == "Conv" for n in nodes) == len(convs) == 6
+
+
 def test_event_source_gives_the_same_observations(model, rng) -> None:
     """EventSource with runtime onnxruntime against the torch trace: partial rows, a NaN patch
     (dropped and counted the same way), the state kept where the output is not finite."""

@@ -24,7 +24,7 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, c_in, H, W) -> (N, c_out, H, W)."""
-        if self.out_channels < 32 and x.shape[-1] * x.shape[-2] >= 16:
+        if (self.out_channels < 32 and x.shape[-1] * x.shape[-2] >= 16) or _exporting():
             return F.conv2d(x, self.weight, self.bias)
         pixels = x.permute(0, 2, 3, 1)  # N H W c_in (a view when x is channels-last)
         # a batched matmul: on this CPU build a 2-D (N H W, c_in) @ (c_in, c_out) product with
@@ -33,6 +33,12 @@ class PointwiseConv2d(nn.Conv2d):
         if self.bias is not None:
             out.add_(self.bias)  # N H W c_out (out is a fresh tensor)
         return out.permute(0, 3, 1, 2)
+
+
+def _exporting() -> bool:
+    """Inside an ONNX export: the 1x1 convolutions stay Conv nodes (ONNX Runtime runs, and
+    quantises, a Conv faster than the matrix-product form that is faster in eager torch)."""
+    return bool(torch.onnx.is_in_onnx_export())
 
 
 def make_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, pad: int = 0,
@@ -99,7 +105,7 @@ class ConvLSTMCell(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """x, h, c: (N, C, s, s) -> new (h, c). Gate order: input, forget, output, cell."""
-        if self.gates.kernel_size == (1, 1):
+        if self.gates.kernel_size == (1, 1) and not _exporting():
             return self._forward_1x1(x, h, c)
         i, f, o, g = self.gates(torch.cat([x, h], 1)).chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
