@@ -84,6 +84,7 @@ def test_bench_pipeline_live_latency(capsys) -> None:
     assert 0 < fig["latency_ms_median"] <= fig["latency_ms_p99"] <= fig["latency_ms_max"]
     assert fig["live_event_updates"] <= fig["data_windows"] == 200
     assert fig["node_torch_threads"] == 1 and fig["live_pace"] == 1.0
+    assert fig["live_node_warm_up_s"] == 0.1  # the node's default warm-up
 
 
 def test_prophesee_like_stream_is_decoded_whole_from_evt3(tmp_path) -> None:
@@ -113,3 +114,5 @@ def test_bench_pipeline_rejects_a_bad_event_rate(capsys) -> None:
     assert "--event-rate-mev-s" in capsys.readouterr().err
     assert main(["bench", "pipeline", *SMALL, "--no-replay", "--packet-ms", "0"]) == 2
     assert "--packet-ms" in capsys.readouterr().err
+    assert main(["bench", "pipeline", *SMALL, "--no-replay", "--node-warm-up-s", "11"]) == 2
+    assert "--node-warm-up-s" in capsys.readouterr().err

@@ -400,3 +400,62 @@ def test_offline_frame_join_follows_the_torch_threads():
         assert offline_frame_join_ms(7.5) == 7.5  # an explicit value wins
     finally:
         torch.set_num_threads(before)
+
+
+def _warm_run(warm: bool, runtime: str = "torch"):
+    from blinktrack_ros.synth.config import preset
+    from blinktrack_ros.synth.sequence import generate_sequence
+    from blinktrack_ros.tracking.build import event_source_options
+
+    seq = generate_sequence(preset("slow", duration_s=0.25), seed=3)
+    h, w = seq.frames.shape[1:]
+    pipe = build_pipeline(PipelineConfig(mode=Mode.EI, event_window_ms=5.0), untrained=True,
+                          frame_join_ms=10.0, event_source=event_source_options(runtime, ""))
+    seconds = pipe.warm_up(w, h) if warm else 0.0
+    model = pipe.image.image_source.model
+    traced = set(getattr(model, "_traced", None) or ())  # (level, level shape, ...) keys
+    stats_after_warm_up = pipe.stats
+    log = run_offline(pipe, interleave(seq.frames, seq.frame_times_ns, seq.events))
+    return pipe, log.as_rows(), stats_after_warm_up, seconds, (traced, (w, h))
+
+
+def test_warm_up_leaves_no_trace_in_the_tracks_and_counters():
+    """A warmed-up pipeline gives the tracks, ids and counters of a cold one (the sources
+    are shared with the throwaway pipeline and reset), and has its kernels and traces ready."""
+    from blinktrack_ros.events import sbt_jit
+
+    cold, cold_rows, _, _, (cold_traced, _) = _warm_run(False)
+    warm, warm_rows, stats0, seconds, (traced, (w, h)) = _warm_run(True)
+    assert seconds > 0
+    assert stats0.tracks_born == 0 and stats0.event_windows == 0 and stats0.frames == 0
+    assert stats0.fusion["arrays"] == 0 and not any(stats0.sources.values())
+    assert cold_rows.shape == warm_rows.shape and cold_rows.shape[0] > 100
+    np.testing.assert_array_equal(cold_rows, warm_rows)
+    assert warm.stats == cold.stats
+    if sbt_jit.KERNEL.available():
+        assert sbt_jit.KERNEL._compiled is not None
+    if hasattr(warm.image.image_source.model, "_traced"):  # the patch image network traces
+        assert not cold_traced  # per image size, at its first tracked frame
+        assert any(key[1][-2:] == (h, w) for key in traced)
+
+
+def test_warm_up_refuses_a_pipeline_that_has_seen_data(rng):
+    pipe, _ = _event_pipeline()
+    pipe.on_image(0, _frame(rng))
+    with pytest.raises(RuntimeError, match="before the pipeline's first input"):
+        pipe.warm_up()
+
+
+def test_warm_up_inputs_are_ordered_and_inside_the_sensor():
+    from blinktrack_ros.tracking.pipeline import warm_up_inputs
+
+    items = warm_up_inputs(64, 48, 0.05)
+    times = [int(i.t[-1]) if isinstance(i, EventBatch) else i[0] for i in items]
+    assert times == sorted(times)
+    frames = [i for i in items if not isinstance(i, EventBatch)]
+    assert [f[0] for f in frames] == [0, 33_333_333]
+    assert all(f[1].shape == (48, 64) and f[1].dtype == np.float32 for f in frames)
+    events = EventBatch.concatenate([i for i in items if isinstance(i, EventBatch)])
+    assert len(events) == 50 * 100 and events.x.max() < 64 and events.y.max() < 48
+    with pytest.raises(ValueError, match="16x16"):
+        warm_up_inputs(8, 48, 0.05)

@@ -58,6 +58,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-refined", action="store_true",
                    help="live run: the node also publishes ~/tracks_refined "
                         "(node.publish_refined), to measure its cost")
+    p.add_argument("--node-warm-up-s", type=float, default=0.1,
+                   help="live run: the node's node.warm_up_s (synthetic data run at start; 0: "
+                        "a cold start, whose first windows wait for kernels and traces)")
     p.add_argument("--node-log", help="write the node process output to this file")
     p.add_argument("--trace", help="live run: write the node's per-input timestamps to this "
                    "CSV and report the medians of its stages (inbox, frames first, event "
@@ -83,7 +86,8 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
                            progress: bool = False, trace: str | None = None,
                            packet_ms: float = 1.0,
                            node_frame_join_ms: float = 0.0,
-                           node_refined: bool = False) -> dict[str, Any]:
+                           node_refined: bool = False,
+                           node_warm_up_s: float = 0.1) -> dict[str, Any]:
     """All figures of `blinktrack bench pipeline` for a bench.replay.BenchSetup."""
     import tempfile
 
@@ -127,11 +131,13 @@ def pipeline_bench_figures(setup: Any, live: bool = True, replay: bool = True,
             event_weights=setup.event_weights, image_weights=setup.image_weights,
             event_runtime=setup.event_runtime, event_onnx=setup.event_onnx,
             threads=threads, pace=pace, trace=trace, packet_ms=packet_ms,
-            frame_join_ms=node_frame_join_ms, refined=node_refined),
+            frame_join_ms=node_frame_join_ms, refined=node_refined,
+            warm_up_s=node_warm_up_s, warm_up_size=(setup.width, setup.height)),
             Path(node_log) if node_log else None))
         figures["live_packet_ms"] = packet_ms
         figures["live_node_frame_join_ms"] = node_frame_join_ms
         figures["live_node_refined"] = node_refined
+        figures["live_node_warm_up_s"] = node_warm_up_s
     return figures
 
 
@@ -144,9 +150,10 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     if args.duration_s <= 0 or args.frame_hz <= 0 or args.target_count < 1 \
             or (args.threads is not None and args.threads < 1) \
             or args.pace <= 0 or not 0 < args.packet_ms <= 1000 \
-            or not 0 <= args.node_frame_join_ms <= 1000:
+            or not 0 <= args.node_frame_join_ms <= 1000 or not 0 <= args.node_warm_up_s <= 10:
         raise UsageError("--duration-s, --frame-hz, --target-count, --threads and --pace must "
-                         "be > 0, --packet-ms in (0, 1000], --node-frame-join-ms in [0, 1000]")
+                         "be > 0, --packet-ms in (0, 1000], --node-frame-join-ms in [0, 1000], "
+                         "--node-warm-up-s in [0, 10]")
     live = not args.no_live
     if live:
         try:
@@ -173,7 +180,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
                                          args.node_log, args.pace, progress=not args.json,
                                          trace=args.trace, packet_ms=args.packet_ms,
                                          node_frame_join_ms=args.node_frame_join_ms,
-                                         node_refined=args.node_refined)
+                                         node_refined=args.node_refined,
+                                         node_warm_up_s=args.node_warm_up_s)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     report("pipeline", figures, args.json)

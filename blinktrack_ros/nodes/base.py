@@ -9,6 +9,7 @@ publishes what comes back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 import time
 from typing import Any, Protocol
 
@@ -102,6 +103,7 @@ class GlueNode(Node):
         self._handlers: dict[str, Callable[[Any], None]] = {}
         self._loss_seen = (0, 0)
         self.arrival_ns = 0  # arrival of the input being processed (for latency)
+        self.warm_up_s = 0.0  # wall s of the start's warm-up (see warm_up)
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -122,6 +124,35 @@ class GlueNode(Node):
         if section == "node":
             self.cfg = cfg
             self.malformed.period_s = cfg.malformed_log_period_s
+
+    def warm_up(self, pipeline: Any = None, event_source: Any = None, image_source: Any = None,
+                klt: Any = None) -> float:
+        """`Pipeline.warm_up` with node.warm_up_* (call before subscribing): of `pipeline`, or
+        of a throwaway one around the given sources (split nodes). Logs and returns the wall
+        seconds (0: node.warm_up_s is 0, or the pipeline already ran)."""
+        cfg = self.cfg
+        if cfg.warm_up_s <= 0:
+            return 0.0
+        if pipeline is None:
+            from blinktrack_ros.tracking.pipeline import Mode, Pipeline
+
+            modes = {(True, False, False): Mode.E, (True, True, False): Mode.EI,
+                     (True, False, True): Mode.E_KLT, (False, True, False): Mode.I,
+                     (False, False, True): Mode.KLT}
+            key = (event_source is not None, image_source is not None, klt is not None)
+            if key not in modes:
+                return 0.0
+            config = replace(self.params.configs["pipeline"], mode=modes[key])
+            pipeline = Pipeline(config, seeding=self.params.configs["seeding"],
+                                event_source=event_source, image_source=image_source, klt=klt)
+        try:
+            seconds = pipeline.warm_up(cfg.warm_up_width, cfg.warm_up_height, cfg.warm_up_s)
+        except RuntimeError as exc:  # a pipeline given after it ran: nothing to warm up
+            self.get_logger().warning(f"no warm-up: {exc}")
+            return 0.0
+        self.get_logger().info(f"warmed up in {seconds:.2f} s ({cfg.warm_up_width}x"
+                               f"{cfg.warm_up_height}, {cfg.warm_up_s:g} s of synthetic data)")
+        return seconds
 
     def subscribe(self, msg_type: Any, topic: str, handler: Callable[[Any], None],
                   raw: bool = False, **kwargs: Any) -> Any:
@@ -254,6 +285,7 @@ class GlueNode(Node):
         for topic, count in self.held_back.items():
             values[f"{topic} held back (older than the last published)"] = str(count)
         values["time resets"] = str(self.resets)
+        values["warm-up s"] = f"{self.warm_up_s:.2f}"
         values.update(self.extra_diagnostics())
         level, text = self._loss_level()
         if self.errors:

@@ -76,6 +76,14 @@ class NodeConfig:
         image_weights: image network checkpoint; empty = the shipped weights/image_patch.pt
             (the patch network, with its own R; the paper-style weights/image_lite.pt by
             path).
+        warm_up_s: blinktrack_node, event_node, image_node: at start, before subscribing, run
+            this much synthetic data (a moving texture and random events) through the networks
+            and forget it (tracks, ids, counters untouched; `warm-up s` in diagnostics), so that
+            kernels, runtimes and the image network's traces are ready before the first
+            message (cold, the first event window took about 1 s on 2 cores, and a live node
+            then merged windows for seconds); 0 = off. The tracks do not change.
+        warm_up_width, warm_up_height: image size of the warm-up: set the camera's (the image
+            network traces per size; another size costs ~0.1-0.2 s at its first frame).
         camera_id: camera id written into the VINS-Fusion feature cloud.
         frame_id: frame_id of the outputs; empty = the input images' frame_id.
         debug_image_rate_hz: maximum rate of ~/debug_image; 0 = off.
@@ -96,6 +104,9 @@ class NodeConfig:
     publish_refined: bool = _opt(False)
     event_weights: str = _opt("")
     image_weights: str = _opt("")
+    warm_up_s: float = _opt(0.1, value_range=(0.0, 10.0))
+    warm_up_width: int = _opt(240, value_range=(16, 8192))
+    warm_up_height: int = _opt(180, value_range=(16, 8192))
     camera_id: int = _opt(0, value_range=(0, 255))
     frame_id: str = _opt("")
     debug_image_rate_hz: float = _opt(5.0, value_range=(0.0, 100.0), dynamic=True)

@@ -34,7 +34,7 @@ class LiveSetup:
         mode, window_ms, target_count: the node's pipeline (as in bag.bench.BenchSetup).
         event_weights, image_weights: checkpoints; None = shipped lite, else random weights.
         packet_ms: event packet length the driver publishes.
-        warmup_s: windows ending in the first warmup_s of data are not counted.
+        skip_s: windows ending in the first skip_s of data are not counted.
         threads: torch threads of the node process (OMP_NUM_THREADS too).
         debug_image_rate_hz: the node's debug image rate (its default costs some time).
         pace: data seconds per wall second of the driver (1 = real time; below 1 shows the
@@ -45,6 +45,8 @@ class LiveSetup:
         frame_join_ms: the node's `node.frame_join_ms` (frames beside the event windows).
         refined: the node's `node.publish_refined` (~/tracks_refined, one frame late).
         event_runtime, event_onnx: the node's `event_source.runtime` / `.onnx_model`.
+        warm_up_s, warm_up_size: the node's `node.warm_up_s` (0: a cold start) and
+            `node.warm_up_width/height` (the sequence's size).
     """
 
     mode: str = "ei"
@@ -53,7 +55,7 @@ class LiveSetup:
     event_weights: str | None = None
     image_weights: str | None = None
     packet_ms: float = 1.0
-    warmup_s: float = 0.5
+    skip_s: float = 0.5
     threads: int = 1
     debug_image_rate_hz: float = 5.0
     pace: float = 1.0
@@ -63,13 +65,17 @@ class LiveSetup:
     refined: bool = False
     event_runtime: str = "torch"
     event_onnx: str = ""
+    warm_up_s: float = 0.1
+    warm_up_size: tuple[int, int] = (240, 180)
 
 
 def _child_command(setup: LiveSetup) -> list[str]:
     cmd = [sys.executable, "-m", "blinktrack_ros.nodes.latency", "--mode", setup.mode,
            "--window-ms", str(setup.window_ms), "--target-count", str(setup.target_count),
            "--threads", str(setup.threads), "--debug-rate", str(setup.debug_image_rate_hz),
-           "--frame-join-ms", str(setup.frame_join_ms)] + (["--refined"] if setup.refined else [])
+           "--frame-join-ms", str(setup.frame_join_ms), "--warm-up-s", str(setup.warm_up_s),
+           "--warm-up-size", "x".join(map(str, setup.warm_up_size))] + (
+               ["--refined"] if setup.refined else [])
     for flag, value in (("--event-weights", setup.event_weights),
                         ("--image-weights", setup.image_weights),
                         ("--event-runtime", setup.event_runtime),
@@ -221,7 +227,7 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
         time.sleep(0.5)
         node_cpu = _cpu_s(child.pid) - cpu0
         lat = window_latencies_ms(messages, walls, list(driver.windows), list(driver.tracks),
-                                  messages[0][0] + int(setup.warmup_s * 1e9))
+                                  messages[0][0] + int(setup.skip_s * 1e9))
     finally:
         driver.close()
         child.terminate()
@@ -244,7 +250,7 @@ def measure_latency(seq: Any, setup: LiveSetup, log: Path | None = None) -> dict
             "node_torch_threads": setup.threads, "live_pace": setup.pace}
     if setup.trace and Path(setup.trace).is_file():
         figures.update(trace_stages(Path(setup.trace), messages[0][0]
-                                    + int(setup.warmup_s * 1e9)))
+                                    + int(setup.skip_s * 1e9)))
     return figures
 
 
@@ -305,7 +311,10 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--image-weights")
     p.add_argument("--event-runtime", default="torch")
     p.add_argument("--event-onnx", default="")
+    p.add_argument("--warm-up-s", type=float, default=0.1)
+    p.add_argument("--warm-up-size", default="240x180")
     args = p.parse_args(argv)
+    warm_w, warm_h = (int(v) for v in args.warm_up_size.split("x"))
     from rclpy.parameter import Parameter
     import torch
 
@@ -333,7 +342,10 @@ def serve(argv: list[str] | None = None) -> int:
                  Parameter("node.input_reliability", value="reliable"),
                  Parameter("node.input_queue_depth", value=100),
                  Parameter("node.debug_image_rate_hz", value=args.debug_rate),
-                 Parameter("node.publish_refined", value=args.refined)]
+                 Parameter("node.publish_refined", value=args.refined),
+                 Parameter("node.warm_up_s", value=args.warm_up_s),
+                 Parameter("node.warm_up_width", value=warm_w),
+                 Parameter("node.warm_up_height", value=warm_h)]
     return run(lambda: PipelineNode(pipe, parameter_overrides=overrides), [])
 
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+import copy
 from dataclasses import dataclass, field, replace
 from enum import Enum
 import logging
+import time
 
 import numpy as np
 
@@ -309,6 +311,49 @@ class Pipeline:
         if self._on_reset is not None:
             self._on_reset(reason)
 
+    def warm_up(self, width: int = 240, height: int = 180, seconds: float = 0.1) -> float:
+        """Run `seconds` of synthetic input (a textured frame moving 1 px per 30 Hz frame,
+        uniform random events) through a throwaway Pipeline sharing this one's sources, so the
+        one-off costs of the first calls happen now and not on the first data: numba kernels
+        loaded or compiled, ONNX Runtime and oneDNN primitives created, the image network's
+        refinement steps traced for this image size (another size traces again at its first
+        frame, ~0.1 s), the frame worker thread started (kept for this pipeline).
+
+        Nothing of it stays: this pipeline's tracks, ids, counters and time checks are
+        untouched, the shared sources are reset and their fault counters restored, so the
+        tracks of the data that follows are those without a warm-up. Call it before the first
+        input. Returns the wall seconds it took.
+        """
+        if self.engine.snapshot(0).ids.size or self._last_ns:
+            raise RuntimeError("warm_up() must run before the pipeline's first input")
+        start = time.perf_counter()
+        sources = [s for s in (self.event_source, self.image.image_source) if s is not None]
+        saved = [(s, copy.deepcopy(getattr(s, "stats", None)), getattr(s, "_drops", None))
+                 for s in sources]
+        warm = Pipeline(self.config, self.engine.config, self.image.seeding,
+                        self.event_source, self.image.image_source, self.image.klt,
+                        frame_join_ms=self.frame_join_ns * 1e-6, provisional=self.provisional,
+                        join_when_ready=self.join_when_ready)
+        try:
+            for item in warm_up_inputs(width, height, seconds):
+                if isinstance(item, EventBatch):
+                    warm.on_events(item)
+                else:
+                    warm.on_image(*item)
+            warm.flush()
+        finally:
+            warm.reset("warm-up")
+            for source, stats, drops in saved:
+                if stats is not None:
+                    source.stats = stats
+                if drops is not None:
+                    source._drops = drops
+            if self._worker is None:  # its frame thread, warmed up, serves this pipeline
+                self._worker = warm._worker
+            elif warm._worker is not None:
+                warm._worker.shutdown(wait=False)
+        return time.perf_counter() - start
+
     def _check_time(self, t_ns: int, stream: str) -> None:
         last = self._last_ns.get(stream)
         if last is not None and t_ns < last - int(self.config.time_reset_tolerance_ms * 1e6):
@@ -415,6 +460,32 @@ class Pipeline:
         for module in (self.event, self.image):
             if module is not None:
                 module.on_tracks(snap)
+
+
+def warm_up_inputs(width: int, height: int, seconds: float, frame_hz: float = 30.0,
+                   events_per_ms: int = 100, seed: int = 0) -> list:
+    """Synthetic inputs of `Pipeline.warm_up`, in time order: (t_ns, (H, W) float32 gray)
+    frames of a blocky random texture shifted by 1 px per frame (corners everywhere), and 1 ms
+    EventBatches of uniform random events."""
+    if width < 16 or height < 16 or not seconds > 0:
+        raise ValueError(f"warm-up needs at least 16x16 pixels and seconds > 0, got "
+                         f"{width}x{height}, {seconds}")
+    rng = np.random.default_rng(seed)
+    blocks = rng.random((height // 6 + 2, width // 6 + 2), dtype=np.float32)
+    texture = np.kron(blocks, np.ones((6, 6), np.float32))
+    out: list = []
+    end_ns, frame_ns = int(seconds * 1e9), int(1e9 / frame_hz)
+    frames = range(0, end_ns + 1, frame_ns)
+    for k, t_f in enumerate(frames):
+        out.append((t_f, np.ascontiguousarray(texture[1:height + 1, k:k + width])))
+    for t0 in range(0, end_ns, 1_000_000):
+        t = np.sort(rng.integers(t0 + 1, t0 + 1_000_001, events_per_ms)).astype(np.int64)
+        out.append(EventBatch(rng.integers(0, width, t.size).astype(np.uint16),
+                              rng.integers(0, height, t.size).astype(np.uint16), t,
+                              rng.integers(0, 2, t.size).astype(np.uint8), width, height))
+    # a frame after the events up to its time (the replay's order, offline.interleave)
+    return sorted(out, key=lambda item: (int(item.t[-1]), 0) if isinstance(item, EventBatch)
+                  else (item[0], 1))
 
 
 def observed_sources(mode: Mode) -> tuple[Source, ...]:
