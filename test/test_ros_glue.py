@@ -317,3 +317,30 @@ def test_blinktrack_node_frame_join_publishes_windows_at_once(ctx, rng) -> None:
     after = [t - times[times < t].max() for t in np.unique(refined[:, 1] * 1e9) if t > times[0]]
     assert min(after) <= 20_000_000
     d.ex.shutdown()
+
+
+def test_split_nodes_built_from_parameters_warm_up_and_forget_it(ctx) -> None:
+    """event_node and image_node built from their parameters warm their networks up at start
+    (node.warm_up_s, the size given) and start with no track, no window and zero counters;
+    node.warm_up_s 0 turns it off."""
+    from blinktrack_ros.nodes.image import ImageNode
+
+    size = [Parameter("node.warm_up_width", value=96), Parameter("node.warm_up_height", value=72)]
+    event = EventNode(context=ctx, parameter_overrides=[
+        Parameter("pipeline.mode", value="e"), *size])
+    image = ImageNode(context=ctx, parameter_overrides=[
+        Parameter("pipeline.mode", value="i"), *size])
+    cold = EventNode(name="cold", context=ctx, parameter_overrides=[
+        Parameter("pipeline.mode", value="e"), Parameter("node.warm_up_s", value=0.0)])
+    try:
+        assert event.warm_up_s > 0 and image.warm_up_s > 0 and cold.warm_up_s == 0.0
+        assert event.module.source.track_ids.size == 0 and not event.module.has_grid
+        assert event.module.counts["windows"] == 0
+        assert image.module.image_source.track_ids.size == 0
+        assert image.module.counts["frames"] == 0
+        traced = image.module.image_source.model._traced  # traced for the warm-up size
+        assert any(key[1][-2:] == (72, 96) for key in traced)
+        assert not any(event.module.source.stats.values())
+    finally:
+        for node in (event, image, cold):
+            node.destroy_node()
