@@ -232,3 +232,78 @@ def test_many_tracks_fused_kernel_equals_the_gated_path(rng: np.random.Generator
     np.testing.assert_allclose(fast.tracks.x, gated.tracks.x, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(fast.tracks.P, gated.tracks.P, rtol=1e-10, atol=1e-9)
     assert np.array_equal(fast.tracks.n_updates, gated.tracks.n_updates)
+
+
+def _without_kernel(monkeypatch) -> None:
+    from blinktrack_ros.tracking import fusion_jit
+
+    monkeypatch.setattr(fusion_jit.KERNEL, "_compiled", None)
+    monkeypatch.setattr(fusion_jit.KERNEL, "_error", "numba off (test)")
+
+
+def _run_engine(cfg: FusionConfig, seed: int) -> tuple[FusionEngine, list]:
+    """A random sequence: 40 tracks, both network sources with random R and visibilities (some
+    low: occlusion), outliers for the gate, unknown and stale ids, tracks dropped and born."""
+    rng = np.random.default_rng(seed)
+    eng = FusionEngine(cfg)
+    start = rng.uniform(20, 200, (40, 2))
+    ids = eng.add_tracks(0, start)
+    results = []
+    for k in range(1, 30):
+        t = 5 * MS * k
+        pick = rng.permutation(ids)[:rng.integers(5, ids.size + 1)]
+        z = eng.predict_positions(t, pick)[1] + rng.normal(0, 0.7, (pick.size, 2))
+        z[rng.random(pick.size) < 0.1] += 40.0  # outliers
+        obs = Observations(Source.EVENT if k % 3 else Source.IMAGE, t, pick, z,
+                           np.einsum("n,ij->nij", rng.uniform(0.1, 5.0, pick.size), np.eye(2)),
+                           rng.uniform(0.0, 1.0, pick.size))
+        if k % 7 == 0:  # an unknown id and a stale array of one track
+            obs = replace(obs, ids=np.where(np.arange(pick.size) == 0, 9999, obs.ids))
+            results.append(eng.apply(_obs(Source.EVENT, t - 3 * MS, pick[1:2], z[1:2])))
+        results.append(eng.apply(obs))
+        if k % 10 == 0:
+            eng.drop(ids[:3])
+            ids = np.concatenate([ids[3:], eng.add_tracks(t, rng.uniform(20, 200, (3, 2)))])
+    return eng, results
+
+
+@pytest.mark.parametrize("cfg", [
+    FusionConfig(), RAW, replace(RAW, gate_threshold=9.21), FusionConfig(gate_threshold=6.0),
+    replace(RAW, constant_q=True, q=50.0)], ids=["calibrated", "raw", "raw-gate",
+                                                  "calibrated-gate", "constant-q"])
+def test_compiled_fusion_equals_the_numpy_engine(monkeypatch, cfg: FusionConfig) -> None:
+    """The numba fusion kernel (fusion_jit, the engine's default where numba imports) leaves
+    the same table and counts as the numpy code on a sequence with gating, occlusion, unknown
+    and stale ids, drops and births."""
+    from blinktrack_ros.tracking import fusion_jit
+
+    if not fusion_jit.KERNEL.available():
+        pytest.skip(f"numba kernel unavailable: {fusion_jit.KERNEL.error()}")
+    fast, fast_results = _run_engine(cfg, 3)
+    _without_kernel(monkeypatch)
+    ref, ref_results = _run_engine(cfg, 3)
+    assert fast_results == ref_results
+    if cfg.gate_threshold is not None:
+        assert sum(r.gated for r in ref_results) > 5  # the gate did reject some
+    tab, want = fast.tracks, ref.tracks
+    assert np.array_equal(tab.ids, want.ids) and len(tab) > 30
+    np.testing.assert_allclose(tab.x, want.x, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tab.P, want.P, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tab.visibility_ema, want.visibility_ema, rtol=1e-12)
+    for name in ("status", "state_ns", "last_obs_ns", "last_confident_ns", "last_source",
+                 "n_updates"):
+        assert np.array_equal(getattr(tab, name), getattr(want, name)), name
+    assert (tab.status == TrackStatus.OCCLUDED).any() and (tab.status == TrackStatus.TRACKED).any()
+
+
+def test_compiled_fusion_raises_as_numpy_on_a_bad_covariance() -> None:
+    """A covariance that makes S = H P H' + R not positive definite (a corrupted state; the
+    observations' R are validated before): the kernel writes nothing, the engine raises the
+    numpy path's error and the other track is not updated either."""
+    eng = FusionEngine(RAW)
+    ids = eng.add_tracks(0, [[10.0, 10.0], [20.0, 20.0]])
+    eng.tracks.P[1, 0, 0] = -50.0
+    before = eng.tracks.x.copy()
+    with pytest.raises(ValueError, match="positive definite"):
+        eng.apply(_obs(Source.EVENT, 5 * MS, ids, [[11.0, 10.0], [21.0, 20.0]]))
+    assert np.array_equal(eng.tracks.x, before) and eng.tracks.n_updates.sum() == 0

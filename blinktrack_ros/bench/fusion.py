@@ -85,7 +85,18 @@ def fusion_figures(repeats: int = 50) -> dict[str, float]:
         figures[f"pinv_loop_N{n}_track_updates_per_s"] = n / t
         speedup = figures[f"kf_numpy_N{n}_track_updates_per_s"] * t / n
         figures[f"speedup_vs_pinv_loop_N{n}_x"] = speedup
-    figures["engine_apply_64_tracks_ms"] = _engine_latency(repeats) * 1e3
+    from blinktrack_ros.tracking import fusion_jit
+
+    figures["engine_fusion_kernel"] = "numba" if fusion_jit.KERNEL.available() else \
+        f"numpy ({fusion_jit.KERNEL.error()})"
+    for n in (64, 1000):  # the engine's whole apply, compiled kernel (default) and numpy
+        with_kernel = _engine_latency(repeats, n)
+        numpy_only = _engine_latency(repeats, n, compiled=False)
+        if n == 64:
+            figures["engine_apply_64_tracks_ms"] = with_kernel * 1e3
+            figures["engine_apply_64_tracks_numpy_ms"] = numpy_only * 1e3
+        figures[f"engine_apply_N{n}_track_updates_per_s"] = n / with_kernel
+        figures[f"engine_apply_N{n}_numpy_track_updates_per_s"] = n / numpy_only
     figures["klt_observe_64_tracks_240x180_ms"] = _klt_latency(repeats) * 1e3
     return figures
 
@@ -113,25 +124,34 @@ def _klt_latency(repeats: int) -> float:
     return float(np.median(time_calls(observe_next_frame, repeats)))
 
 
-def _engine_latency(repeats: int) -> float:
-    """Median seconds to apply one 64-track observation array through the engine."""
+def _engine_latency(repeats: int, n: int = 64, compiled: bool = True) -> float:
+    """Median seconds to apply one n-track observation array through the engine (compiled:
+    the numba fusion kernel where available, else the numpy code)."""
     import time
 
+    from blinktrack_ros.tracking import fusion_jit
     from blinktrack_ros.tracking.engine import FusionEngine
     from blinktrack_ros.tracking.observation import Observations, Source
 
     rng = np.random.default_rng(1)
     engine = FusionEngine()
-    ids = engine.add_tracks(0, rng.uniform(0, 640, (64, 2)))
-    k = max(repeats, 20) * 10
+    ids = engine.add_tracks(0, rng.uniform(0, 640, (n, 2)))
+    k = max(repeats, 20) * (10 if n <= 64 else 2)
     arrays = [Observations(Source.EVENT if i % 2 else Source.IMAGE, (i + 1) * 5_000_000, ids,
-                           rng.uniform(0, 640, (64, 2)), np.tile(np.eye(2), (64, 1, 1)),
-                           rng.uniform(0.6, 1.0, 64)) for i in range(k)]
+                           rng.uniform(0, 640, (n, 2)), np.tile(np.eye(2), (n, 1, 1)),
+                           rng.uniform(0.6, 1.0, n)) for i in range(k)]
     times = np.empty(k)
-    for i, obs in enumerate(arrays):
-        t0 = time.perf_counter()
-        engine.apply(obs)
-        times[i] = time.perf_counter() - t0
+    kernel = fusion_jit.KERNEL
+    saved = kernel._compiled, kernel._error
+    if not compiled:
+        kernel._compiled, kernel._error = None, "switched off (numpy figure)"
+    try:
+        for i, obs in enumerate(arrays):
+            t0 = time.perf_counter()
+            engine.apply(obs)
+            times[i] = time.perf_counter() - t0
+    finally:
+        kernel._compiled, kernel._error = saved
     return float(np.median(times[10:]))
 
 

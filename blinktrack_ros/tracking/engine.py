@@ -15,7 +15,7 @@ import heapq
 import numpy as np
 
 from blinktrack_ros import kalman
-from blinktrack_ros.tracking import lifecycle
+from blinktrack_ros.tracking import fusion_jit, lifecycle
 from blinktrack_ros.tracking.fusion_types import (
     FusionConfig,
     FusionMode,
@@ -160,7 +160,12 @@ class FusionEngine:
               vis: np.ndarray) -> int:
         """Predict the rows to t_ns and update them; returns how many the gate rejected."""
         cfg, tab = self.config, self.tracks
-        if cfg.calibrated_noise and source in (Source.EVENT, Source.IMAGE):
+        calibrated = cfg.calibrated_noise and source in (Source.EVENT, Source.IMAGE)
+        if cfg.mode is not FusionMode.NAIVE and fusion_jit.KERNEL.available():
+            n_gated = self._fuse_compiled(t_ns, source, rows, z, R, vis, calibrated)
+            if n_gated >= 0:
+                return n_gated  # else an S that is not positive definite: numpy raises
+        if calibrated:
             R = calibrated_covariance(vis, source, cfg)
         dt = (t_ns - tab.state_ns[rows]) * 1e-9
         n_gated = 0
@@ -185,6 +190,26 @@ class FusionEngine:
             x, P = kalman.update(x, P, z, R)
         self._store(t_ns, source, rows, x, P, vis)
         return n_gated
+
+    def _fuse_compiled(self, t_ns: int, source: Source, rows: np.ndarray, z: np.ndarray,
+                       R: np.ndarray, vis: np.ndarray, calibrated: bool) -> int:
+        """`_fuse` for the Kalman modes in one numba call (`fusion_jit`); -1: nothing done."""
+        cfg, tab = self.config, self.tracks
+        if source == Source.EVENT:
+            log_r0, slope = cfg.event_noise_log_r0, cfg.event_noise_slope
+        else:
+            log_r0, slope = cfg.image_noise_log_r0, cfg.image_noise_slope
+        gate = cfg.gate_threshold
+        return fusion_jit.KERNEL.compiled()(
+            tab.x, tab.P, tab.state_ns, tab.last_obs_ns, tab.last_source, tab.n_updates,
+            tab.visibility_ema, tab.status, tab.last_confident_ns,
+            np.ascontiguousarray(rows, np.int64), int(t_ns), int(source),
+            np.ascontiguousarray(z, np.float64), np.ascontiguousarray(R, np.float64),
+            np.ascontiguousarray(vis, np.float64), bool(calibrated), float(log_r0),
+            float(slope), float(cfg.q), bool(cfg.constant_q), gate is not None,
+            float(gate if gate is not None else 0.0), float(cfg.visibility_ema_alpha),
+            float(cfg.occlusion_visibility), float(cfg.confident_visibility),
+            lifecycle.OCCLUDED_CODE, lifecycle.TRACKED_CODE)
 
     def _store(self, t_ns: int, source: Source, rows: np.ndarray, x: np.ndarray,
                P: np.ndarray, vis: np.ndarray) -> None:

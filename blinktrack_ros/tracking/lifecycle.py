@@ -8,6 +8,7 @@ from blinktrack_ros.tracking.fusion_types import FusionConfig
 from blinktrack_ros.tracking.tracks import TrackStatus, TrackTable
 
 _OCCLUDED, _TRACKED = np.uint8(TrackStatus.OCCLUDED), np.uint8(TrackStatus.TRACKED)
+OCCLUDED_CODE, TRACKED_CODE = _OCCLUDED, _TRACKED  # (the compiled fusion writes them too)
 
 
 def update_visibility(tab: TrackTable, rows: np.ndarray, visibility: np.ndarray, t_ns: int,
