@@ -267,6 +267,10 @@ def test_blinktrack_node_live_equals_offline_replay(ctx, rng, mode: str) -> None
     assert np.abs(filtered[:, 2:4] - expected[:, 2:4]).max() > 1e-2  # smoothing moved them
     assert node.smoother.dropped == 0
     assert node.extra_diagnostics()["network event step"] == "torch trace"
+    from blinktrack_ros.tracking import fusion_jit
+
+    assert node.extra_diagnostics()["fusion kernel"] == (
+        "numba" if fusion_jit.KERNEL.available() else "numpy")
     # the node warmed its pipeline up at start (node.warm_up_s default) and its tracks are
     # still those of the cold offline replay (compared above)
     assert node.warm_up_s > 0

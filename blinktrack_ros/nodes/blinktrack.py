@@ -28,6 +28,7 @@ from blinktrack_ros.nodes.config import default_sections
 from blinktrack_ros.nodes.event_topic import EventTopic
 from blinktrack_ros.nodes.inbox import Arrival
 from blinktrack_ros.nodes.trace import NodeTrace
+from blinktrack_ros.tracking import fusion_jit
 from blinktrack_ros.tracking.observation import Source
 
 
@@ -259,6 +260,7 @@ class PipelineNode(GlueNode):
         if self.pipeline.event_source is not None:
             out["network event step"] = self.pipeline.event_source.step_runtime
         out.update({f"decode {k}": str(v) for k, v in self.events.stats().items()})
+        out["fusion kernel"] = fusion_jit.backend()
         out["pipeline backlog policy"] = str(getattr(self.pipeline.config.backlog, "value",
                                                      self.pipeline.config.backlog))
         out["frames skipped (backlog)"] = str(self.frames_skipped)

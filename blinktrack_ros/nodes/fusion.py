@@ -25,6 +25,7 @@ from blinktrack_ros.nodes.base import GlueNode, run
 from blinktrack_ros.nodes.camera_input import CameraInput
 from blinktrack_ros.nodes.config import NodeConfig
 from blinktrack_ros.nodes.ordering import StreamOrder
+from blinktrack_ros.tracking import fusion_jit
 from blinktrack_ros.tracking.fusion_types import FusionConfig, TrackSnapshot
 from blinktrack_ros.tracking.modules import FusionModule
 from blinktrack_ros.tracking.observation import Observations, Source
@@ -137,6 +138,7 @@ class FusionNode(GlueNode):
         """The fusion counters."""
         stats = self.module.stats() if hasattr(self.module, "stats") else {}
         out = {f"fusion {k}": str(v) for k, v in stats.items()}
+        out["fusion kernel"] = fusion_jit.backend()
         out["arrays waiting for the other module"] = str(len(self.order))
         out["arrays arrived after later ones were fused"] = str(self.order.late)
         out.update(self.camera.stats())

@@ -187,3 +187,9 @@ def _check(kernel) -> None:
 
 
 KERNEL = Kernel(_fuse_rows, _check, "the fusion kernel")
+
+
+def backend() -> str:
+    """What fuses the Kalman modes' arrays here: "numba", or "numpy" (numba missing or the
+    kernel failed its check; the reason in `KERNEL.error()`)."""
+    return "numba" if KERNEL.available() else "numpy"
