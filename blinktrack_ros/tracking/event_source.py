@@ -10,6 +10,7 @@ position. Observed position = patch geometric centre + predicted displacement.
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,15 +301,27 @@ class EventSource:
             part = state if whole else select_rows(state, rows_t)
             disp, logits, new = forward_chunked(self._step_net, part, sbt,
                                                 self.config.max_batch or None)
-            good_t = torch.isfinite(disp).all(1) & torch.isfinite(logits).all(1)
-            if bool(good_t.all()) and whole:
+            if disp.device.type == "cpu" and disp.dtype == logits.dtype == torch.float32:
+                # the usual case, in numpy: a tenth of the cost of the torch calls on 64 rows
+                disp_np, logits_np = disp.numpy(), logits.numpy()
+                good = np.isfinite(disp_np).all(1) & np.isfinite(logits_np).all(1)
+                out = (disp_np.astype(np.float64), logits_np, good)
+                good_t = None if good.all() else torch.from_numpy(good)
+            else:
+                good_t = torch.isfinite(disp).all(1) & torch.isfinite(logits).all(1)
+                out = (disp.double().cpu().numpy(), logits.float().cpu().numpy(),
+                       good_t.cpu().numpy())
+                good_t = None if bool(good_t.all()) else good_t
+            if good_t is None and whole:
                 self._state = new
-            elif bool(good_t.any()):
-                keep = torch.nonzero(good_t).reshape(-1)
+            elif good_t is None or bool(good_t.any()):
+                keep = torch.nonzero(good_t).reshape(-1) if good_t is not None else \
+                    torch.arange(len(rows_t), device=rows_t.device)
                 self._state = put_rows(state, rows_t[keep], select_rows(new, keep))
-        return (disp.double().cpu().numpy(), logits.float().cpu().numpy(),
-                good_t.cpu().numpy())
+        return out
 
-    def _autocast(self) -> torch.autocast:
+    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
+        if not self.config.bf16:  # (building a disabled autocast context costs per call)
+            return contextlib.nullcontext()
         device_type = torch.device(self.config.device).type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.config.bf16)
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=True)
