@@ -459,3 +459,6 @@ def test_warm_up_inputs_are_ordered_and_inside_the_sensor():
     assert len(events) == 50 * 100 and events.x.max() < 64 and events.y.max() < 48
     with pytest.raises(ValueError, match="16x16"):
         warm_up_inputs(8, 48, 0.05)
+    long = [i for i in warm_up_inputs(64, 48, 2.0) if not isinstance(i, EventBatch)]
+    assert len(long) == 61 and all(f[1].shape == (48, 64) for f in long)  # every shift fits
+    np.testing.assert_array_equal(long[5][1][:, 1:], long[6][1][:, :-1])  # 1 px per frame

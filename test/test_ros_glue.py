@@ -348,3 +348,19 @@ def test_split_nodes_built_from_parameters_warm_up_and_forget_it(ctx) -> None:
     finally:
         for node in (event, image, cold):
             node.destroy_node()
+
+
+def test_a_failing_warm_up_leaves_the_node_starting_cold(ctx) -> None:
+    """A warm-up that raises (say a runtime that fails on its first call) is logged and the
+    node starts all the same, without it."""
+    pipe = build_pipeline(PipelineConfig(mode=Mode.E_KLT), untrained=True)
+
+    def broken(*args, **kwargs):
+        raise OSError("no device (test)")
+
+    pipe.warm_up = broken
+    node = PipelineNode(pipe, context=ctx, parameter_overrides=_overrides("dvs_msgs/EventArray"))
+    try:
+        assert node.warm_up_s == 0.0 and node.pipeline is pipe
+    finally:
+        node.destroy_node()

@@ -150,6 +150,9 @@ class GlueNode(Node):
         except RuntimeError as exc:  # a pipeline given after it ran: nothing to warm up
             self.get_logger().warning(f"no warm-up: {exc}")
             return 0.0
+        except Exception as exc:  # noqa: BLE001 - the node starts all the same (cold)
+            self.get_logger().error(f"warm-up failed, starting cold: {exc!r}")
+            return 0.0
         self.get_logger().info(f"warmed up in {seconds:.2f} s ({cfg.warm_up_width}x"
                                f"{cfg.warm_up_height}, {cfg.warm_up_s:g} s of synthetic data)")
         return seconds

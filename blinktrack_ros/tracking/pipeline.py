@@ -471,11 +471,11 @@ def warm_up_inputs(width: int, height: int, seconds: float, frame_hz: float = 30
         raise ValueError(f"warm-up needs at least 16x16 pixels and seconds > 0, got "
                          f"{width}x{height}, {seconds}")
     rng = np.random.default_rng(seed)
-    blocks = rng.random((height // 6 + 2, width // 6 + 2), dtype=np.float32)
-    texture = np.kron(blocks, np.ones((6, 6), np.float32))
-    out: list = []
     end_ns, frame_ns = int(seconds * 1e9), int(1e9 / frame_hz)
     frames = range(0, end_ns + 1, frame_ns)
+    blocks = rng.random((height // 6 + 2, (width + len(frames)) // 6 + 2), dtype=np.float32)
+    texture = np.kron(blocks, np.ones((6, 6), np.float32))  # wide enough for every shift
+    out: list = []
     for k, t_f in enumerate(frames):
         out.append((t_f, np.ascontiguousarray(texture[1:height + 1, k:k + width])))
     for t0 in range(0, end_ns, 1_000_000):
