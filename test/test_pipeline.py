@@ -196,6 +196,39 @@ def test_windows_of_one_batch_see_the_previous_window_fused(rng):
     assert not np.allclose(batched.queries[0], batched.queries[2])  # the tracks did move
 
 
+@pytest.mark.parametrize("policy", [Backlog.MERGE, Backlog.SKIP])
+def test_each_window_gets_its_events_whatever_the_packets(rng, policy):
+    """The events each window is observed with (RecordingEventSource asserts they lie inside
+    it) do not depend on how they were packed: 0.3, 2 and 7 ms packets against one packet per
+    window, events before the first frame included (the buffer before the window grid), and a
+    packet of a window already done is counted late; one batch of everything gives one merged
+    window or the newest one (the backlog policy)."""
+    frame = _frame(rng)
+    t = np.sort(rng.integers(-20 * MS, 61 * MS, 6000))
+    runs = {}
+    for packet_ns in (300_000, 2 * MS, 7 * MS, 10 * MS, 100 * MS):
+        pipe, src = _event_pipeline(backlog=policy,
+                                    max_pending_windows=1 if packet_ns == 100 * MS else 4)
+        if packet_ns == 100 * MS:  # the frame, then every later event in one batch
+            pipe.on_image(0, frame)
+            pipe.on_events(_events(t[t > 0]))
+        else:
+            for start in range(-20 * MS, 61 * MS, packet_ns):
+                if 0 <= start < packet_ns:  # before the first packet from 0 on
+                    pipe.on_image(0, frame)  # the window grid starts at this frame
+                pipe.on_events(_events(t[(t > start) & (t <= start + packet_ns)]))
+        pipe.on_events(_events(np.array([60 * MS])))  # the window ending at 60 ms is done
+        runs[packet_ns] = (src.calls, pipe.stats.events_late, pipe.stats.time_resets)
+    calls, late, resets = runs[10 * MS]
+    assert [c[0] // MS for c in calls] == [10, 20, 30, 40, 50, 60] and late == 1 and not resets
+    assert sum(c[2] for c in calls) == int(((t > 0) & (t <= 60 * MS)).sum())
+    for packet_ns in (300_000, 2 * MS, 7 * MS):
+        assert runs[packet_ns] == runs[10 * MS]
+    total = int(((t > 0) & (t <= 60 * MS)).sum())
+    want = [(60 * MS, 60 * MS, total)] if policy is Backlog.MERGE else [calls[-1]]
+    assert runs[100 * MS][0] == want
+
+
 class SlowKlt(KltSource):
     """KLT that records the thread it ran on and can be slowed down (thread timing)."""
 

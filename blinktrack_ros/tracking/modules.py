@@ -222,11 +222,15 @@ class EventModule:
             self.counts["events_late"] += len(batch)  # their window is done
             return []
         self._last_event_ns = int(batch.t[-1])
+        if self._next_end_ns is not None and self._last_event_ns <= self._next_end_ns:
+            # no window completes: keep the packet as it is (the window's slicing drops its
+            # events before the window start); one concatenation per window, not per packet
+            self._events.append(batch)
+            return []
         events = EventBatch.concatenate(self._events + [batch])
-        if self._next_end_ns is None or self._last_event_ns <= self._next_end_ns:
-            keep_from = self._last_event_ns - self.window_ns if self._next_end_ns is None \
-                else self._next_end_ns - self.window_ns
-            self._events = [events.slice_time(keep_from, self._last_event_ns)]
+        if self._next_end_ns is None:  # before the grid: the last window of events only
+            self._events = [events.slice_time(self._last_event_ns - self.window_ns,
+                                              self._last_event_ns)]
             return []
         ends, windows = self._due_windows()
         self._events = [events.slice_time(self._next_end_ns - self.window_ns,
