@@ -85,6 +85,7 @@ def test_bench_pipeline_live_latency(capsys) -> None:
     assert fig["live_event_updates"] <= fig["data_windows"] == 200
     assert fig["node_torch_threads"] == 1 and fig["live_pace"] == 1.0
     assert fig["live_node_warm_up_s"] == 0.1  # the node's default warm-up
+    assert 0 < fig["driver_cpu_s_per_data_s"] < 10 and 0 < fig["node_cpu_s_per_data_s"] < 10
 
 
 def test_prophesee_like_stream_is_decoded_whole_from_evt3(tmp_path) -> None:
