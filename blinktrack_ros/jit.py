@@ -11,7 +11,8 @@ the reason in `error()`, never an exception in the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 from typing import Any
 
 
@@ -44,6 +45,17 @@ class Kernel:
         if k is None:
             raise ImportError(f"{self.what} is not available: {self._error}")
         return k
+
+    @contextlib.contextmanager
+    def disabled(self, reason: str = "switched off") -> Iterator[None]:
+        """Within the block the kernel is unavailable (callers take their fallback), e.g. to
+        measure the fallback beside it; restored after."""
+        saved = self._compiled, self._error
+        self._compiled, self._error = None, reason
+        try:
+            yield
+        finally:
+            self._compiled, self._error = saved
 
     def _load(self) -> Callable | None:
         if self._compiled is None and self._error is None:

@@ -129,7 +129,12 @@ class GlueNode(Node):
                 klt: Any = None) -> float:
         """`Pipeline.warm_up` with node.warm_up_* (call before subscribing): of `pipeline`, or
         of a throwaway one around the given sources (split nodes). Logs and returns the wall
-        seconds (0: node.warm_up_s is 0, or the pipeline already ran)."""
+        seconds, also kept in `warm_up_s` (0: node.warm_up_s is 0, the pipeline already ran or
+        the warm-up failed)."""
+        self.warm_up_s = self._warm_up(pipeline, event_source, image_source, klt)
+        return self.warm_up_s
+
+    def _warm_up(self, pipeline: Any, event_source: Any, image_source: Any, klt: Any) -> float:
         cfg = self.cfg
         if cfg.warm_up_s <= 0:
             return 0.0

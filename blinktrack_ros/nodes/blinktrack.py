@@ -55,7 +55,7 @@ class PipelineNode(GlueNode):
         """Create the node; `pipeline` defaults to make_pipeline(parameters)."""
         super().__init__(name, default_sections(), **kwargs)
         self.pipeline = pipeline or make_pipeline(self.params.configs)
-        self.warm_up_s = self.warm_up(self.pipeline)
+        self.warm_up(self.pipeline)
         import sensor_msgs.msg
 
         import blinktrack_ros.msg

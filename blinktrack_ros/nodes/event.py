@@ -30,14 +30,13 @@ class EventNode(GlueNode):
     def __init__(self, module: Any = None, name: str = "blinktrack_event", **kwargs: Any) -> None:
         """Create the node; `module` defaults to the core's event module."""
         super().__init__(name, default_sections(), **kwargs)
-        built = module is None
         self.module = module or build_modules(self.params.configs).event
         if self.module is None:
             mode = self.params.configs["pipeline"].mode.value
             raise ValueError(f"pipeline.mode {mode!r} uses no events: do not start event_node "
                              "(modes with events: e, ei, ei-naive, e-klt)")
-        # a module given by the caller is the caller's to warm up
-        self.warm_up_s = self.warm_up(event_source=self.module.source) if built else 0.0
+        if module is None:  # a module given by the caller is the caller's to warm up
+            self.warm_up(event_source=self.module.source)
         import sensor_msgs.msg
 
         import blinktrack_ros.msg

@@ -30,11 +30,9 @@ class ImageNode(GlueNode):
     def __init__(self, module: Any = None, name: str = "blinktrack_image", **kwargs: Any) -> None:
         """Create the node; `module` defaults to the core's image module."""
         super().__init__(name, default_sections(), **kwargs)
-        built = module is None
         self.module = module or build_modules(self.params.configs).image
-        # a module given by the caller is the caller's to warm up
-        self.warm_up_s = self.warm_up(image_source=self.module.image_source,
-                                      klt=self.module.klt) if built else 0.0
+        if module is None:  # a module given by the caller is the caller's to warm up
+            self.warm_up(image_source=self.module.image_source, klt=self.module.klt)
         import sensor_msgs.msg
 
         import blinktrack_ros.msg

@@ -324,7 +324,7 @@ class Pipeline:
         tracks of the data that follows are those without a warm-up. Call it before the first
         input. Returns the wall seconds it took.
         """
-        if self.engine.snapshot(0).ids.size or self._last_ns:
+        if len(self.engine.tracks) or self._last_ns:
             raise RuntimeError("warm_up() must run before the pipeline's first input")
         start = time.perf_counter()
         sources = [s for s in (self.event_source, self.image.image_source) if s is not None]
